@@ -1,0 +1,348 @@
+//! Client of one storage node: the calls the web node, migration and console make.
+//! Large files always go through the streaming RPCs, so neither side holds a file whole
+//! unless the caller asks for it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::proto::storage::storage_service_client::StorageServiceClient;
+use crate::proto::storage::{
+    DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PutFileChunk, StatFileRequest,
+    StreamKeysRequest,
+};
+
+/// Size of the chunks a file is streamed in.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Largest message the compatible (unary, whole-file) RPCs accept and send.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid node address {0:?}")]
+    BadAddress(String),
+    #[error("storage node {node}: {status}")]
+    Rpc { node: String, status: Status },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Rpc { status, .. } => Some(status.code()),
+            _ => None,
+        }
+    }
+}
+
+pub type ClientResult<T> = Result<T, ClientError>;
+
+/// Size and SHA-256 (lowercase hex) of a stored file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub file_count: u64,
+    pub total_bytes: u64,
+}
+
+/// A cheap-to-clone handle on one node; the underlying HTTP/2 connection is shared and
+/// re-established on demand.
+#[derive(Clone, Debug)]
+pub struct StorageClient {
+    address: String,
+    inner: StorageServiceClient<Channel>,
+}
+
+/// Turns `host:port` (or a URL) into an endpoint with the timeouts every node call uses.
+pub fn endpoint(address: &str) -> ClientResult<Endpoint> {
+    let uri = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|_| ClientError::BadAddress(address.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(16 * 1024 * 1024)))
+}
+
+impl StorageClient {
+    /// A client that connects on first use; never fails for a well-formed address.
+    pub fn connect_lazy(address: &str) -> ClientResult<Self> {
+        let channel = endpoint(address)?.connect_lazy();
+        Ok(Self::from_channel(address, channel))
+    }
+
+    pub fn from_channel(address: &str, channel: Channel) -> Self {
+        StorageClient {
+            address: address.to_string(),
+            inner: StorageServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn rpc(&self, status: Status) -> ClientError {
+        ClientError::Rpc {
+            node: self.address.clone(),
+            status,
+        }
+    }
+
+    /// Stores `data` under `key` (streamed in chunks). With `expected_sha256`, the node
+    /// refuses a copy whose hash differs and keeps nothing of it.
+    pub async fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+        expected_sha256: Option<&str>,
+    ) -> ClientResult<FileStat> {
+        let chunks = chunked(data);
+        self.put_stream(key, expected_sha256, futures::stream::iter(chunks))
+            .await
+    }
+
+    /// Streams the file at `path` to the node under `key`, never holding it whole.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        expected_sha256: Option<&str>,
+    ) -> ClientResult<FileStat> {
+        let io_error = |source| ClientError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(io_error)?;
+        // Read ahead of the network by a few chunks, no more.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let reader = tokio::spawn(async move {
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let n = file.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    return Ok::<_, std::io::Error>(());
+                }
+                buf.truncate(filled);
+                if tx.send(Bytes::from(buf)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let sent = self
+            .put_stream(
+                key,
+                expected_sha256,
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            )
+            .await;
+        match reader.await {
+            Ok(Ok(())) => sent,
+            Ok(Err(e)) => Err(io_error(e)),
+            Err(join) => Err(io_error(std::io::Error::other(join))),
+        }
+    }
+
+    /// Streams chunks to the node under `key`; the file appears only once all arrived.
+    pub async fn put_stream<S>(
+        &self,
+        key: &str,
+        expected_sha256: Option<&str>,
+        chunks: S,
+    ) -> ClientResult<FileStat>
+    where
+        S: Stream<Item = Bytes> + Send + 'static,
+    {
+        let first = PutFileChunk {
+            key: key.to_string(),
+            data: Bytes::new(),
+            expected_sha256: expected_sha256.unwrap_or_default().to_string(),
+        };
+        let rest = chunks.map(|data| PutFileChunk {
+            data,
+            ..Default::default()
+        });
+        let request = futures::stream::iter([first]).chain(rest);
+        let reply = self
+            .inner
+            .clone()
+            .put_file(request)
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok(FileStat {
+            size: reply.size,
+            sha256: reply.sha256,
+        })
+    }
+
+    /// The whole file, or None if the node does not have it.
+    pub async fn get(&self, key: &str) -> ClientResult<Option<Bytes>> {
+        let Some((stat, stream)) = self.get_stream(key, 0, 0).await? else {
+            return Ok(None);
+        };
+        let mut data = Vec::with_capacity(stat.size as usize);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            data.extend_from_slice(&chunk?);
+        }
+        Ok(Some(Bytes::from(data)))
+    }
+
+    /// A byte range of the file (`length` 0 = to the end) as a stream of chunks, with the
+    /// whole file's size and hash; None if the node does not have it.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> ClientResult<
+        Option<(
+            FileStat,
+            impl Stream<Item = ClientResult<Bytes>> + Send + 'static,
+        )>,
+    > {
+        let request = GetFileRequest {
+            key: key.to_string(),
+            offset,
+            length,
+        };
+        let mut stream = match self.inner.clone().get_file(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == Code::NotFound => return Ok(None),
+            Err(status) => return Err(self.rpc(status)),
+        };
+        // The first message carries the size and hash (and perhaps the first bytes).
+        let first = match stream.message().await {
+            Ok(Some(first)) => first,
+            Ok(None) => return Err(self.rpc(Status::internal("empty reply stream"))),
+            Err(status) if status.code() == Code::NotFound => return Ok(None),
+            Err(status) => return Err(self.rpc(status)),
+        };
+        let stat = FileStat {
+            size: first.total_size,
+            sha256: first.sha256,
+        };
+        let node = self.address.clone();
+        let head = futures::stream::iter((!first.data.is_empty()).then_some(Ok(first.data)));
+        let tail = stream.map_ok(|chunk| chunk.data).map_err(move |status| {
+            ClientError::Rpc {
+                node: node.clone(),
+                status,
+            }
+        });
+        Ok(Some((stat, head.chain(tail))))
+    }
+
+    /// Size and SHA-256 of the file, or None if the node does not have it.
+    pub async fn stat(&self, key: &str) -> ClientResult<Option<FileStat>> {
+        let request = StatFileRequest {
+            key: key.to_string(),
+        };
+        match self.inner.clone().stat_file(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                Ok(Some(FileStat {
+                    size: reply.size,
+                    sha256: reply.sha256,
+                }))
+            }
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(self.rpc(status)),
+        }
+    }
+
+    /// Deletes the file; succeeds if it is already absent.
+    pub async fn delete(&self, key: &str) -> ClientResult<()> {
+        let request = DeleteRequest {
+            key: key.to_string(),
+        };
+        let reply = self
+            .inner
+            .clone()
+            .delete_file(request)
+            .await
+            .map_err(|s| self.rpc(s))?;
+        if reply.into_inner().success {
+            Ok(())
+        } else {
+            Err(self.rpc(Status::internal("delete reported failure")))
+        }
+    }
+
+    /// Every key the node holds (with size and hash when `with_stat`).
+    pub async fn keys(&self, with_stat: bool) -> ClientResult<Vec<KeyInfo>> {
+        let mut stream = self
+            .inner
+            .clone()
+            .stream_keys(StreamKeysRequest { with_stat })
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        let mut keys = Vec::new();
+        while let Some(batch) = stream.message().await.map_err(|s| self.rpc(s))? {
+            keys.extend(batch.keys);
+        }
+        Ok(keys)
+    }
+
+    /// File count and bytes, and how long the call took.
+    pub async fn stats(&self) -> ClientResult<(NodeStats, Duration)> {
+        let started = Instant::now();
+        let reply = self
+            .inner
+            .clone()
+            .node_stats(NodeStatsRequest {})
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok((
+            NodeStats {
+                file_count: reply.file_count,
+                total_bytes: reply.total_bytes,
+            },
+            started.elapsed(),
+        ))
+    }
+}
+
+/// Splits a buffer into streaming chunks without copying.
+fn chunked(mut data: Bytes) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(data.len() / CHUNK_BYTES + 1);
+    while data.len() > CHUNK_BYTES {
+        chunks.push(data.split_to(CHUNK_BYTES));
+    }
+    if !data.is_empty() {
+        chunks.push(data);
+    }
+    chunks
+}

@@ -1,0 +1,9 @@
+//! Generated gRPC code. `storage` and `tritontube` keep the original system's packages.
+
+pub mod storage {
+    tonic::include_proto!("storage");
+}
+
+pub mod admin {
+    tonic::include_proto!("tritontube");
+}
