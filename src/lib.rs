@@ -4,7 +4,9 @@
 //!   with the original Tritontube).
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
+//! - [`telemetry`]: tracing set-up.
 
 pub mod node;
 pub mod proto;
 pub mod ring;
+pub mod telemetry;

@@ -1,1 +1,25 @@
-fn main() {}
+//! The `tritontube` binary: parses the command line, starts tracing, dispatches.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tritontube", version, about = "A distributed video service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a headless storage node serving DIR.
+    Storage(tritontube::node::server::StorageArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tritontube::telemetry::init_stderr();
+    match cli.command {
+        Command::Storage(args) => tritontube::node::server::run_cli(args).await,
+    }
+}
