@@ -13,6 +13,10 @@ struct Cli {
 enum Command {
     /// Run a headless storage node serving DIR.
     Storage(tritontube::node::server::StorageArgs),
+    /// Run a web node: METADATA_TYPE METADATA_OPTIONS CONTENT_TYPE CONTENT_OPTIONS.
+    Web(tritontube::web::WebArgs),
+    /// Add, remove or list storage nodes through a web node's admin service.
+    Admin(tritontube::admin_cli::AdminArgs),
 }
 
 #[tokio::main]
@@ -21,5 +25,7 @@ async fn main() -> anyhow::Result<()> {
     tritontube::telemetry::init_stderr();
     match cli.command {
         Command::Storage(args) => tritontube::node::server::run_cli(args).await,
+        Command::Web(args) => tritontube::web::run_cli(args).await,
+        Command::Admin(args) => tritontube::admin_cli::run_cli(args).await,
     }
 }
