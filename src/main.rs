@@ -17,6 +17,8 @@ enum Command {
     Web(tritontube::web::WebArgs),
     /// Add, remove or list storage nodes through a web node's admin service.
     Admin(tritontube::admin_cli::AdminArgs),
+    /// Run the whole system locally: SQLite, storage nodes and a web node, in one process.
+    Up(tritontube::up::UpArgs),
 }
 
 #[tokio::main]
@@ -27,5 +29,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Storage(args) => tritontube::node::server::run_cli(args).await,
         Command::Web(args) => tritontube::web::run_cli(args).await,
         Command::Admin(args) => tritontube::admin_cli::run_cli(args).await,
+        Command::Up(args) => tritontube::up::run_cli(args).await,
     }
 }

@@ -25,30 +25,41 @@ pub struct AdminService {
     migrator: Arc<Migrator>,
 }
 
-pub type AdminServer = InterceptedService<
-    VideoContentAdminServiceServer<AdminService>,
-    Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync>,
->;
+pub type AdminServer = InterceptedService<VideoContentAdminServiceServer<AdminService>, TokenCheck>;
+
+/// Refuses calls without the configured token; lets everything through when none is set.
+#[derive(Clone)]
+pub struct TokenCheck {
+    token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(request);
+        };
+        match request.metadata().get(TOKEN_METADATA).map(|v| v.to_str()) {
+            Some(Ok(given)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+                Ok(request)
+            }
+            Some(_) => Err(Status::unauthenticated("admin token refused")),
+            None => Err(Status::unauthenticated(
+                "this admin service needs a token (--token or TRITONTUBE_ADMIN_TOKEN)",
+            )),
+        }
+    }
+}
 
 /// The service, refusing calls without `token` when one is set.
 pub fn server(migrator: Arc<Migrator>, token: Option<String>) -> AdminServer {
-    let check: Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send + Sync> =
-        Box::new(move |request: Request<()>| {
-            let Some(expected) = &token else {
-                return Ok(request);
-            };
-            match request.metadata().get(TOKEN_METADATA).map(|v| v.to_str()) {
-                Some(Ok(given)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
-                    Ok(request)
-                }
-                Some(_) => Err(Status::unauthenticated("admin token refused")),
-                None => Err(Status::unauthenticated(
-                    "this admin service needs a token (--token or TRITONTUBE_ADMIN_TOKEN)",
-                )),
-            }
-        });
-    VideoContentAdminServiceServer::with_interceptor(AdminService { migrator }, check)
-        .max_decoding_message_size(4 * 1024 * 1024)
+    let service = VideoContentAdminServiceServer::new(AdminService { migrator })
+        .max_decoding_message_size(4 * 1024 * 1024);
+    InterceptedService::new(
+        service,
+        TokenCheck {
+            token: token.map(Arc::from),
+        },
+    )
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a guess matched.
@@ -120,9 +131,10 @@ impl VideoContentAdminService for AdminService {
     ) -> Result<Response<admin::ClusterStatusResponse>, Status> {
         let cluster = self.migrator.cluster();
         let state = cluster.snapshot().await;
-        let shares = state.ring.shares();
+        let shares = &state.ring.shares();
         let mut addresses = state.data_nodes();
         addresses.extend(state.spares.iter().cloned());
+        let state = &state;
         let probes = addresses.iter().map(|address| async move {
             let mut status = admin::NodeStatus {
                 address: address.clone(),

@@ -113,7 +113,7 @@ pub struct Cluster {
 impl Cluster {
     /// Loads the saved cluster state, or seeds it with `seed_nodes` when the store has
     /// none. A saved state wins over the seed: nodes changed at run time are kept.
-    pub async fn open(
+    pub async fn load(
         meta: MetaStore,
         seed_nodes: &[String],
         virtual_nodes: u32,

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::cluster::{Cluster, ClusterError, OpenFile};
-use crate::node::client::{ClientError, FileStat};
+use tokio::io::AsyncReadExt;
+
+use crate::node::client::{CHUNK_BYTES, ClientError, FileStat};
 use crate::node::store::{Store, StoreError};
 
 #[derive(Clone)]
@@ -36,13 +38,7 @@ impl From<ClientError> for ContentError {
 impl Content {
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<FileStat, ContentError> {
         match self {
-            Content::Local(store) => {
-                let stat = store.put_file(key, path).await?;
-                Ok(FileStat {
-                    size: stat.size,
-                    sha256: stat.sha256,
-                })
-            }
+            Content::Local(store) => Ok(put_local(store, key, path).await?),
             Content::Ring(cluster) => Ok(cluster.put_file(key, path).await?),
         }
     }
@@ -56,20 +52,19 @@ impl Content {
     ) -> Result<Option<OpenFile>, ContentError> {
         match self {
             Content::Local(store) => {
-                let Some((stat, body)) = store.read_range(key, offset, length).await? else {
-                    return Ok(None);
+                let opened = match store.open_read(key).await {
+                    Ok(opened) => opened,
+                    Err(StoreError::NotFound) => return Ok(None),
+                    Err(e) => return Err(e.into()),
                 };
+                let stat = opened.stat.clone();
+                let body = opened.range(offset, length)?.map_err(|e| ClientError::Io {
+                    path: String::new(),
+                    source: std::io::Error::other(e),
+                });
                 Ok(Some(OpenFile {
-                    stat: FileStat {
-                        size: stat.size,
-                        sha256: stat.sha256,
-                    },
-                    body: body
-                        .map_err(|e| ClientError::Io {
-                            path: String::new(),
-                            source: e,
-                        })
-                        .boxed(),
+                    stat,
+                    body: body.boxed(),
                 }))
             }
             Content::Ring(cluster) => Ok(cluster.open(key, offset, length).await?),
@@ -90,4 +85,24 @@ impl Content {
             Content::Ring(cluster) => Ok(cluster.delete(key).await?),
         }
     }
+}
+
+/// Streams the file at `path` into the local store, never holding it whole.
+async fn put_local(store: &Store, key: &str, path: &Path) -> Result<FileStat, StoreError> {
+    let io = |source| StoreError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut pending = store.begin_write(key).await?;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+        let n = file.read_buf(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        pending.write(buf.freeze()).await?;
+    }
+    pending.commit(None).await
 }

@@ -333,13 +333,11 @@ impl Migrator {
             .iter()
             .map(|w| w.size * w.missing.len() as u64)
             .sum();
-        event(
-            &mut progress,
-            format!(
-                "{} files to move ({} bytes to copy)",
-                progress.files_total, progress.bytes_total
-            ),
+        let text = format!(
+            "{} files to move ({} bytes to copy)",
+            progress.files_total, progress.bytes_total
         );
+        event(&mut progress, text);
         self.progress.send_replace(Some(progress.clone()));
 
         let mut results = futures::stream::iter(work.into_iter().map(|item| async move {
@@ -401,14 +399,12 @@ impl Migrator {
         }
         progress.current_key.clear();
         progress.finished = true;
-        event(
-            &mut progress,
-            format!(
-                "done: {} files moved in {:.1} s",
-                progress.files_done,
-                started.elapsed().as_secs_f64()
-            ),
+        let text = format!(
+            "done: {} files moved in {:.1} s",
+            progress.files_done,
+            started.elapsed().as_secs_f64()
         );
+        event(&mut progress, text);
         self.progress.send_replace(Some(progress.clone()));
         Ok(progress.files_done)
     }

@@ -228,7 +228,7 @@ pub async fn run(
             replicas,
             admin_token,
         } => {
-            let cluster = Cluster::open(meta.clone(), &seed_nodes, virtual_nodes, replicas).await?;
+            let cluster = Cluster::load(meta.clone(), &seed_nodes, virtual_nodes, replicas).await?;
             cluster.register_spares(&spares).await?;
             let migrator = Migrator::new(cluster.clone(), migration::DEFAULT_PARALLELISM);
             follow_cluster_changes(cluster.clone(), shutdown.clone()).await?;

@@ -192,26 +192,33 @@ async fn store_files(
     content: &Content,
     id: &str,
     files: &[PathBuf],
-    stored: &Arc<Mutex<Vec<String>>>,
+    stored: &Mutex<Vec<String>>,
 ) -> Result<u64, WebError> {
     let (manifest, segments) = files.split_last().expect("dash_files returns the manifest");
-    let put = |path: &PathBuf| {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let key = keys::make_key(id, &name);
-        async move {
-            // Recorded before the write, so a rollback also removes a half-replicated file.
-            stored.lock().expect("stored keys lock").push(key.clone());
-            let stat = content.put_file(&key, path).await?;
-            Ok::<u64, WebError>(stat.size)
-        }
-    };
-    let segment_bytes: u64 = futures::stream::iter(segments.iter().map(put))
-        .buffer_unordered(STORE_PARALLELISM)
-        .try_fold(0, |sum, size| async move { Ok(sum + size) })
-        .await?;
-    let manifest_bytes = put(manifest).await?;
+    let segment_bytes: u64 = futures::stream::iter(
+        segments
+            .iter()
+            .map(|path| store_file(content, id, path, stored)),
+    )
+    .buffer_unordered(STORE_PARALLELISM)
+    .try_fold(0, |sum, size| async move { Ok(sum + size) })
+    .await?;
+    let manifest_bytes = store_file(content, id, manifest, stored).await?;
     Ok(segment_bytes + manifest_bytes)
+}
+
+async fn store_file(
+    content: &Content,
+    id: &str,
+    path: &Path,
+    stored: &Mutex<Vec<String>>,
+) -> Result<u64, WebError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = keys::make_key(id, &name);
+    // Recorded before the write, so a rollback also removes a half-replicated file.
+    stored.lock().expect("stored keys lock").push(key.clone());
+    Ok(content.put_file(&key, path).await?.size)
 }
