@@ -506,7 +506,7 @@ impl Migrator {
         item: &KeyWork,
     ) -> Result<(), ClientError> {
         let from = self.cluster.client(source)?;
-        let Some((stat, body)) = from.get_stream(&item.key, 0, 0).await? else {
+        let Some((_, body)) = from.get_stream(&item.key, 0, 0).await? else {
             return Err(ClientError::Rpc {
                 node: source.to_string(),
                 status: tonic::Status::not_found("file vanished during the change"),
@@ -516,7 +516,7 @@ impl Migrator {
         // because its hash no longer matches.
         let chunks = body.take_while(|chunk| futures::future::ready(chunk.is_ok()));
         let chunks = chunks.filter_map(|chunk| futures::future::ready(chunk.ok()));
-        to.put_stream(&item.key, Some(&stat.sha256), chunks).await?;
+        to.put_stream(&item.key, Some(&item.sha256), chunks).await?;
         Ok(())
     }
 }

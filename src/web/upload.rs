@@ -195,12 +195,13 @@ async fn store_files(
     stored: &Mutex<Vec<String>>,
 ) -> Result<u64, WebError> {
     let (manifest, segments) = files.split_last().expect("dash_files returns the manifest");
-    let segment_bytes: u64 = futures::stream::iter(
-        segments
-            .iter()
-            .map(|path| store_file(content, id, path, stored)),
-    )
-    .buffer_unordered(STORE_PARALLELISM)
+    // Collected first: a lazy iterator of borrowing futures trips the handler's Send check.
+    let puts: Vec<_> = segments
+        .iter()
+        .map(|path| store_file(content, id, path, stored))
+        .collect();
+    let segment_bytes: u64 = futures::stream::iter(puts)
+        .buffer_unordered(STORE_PARALLELISM)
     .try_fold(0, |sum, size| async move { Ok(sum + size) })
     .await?;
     let manifest_bytes = store_file(content, id, manifest, stored).await?;

@@ -190,9 +190,9 @@ pub fn decoded_frames(manifest_url: &str) -> u64 {
         "ffprobe could not read {manifest_url}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // One line per program and per stream, all with the same count.
     String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .trim_end_matches(',')
-        .parse()
+        .lines()
+        .find_map(|line| line.trim().trim_end_matches(',').parse().ok())
         .unwrap_or(0)
 }
