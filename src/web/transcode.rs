@@ -64,7 +64,12 @@ fn spawn_error(tool: &'static str) -> impl FnOnce(std::io::Error) -> TranscodeEr
 /// Refuses anything without a decodable video stream.
 pub async fn probe(input: &Path) -> Result<Probe, TranscodeError> {
     let output = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type:format=duration"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type:format=duration",
+        ])
         .args(["-of", "json"])
         .arg(input)
         .stdin(Stdio::null())
@@ -180,9 +185,16 @@ pub async fn dash_files(dir: &Path) -> Result<Vec<PathBuf>, TranscodeError> {
             files.push(entry.path());
         }
     }
-    files.sort_by_key(|p| (p.file_name().is_some_and(|n| n == "manifest.mpd"), p.clone()));
+    files.sort_by_key(|p| {
+        (
+            p.file_name().is_some_and(|n| n == "manifest.mpd"),
+            p.clone(),
+        )
+    });
     if !files.iter().any(|p| p.ends_with("manifest.mpd")) {
-        return Err(TranscodeError::Failed("ffmpeg wrote no manifest".to_string()));
+        return Err(TranscodeError::Failed(
+            "ffmpeg wrote no manifest".to_string(),
+        ));
     }
     Ok(files)
 }

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::extract::State;
+use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
@@ -164,7 +164,9 @@ pub async fn upload(
 }
 
 fn too_large(limit: u64) -> WebError {
-    WebError::TooLarge(format!("the upload is larger than the limit of {limit} bytes"))
+    WebError::TooLarge(format!(
+        "the upload is larger than the limit of {limit} bytes"
+    ))
 }
 
 /// Streams the field to `path`, refusing it once it passes `limit` bytes.
@@ -181,7 +183,9 @@ async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, W
     }
     file.flush().await.map_err(io)?;
     if received == 0 {
-        return Err(WebError::BadRequest("the uploaded file is empty".to_string()));
+        return Err(WebError::BadRequest(
+            "the uploaded file is empty".to_string(),
+        ));
     }
     Ok(received)
 }
@@ -202,8 +206,8 @@ async fn store_files(
         .collect();
     let segment_bytes: u64 = futures::stream::iter(puts)
         .buffer_unordered(STORE_PARALLELISM)
-    .try_fold(0, |sum, size| async move { Ok(sum + size) })
-    .await?;
+        .try_fold(0, |sum, size| async move { Ok(sum + size) })
+        .await?;
     let manifest_bytes = store_file(content, id, manifest, stored).await?;
     Ok(segment_bytes + manifest_bytes)
 }
