@@ -241,11 +241,7 @@ fn hash_file(file: &File, path: &Path) -> StoreResult<String> {
 
 /// Size and hash of an open file: from its sidecar when that still describes it, otherwise
 /// hashed now (and the sidecar rewritten).
-fn stat_open(
-    file: &File,
-    meta: &fs::Metadata,
-    paths: &KeyPaths,
-) -> StoreResult<FileStat> {
+fn stat_open(file: &File, meta: &fs::Metadata, paths: &KeyPaths) -> StoreResult<FileStat> {
     let recorded = fs::read_to_string(&paths.sidecar)
         .ok()
         .and_then(|text| Sidecar::decode(&text));
@@ -259,7 +255,11 @@ fn stat_open(
     // Only record the hash if the file did not change while it was being read.
     let after = file.metadata().map_err(io_err("stat", &paths.file))?;
     if Sidecar::describing(meta, String::new()).matches(&after) {
-        write_sidecar(&paths.dir, &paths.sidecar, &Sidecar::describing(meta, sha256.clone()));
+        write_sidecar(
+            &paths.dir,
+            &paths.sidecar,
+            &Sidecar::describing(meta, sha256.clone()),
+        );
     }
     Ok(FileStat {
         size: meta.len(),
@@ -399,14 +399,11 @@ impl PendingWrite {
             .take()
             .ok_or_else(|| StoreError::Task("write after a failed write".into()))?;
         let state = blocking(move || {
-            state
-                .file
-                .write_all(&data)
-                .map_err(|e| StoreError::Io {
-                    op: "writing",
-                    path: state.temp.path.clone().unwrap_or_default(),
-                    source: e,
-                })?;
+            state.file.write_all(&data).map_err(|e| StoreError::Io {
+                op: "writing",
+                path: state.temp.path.clone().unwrap_or_default(),
+                source: e,
+            })?;
             state.hasher.update(&data);
             state.size += data.len() as u64;
             Ok(state)
@@ -629,7 +626,11 @@ impl Store {
             // Fails harmlessly while anything (another file, a write in progress) is left.
             let folder_removed = fs::remove_dir(&paths.dir).is_ok();
             drop(totals);
-            fsync_dir(if folder_removed { &inner.root } else { &paths.dir })
+            fsync_dir(if folder_removed {
+                &inner.root
+            } else {
+                &paths.dir
+            })
         })
         .await
     }
