@@ -456,7 +456,7 @@ fn commit_blocking(
     drop(file);
     {
         let mut totals = store.lock();
-        let previous = match fs::symlink_metadata(&paths.file) {
+        let previous = match fs::metadata(&paths.file) {
             Ok(m) if m.is_file() => Some(m.len()),
             _ => None,
         };
@@ -604,7 +604,7 @@ impl Store {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             let mut totals = inner.lock();
-            let size = match fs::symlink_metadata(&paths.file) {
+            let size = match fs::metadata(&paths.file) {
                 Ok(m) if m.is_file() => m.len(),
                 Ok(_) => return Ok(()),
                 Err(e) if is_absent(&e) => return Ok(()),
@@ -678,10 +678,12 @@ fn visible_entries(dir: &Path) -> StoreResult<Vec<(String, fs::FileType)>> {
         if name.starts_with('.') {
             continue;
         }
-        let Ok(file_type) = entry.file_type() else {
+        // Follow symbolic links, as reads do, so listing and serving agree (an operator
+        // may link a video folder from another disk).
+        let Ok(meta) = fs::metadata(entry.path()) else {
             continue;
         };
-        names.push((name, file_type));
+        names.push((name, meta.file_type()));
     }
     Ok(names)
 }
@@ -753,7 +755,7 @@ fn scan(root: &Path) -> StoreResult<Totals> {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let Ok(meta) = entry.metadata() else {
+            let Ok(meta) = fs::metadata(entry.path()) else {
                 continue;
             };
             if !meta.is_file() {
