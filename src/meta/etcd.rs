@@ -523,7 +523,7 @@ impl EtcdStore {
         }
         first_kvs(&resp)
             .first()
-            .map(|kv| value_string(kv))
+            .map(value_string)
             .transpose()
     }
 
