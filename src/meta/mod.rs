@@ -68,7 +68,9 @@ pub enum MetaError {
     #[error("video {0:?} not found")]
     NotFound(String),
     /// The store cannot answer now (etcd without quorum, no member reachable, a deadline
-    /// passed); retrying later may work.
+    /// passed); retrying later may work. For a write the outcome is unknown: etcd may
+    /// still commit it once the quorum returns (a claim then shows up as a Processing
+    /// video that [`MetaStore::remove_video`] clears).
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
     #[error("metadata store error: {0}")]
