@@ -25,7 +25,9 @@ async fn etcd(members: usize) -> EtcdCluster {
 }
 
 async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> WebNode {
-    let meta = MetaStore::etcd(&cluster.endpoints()).await.expect("etcd store");
+    let meta = MetaStore::etcd(&cluster.endpoints())
+        .await
+        .expect("etcd store");
     let content = ContentSpec::Ring {
         seed_nodes: nodes.iter().map(|n| n.address()).collect(),
         spares: Vec::new(),
@@ -33,7 +35,13 @@ async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> WebNode {
         replicas: 1,
         admin_token: None,
     };
-    start_web(tempfile::tempdir().unwrap(), meta, content, WebOptions::default()).await
+    start_web(
+        tempfile::tempdir().unwrap(),
+        meta,
+        content,
+        WebOptions::default(),
+    )
+    .await
 }
 
 async fn list_nodes(admin: &str) -> BTreeSet<String> {
@@ -51,7 +59,7 @@ async fn list_nodes(admin: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
     let cluster = etcd(3).await;
-    let storage = vec![
+    let storage = [
         start_storage_node().await,
         start_storage_node().await,
         start_storage_node().await,
@@ -92,17 +100,32 @@ async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
         storage.iter().map(|n| n.address()),
     );
     for (key, holders) in holdings(&every).await {
-        assert_eq!(holders, vec![ring.primary(&key).unwrap().to_string()], "{key}");
+        assert_eq!(
+            holders,
+            vec![ring.primary(&key).unwrap().to_string()],
+            "{key}"
+        );
     }
     // Both web nodes list it and serve it.
     for web in [&a, &b] {
-        let index = http_client().get(&web.url).send().await.unwrap().text().await.unwrap();
+        let index = http_client()
+            .get(&web.url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(index.contains("href=\"/videos/shared\""));
     }
 
     // Eight uploads of one id at once, through both web nodes: exactly one wins.
     let uploads = (0..8).map(|i| {
-        let url = if i % 2 == 0 { a.url.clone() } else { b.url.clone() };
+        let url = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
         let clip = clip.clone();
         tokio::spawn(async move { upload_bytes(&url, "race.mp4", clip).await.status() })
     });
@@ -112,7 +135,10 @@ async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::SEE_OTHER).count(),
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::SEE_OTHER)
+            .count(),
         1,
         "{statuses:?}"
     );
@@ -129,7 +155,9 @@ async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
 /// Uploads `id` until it is accepted (an election may be under way); bounded.
 async fn upload_until_accepted(url: &str, id: &str, clip: &[u8]) {
     for _ in 0..60 {
-        let status = upload_bytes(url, &format!("{id}.mp4"), clip.to_vec()).await.status();
+        let status = upload_bytes(url, &format!("{id}.mp4"), clip.to_vec())
+            .await
+            .status();
         if status == StatusCode::SEE_OTHER {
             return;
         }
@@ -142,7 +170,7 @@ async fn upload_until_accepted(url: &str, id: &str, clip: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survives_two_members_down_and_fails_fast_without_quorum() {
     let mut cluster = etcd(5).await;
-    let storage = vec![start_storage_node().await, start_storage_node().await];
+    let storage = [start_storage_node().await, start_storage_node().await];
     let refs: Vec<&StorageNode> = storage.iter().collect();
     let web = web_on_etcd(&cluster, &refs).await;
     let videos = tempfile::tempdir().unwrap();

@@ -418,9 +418,7 @@ async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
 
     // A third member down: no quorum. Writes fail with Unavailable instead of hanging,
     // reads answer from a surviving member, marked stale.
-    let third = (0..cluster.len())
-        .find(|&i| cluster.is_running(i))
-        .unwrap();
+    let third = (0..cluster.len()).find(|&i| cluster.is_running(i)).unwrap();
     cluster.kill(third);
     let claim = tokio::time::timeout(NO_HANG, store.claim_video("no-quorum", at(3)))
         .await
@@ -475,11 +473,17 @@ async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
     // came back: a write that answers Unavailable has an unknown outcome.
     let mut names: Vec<&str> = listed.value.iter().map(|v| v.id.as_str()).collect();
     names.retain(|&n| n != "no-quorum");
-    assert_eq!(names, ["after-restart-2", "after-restart", "with-three", "before"]);
+    assert_eq!(
+        names,
+        ["after-restart-2", "after-restart", "with-three", "before"]
+    );
 
     // The watch opened before all this re-established itself.
     let writer = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
-    writer.save_cluster_state(r#"{"after":"restart"}"#).await.unwrap();
+    writer
+        .save_cluster_state(r#"{"after":"restart"}"#)
+        .await
+        .unwrap();
     // (The save refused without quorum may surface first, as the claim may have.)
     let seen = tokio::time::timeout(NO_HANG, async {
         while let Some(v) = changes.next().await {

@@ -521,10 +521,7 @@ impl EtcdStore {
         if stale {
             tracing::warn!("loaded the cluster state from a member without quorum");
         }
-        first_kvs(&resp)
-            .first()
-            .map(value_string)
-            .transpose()
+        first_kvs(&resp).first().map(value_string).transpose()
     }
 
     pub async fn save_cluster_state(&self, json: &str) -> MetaResult<()> {
