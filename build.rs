@@ -1,4 +1,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Only the protos feed the generated code; without this, any file change in the
+    // package (a script, BENCHMARKS.md) would re-run the build script and rebuild the crate.
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
     tonic_prost_build::configure()
         // Keep file payloads as `Bytes` so they move through without copies.
         .bytes(".")
