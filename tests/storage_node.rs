@@ -1050,3 +1050,30 @@ fn binary_serves_until_sigterm_then_exits_cleanly() {
     let rest: Vec<String> = rx.iter().collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
 }
+
+/// Deleting every file of one video at once (as a migration does) succeeds for each of
+/// them, although the last delete removes the folder the others are syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deletes_in_one_folder_all_succeed() {
+    let node = start_storage_node().await;
+    let client = node.client();
+    for round in 0..20 {
+        let keys: Vec<String> = (0..16)
+            .map(|i| format!("video-{round}/chunk-0-{i:05}.m4s"))
+            .collect();
+        for key in &keys {
+            client
+                .put(key, Bytes::from_static(b"x"), None)
+                .await
+                .unwrap();
+        }
+        let deletes = keys.iter().map(|key| {
+            let client = client.clone();
+            async move { client.delete(key).await }
+        });
+        for result in futures::future::join_all(deletes).await {
+            result.expect("every delete succeeds");
+        }
+        assert!(!node.dir.join(format!("video-{round}")).exists());
+    }
+}

@@ -281,10 +281,25 @@ fn open_regular(path: &Path) -> StoreResult<(File, fs::Metadata)> {
     Ok((file, meta))
 }
 
-fn fsync_dir(dir: &Path) -> StoreResult<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing folder", dir))
+/// A folder opened for an fsync. Opened while the metadata lock is held, so a concurrent
+/// delete that removes the folder once it is empty cannot make the later fsync fail:
+/// syncing an open handle of a removed folder succeeds.
+struct OpenDir<'a> {
+    handle: File,
+    path: &'a Path,
+}
+
+fn open_dir(path: &Path) -> StoreResult<OpenDir<'_>> {
+    let handle = File::open(path).map_err(io_err("syncing folder", path))?;
+    Ok(OpenDir { handle, path })
+}
+
+impl OpenDir<'_> {
+    fn sync(self) -> StoreResult<()> {
+        self.handle
+            .sync_all()
+            .map_err(io_err("syncing folder", self.path))
+    }
 }
 
 /// A stored file opened for reading, with the size and hash of exactly the bytes it holds.
@@ -454,7 +469,7 @@ fn commit_blocking(
     // A rename keeps the inode and mtime, so this describes the file under its real name.
     let meta = file.metadata().map_err(io_err("stat", &temp_path))?;
     drop(file);
-    {
+    let dir = {
         let mut totals = store.lock();
         let previous = match fs::metadata(&paths.file) {
             Ok(m) if m.is_file() => Some(m.len()),
@@ -474,8 +489,9 @@ fn commit_blocking(
             &paths.sidecar,
             &Sidecar::describing(&meta, sha256.clone()),
         );
-    }
-    fsync_dir(&paths.dir)?;
+        open_dir(&paths.dir)?
+    };
+    dir.sync()?;
     Ok(FileStat { size, sha256 })
 }
 
@@ -625,12 +641,13 @@ impl Store {
             }
             // Fails harmlessly while anything (another file, a write in progress) is left.
             let folder_removed = fs::remove_dir(&paths.dir).is_ok();
-            drop(totals);
-            fsync_dir(if folder_removed {
+            let dir = open_dir(if folder_removed {
                 &inner.root
             } else {
                 &paths.dir
-            })
+            })?;
+            drop(totals);
+            dir.sync()
         })
         .await
     }
