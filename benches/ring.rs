@@ -1,4 +1,5 @@
-//! Ring lookups per second with 10 nodes at the default V, and the balance it gives.
+//! Ring lookups per second with 10 nodes at the default V, and the balance it gives;
+//! beside them, the same keys only hashed (the position of a key), the floor of a lookup.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -23,6 +24,14 @@ fn lookups(c: &mut Criterion) {
         b.iter(|| {
             for key in &keys {
                 black_box(ring.owners(black_box(key)));
+            }
+        })
+    });
+    // The floor under any lookup with this placement: hashing the key alone.
+    group.bench_function("sha256_of_key_reference", |b| {
+        b.iter(|| {
+            for key in &keys {
+                black_box(tritontube::ring::position(black_box(key)));
             }
         })
     });
