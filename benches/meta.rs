@@ -166,7 +166,10 @@ async fn leader_kill_stall(cluster: &mut etcd_cluster::EtcdCluster, store: &Meta
         }
     }
     let killed_at = killed_at.unwrap_or_default();
-    println!("etcd leader kill (member {leader}, at {:.1} s):", killed_at.as_secs_f64());
+    println!(
+        "etcd leader kill (member {leader}, at {:.1} s):",
+        killed_at.as_secs_f64()
+    );
     println!(
         "  longest gap between successful writes: {} (ending at {:.2} s), {refused} writes refused (Unavailable), {i} attempted",
         ms(worst),
@@ -188,7 +191,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = MetaStore::sqlite(&dir.path().join("bench.db")).await.unwrap();
+        let sqlite = MetaStore::sqlite(&dir.path().join("bench.db"))
+            .await
+            .unwrap();
         measure("SQLite (WAL, synchronous=FULL)", &sqlite, ops, videos).await;
 
         let Some(mut cluster) = etcd_cluster::EtcdCluster::start(5).await else {

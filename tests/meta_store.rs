@@ -15,7 +15,8 @@ use tritontube::meta::{MetaError, MetaStore, VideoDetails, VideoStatus};
 const NO_HANG: Duration = Duration::from_secs(15);
 
 fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_789).unwrap()
+    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_789)
+        .unwrap()
 }
 
 fn details(n: u64) -> VideoDetails {
@@ -137,8 +138,16 @@ async fn details_round_trip(store: MetaStore) {
     assert_eq!(listed[0].status, VideoStatus::Ready);
     // Names with spaces and other characters survive.
     store.claim_video("big buck bunny", at(2)).await.unwrap();
-    store.finish_video("big buck bunny", &details(2)).await.unwrap();
-    let v = store.get_video("big buck bunny").await.unwrap().value.unwrap();
+    store
+        .finish_video("big buck bunny", &details(2))
+        .await
+        .unwrap();
+    let v = store
+        .get_video("big buck bunny")
+        .await
+        .unwrap()
+        .value
+        .unwrap();
     assert_eq!(v.details, Some(details(2)));
 }
 
@@ -146,9 +155,15 @@ async fn cluster_state(store: MetaStore) {
     assert_eq!(store.load_cluster_state().await.unwrap(), None);
     let doc = r#"{"ring":{"nodes":["127.0.0.1:8090","127.0.0.1:8091"]},"migration":null}"#;
     store.save_cluster_state(doc).await.unwrap();
-    assert_eq!(store.load_cluster_state().await.unwrap().as_deref(), Some(doc));
+    assert_eq!(
+        store.load_cluster_state().await.unwrap().as_deref(),
+        Some(doc)
+    );
     store.save_cluster_state("{}").await.unwrap();
-    assert_eq!(store.load_cluster_state().await.unwrap().as_deref(), Some("{}"));
+    assert_eq!(
+        store.load_cluster_state().await.unwrap().as_deref(),
+        Some("{}")
+    );
     // The cluster document is not a video.
     assert!(store.list_videos().await.unwrap().value.is_empty());
 }
@@ -182,7 +197,9 @@ async fn sqlite_suite() {
     for (name, behaviour) in suite() {
         eprintln!("sqlite: {name}");
         let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::sqlite(&dir.path().join("meta.db")).await.unwrap();
+        let store = MetaStore::sqlite(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
         behaviour(store).await;
     }
 }
@@ -401,9 +418,7 @@ async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
 
     // A third member down: no quorum. Writes fail with Unavailable instead of hanging,
     // reads answer from a surviving member, marked stale.
-    let third = (0..cluster.len())
-        .find(|&i| cluster.is_running(i))
-        .unwrap();
+    let third = (0..cluster.len()).find(|&i| cluster.is_running(i)).unwrap();
     cluster.kill(third);
     let claim = tokio::time::timeout(NO_HANG, store.claim_video("no-quorum", at(3)))
         .await
@@ -458,11 +473,17 @@ async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
     // came back: a write that answers Unavailable has an unknown outcome.
     let mut names: Vec<&str> = listed.value.iter().map(|v| v.id.as_str()).collect();
     names.retain(|&n| n != "no-quorum");
-    assert_eq!(names, ["after-restart-2", "after-restart", "with-three", "before"]);
+    assert_eq!(
+        names,
+        ["after-restart-2", "after-restart", "with-three", "before"]
+    );
 
     // The watch opened before all this re-established itself.
     let writer = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
-    writer.save_cluster_state(r#"{"after":"restart"}"#).await.unwrap();
+    writer
+        .save_cluster_state(r#"{"after":"restart"}"#)
+        .await
+        .unwrap();
     // (The save refused without quorum may surface first, as the claim may have.)
     let seen = tokio::time::timeout(NO_HANG, async {
         while let Some(v) = changes.next().await {

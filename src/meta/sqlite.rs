@@ -236,8 +236,6 @@ fn open_connection(path: &Path) -> MetaResult<Connection> {
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL mode");
     }
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(sql_error)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -297,7 +295,11 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
     ))
     .map_err(sql_error)?;
     tx.commit().map_err(sql_error)?;
-    tracing::info!(from = version, to = SCHEMA_VERSION, "migrated the SQLite schema");
+    tracing::info!(
+        from = version,
+        to = SCHEMA_VERSION,
+        "migrated the SQLite schema"
+    );
     Ok(())
 }
 
