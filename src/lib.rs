@@ -8,6 +8,7 @@
 //! - [`web`]: the web node: upload, transcode, playback, admin service, migration.
 //! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
 //! - [`up`]: `tritontube up`, the whole system in one process.
+//! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
 //! - [`telemetry`]: tracing set-up.
 
 pub mod admin_cli;
@@ -15,6 +16,7 @@ pub mod meta;
 pub mod node;
 pub mod proto;
 pub mod ring;
+pub mod signals;
 pub mod telemetry;
 pub mod up;
 pub mod web;

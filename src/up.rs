@@ -49,7 +49,7 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     web::transcode::check_tools().await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(web::signal_shutdown(shutdown.clone()));
+    web::cancel_on_signal(shutdown.clone())?;
 
     let mut servers = tokio::task::JoinSet::new();
     let mut ring_nodes = Vec::new();

@@ -184,26 +184,18 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
     };
     let http = bind(&format!("{}:{}", args.host, args.port)).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    cancel_on_signal(shutdown.clone())?;
     run(http, admin_listener, meta, content, config, shutdown).await
 }
 
-/// Cancels `token` on Ctrl-C or SIGTERM.
-pub async fn signal_shutdown(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    token.cancel();
+/// Cancels `token` on Ctrl-C or SIGTERM; the handlers are installed before this returns.
+pub fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    let signal = crate::signals::shutdown_signal().context("installing signal handlers")?;
+    tokio::spawn(async move {
+        signal.await;
+        token.cancel();
+    });
+    Ok(())
 }
 
 /// Serves HTTP on `http` and, for a ring, the admin service on `admin`, until `shutdown`.
