@@ -5,8 +5,10 @@
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
 //! - [`telemetry`]: tracing set-up.
+//! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 
 pub mod node;
 pub mod proto;
 pub mod ring;
 pub mod telemetry;
+pub mod tui;
