@@ -228,9 +228,16 @@ pub fn code_name(code: Code) -> &'static str {
 
 pub fn failure(status: &Status) -> Failure {
     let mut message = status.message().to_string();
-    // Transport failures carry the useful part ("connection refused") in the source.
-    if let Some(source) = std::error::Error::source(status) {
-        let detail = source.to_string();
+    // Transport failures carry the useful part ("Connection refused") at the root of
+    // the source chain; the layers in between only repeat "transport error".
+    let mut source = std::error::Error::source(status);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s);
+        source = s.source();
+    }
+    if let Some(root) = root {
+        let detail = root.to_string();
         if !message.contains(&detail) {
             message = if message.is_empty() {
                 detail

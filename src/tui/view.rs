@@ -596,7 +596,15 @@ fn draw_log(state: &State, frame: &mut Frame, area: Rect, head: Vec<Line<'static
     let mut lines = head;
     lines.extend(state.log.range(start..end).map(|l| {
         Line::from(vec![
-            Span::styled(format!("{} ", l.at), DIM),
+            // Lines logged before the first tick have no clock yet.
+            Span::styled(
+                if l.at.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", l.at)
+                },
+                DIM,
+            ),
             Span::styled(l.text.clone(), level_style(l.level)),
         ])
     }));
