@@ -94,7 +94,8 @@ fn draw_wide(state: &State, frame: &mut Frame, body: Rect) {
     let mig_h = (body.height / 3).clamp(7, 14);
     let [upper, migration] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(mig_h)]).areas(body);
-    let ring_w = (upper.width * 2 / 5).clamp(30, 60);
+    // The tables need about 72 columns to show every figure whole; the ring gets the rest.
+    let ring_w = upper.width.saturating_sub(72).clamp(24, 60);
     let [ring, right] =
         Layout::horizontal([Constraint::Length(ring_w), Constraint::Min(0)]).areas(upper);
     let node_rows = state.nodes().len().max(1) as u16;
@@ -168,17 +169,18 @@ fn banners(state: &State) -> Vec<Line<'static>> {
         .add_modifier(Modifier::BOLD);
     let mut out = Vec::new();
     if let AdminLink::Down(f) = &state.admin {
+        // The age comes before the detail, which is what a narrow screen cuts off.
         let age = match state.stale_for() {
-            Some(s) => format!(" — data shown is {s} s old"),
-            None => " — no data yet".into(),
+            Some(s) => format!("data shown is {s} s old"),
+            None => "no data yet".into(),
         };
         let text = if f.is_unauthenticated() {
             format!(
-                " ✖ admin refused the token: {} — restart with --token{age}",
+                " ✖ admin refused the token: {} — restart with --token — {age}",
                 f.message
             )
         } else {
-            format!(" ✖ admin {} unreachable: {f}{age}", state.admin_address)
+            format!(" ✖ admin {} unreachable — {age} — {f}", state.admin_address)
         };
         out.push(Line::styled(text, style));
     }
@@ -294,13 +296,14 @@ fn draw_ring(state: &State, frame: &mut Frame, area: Rect, legend: bool) {
     frame.render_widget(canvas, circle_area);
 
     if legend {
+        let width = in_ring.iter().map(|n| n.address.len()).max().unwrap_or(0);
         let lines: Vec<Line> = in_ring
             .iter()
             .map(|n| {
                 Line::from(vec![
                     Span::styled("● ", Style::new().fg(node_color(state, &n.address))),
-                    Span::raw(format!("{:<22}", n.address)),
-                    Span::raw(format!("{:>6.1}%", n.share * 100.0)),
+                    Span::raw(format!("{:<width$}", n.address)),
+                    Span::raw(format!("{:>7.1}%", n.share * 100.0)),
                 ])
             })
             .collect();
