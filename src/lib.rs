@@ -4,11 +4,19 @@
 //!   with the original Tritontube).
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
+//! - [`meta`]: the metadata store (SQLite or etcd): videos, ring and migration journal.
+//! - [`web`]: the web node: upload, transcode, playback, admin service, migration.
+//! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
+//! - [`up`]: `tritontube up`, the whole system in one process.
 //! - [`telemetry`]: tracing set-up.
 //! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 
+pub mod admin_cli;
+pub mod meta;
 pub mod node;
 pub mod proto;
 pub mod ring;
 pub mod telemetry;
 pub mod tui;
+pub mod up;
+pub mod web;

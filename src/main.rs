@@ -13,6 +13,12 @@ struct Cli {
 enum Command {
     /// Run a headless storage node serving DIR.
     Storage(tritontube::node::server::StorageArgs),
+    /// Run a web node: METADATA_TYPE METADATA_OPTIONS CONTENT_TYPE CONTENT_OPTIONS.
+    Web(tritontube::web::WebArgs),
+    /// Add, remove or list storage nodes through a web node's admin service.
+    Admin(tritontube::admin_cli::AdminArgs),
+    /// Run the whole system locally: SQLite, storage nodes and a web node, in one process.
+    Up(tritontube::up::UpArgs),
     /// Open the operator console on a web node's admin service.
     Tui(tritontube::tui::TuiArgs),
 }
@@ -26,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Storage(args) => tritontube::node::server::run_cli(args).await,
+        Command::Web(args) => tritontube::web::run_cli(args).await,
+        Command::Admin(args) => tritontube::admin_cli::run_cli(args).await,
+        Command::Up(args) => tritontube::up::run_cli(args).await,
         Command::Tui(args) => tritontube::tui::run_cli(args).await,
     }
 }

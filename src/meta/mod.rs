@@ -8,7 +8,7 @@
 pub mod etcd;
 pub mod sqlite;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -154,4 +154,58 @@ impl MetaStore {
             MetaStore::Etcd(_) => "etcd",
         }
     }
+}
+
+/// Newest first; equal times by id.
+pub(crate) fn sort_newest_first(videos: &mut [Video]) {
+    videos.sort_by(|a, b| b.uploaded_at.cmp(&a.uploaded_at).then_with(|| a.id.cmp(&b.id)));
+}
+
+/// Reads RFC 3339 and the layouts go-sqlite3 writes (`2006-01-02 15:04:05.999999999-07:00`
+/// and the same without an offset, meaning UTC).
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let t_form = s.replacen(' ', "T", 1);
+    if let Ok(t) = DateTime::parse_from_rfc3339(&t_form) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let naive = t_form.trim_end_matches('Z');
+    for layout in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, layout) {
+            return Some(t.and_utc());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(naive, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_layouts_of_both_systems() {
+        let want = DateTime::parse_from_rfc3339("2024-05-01T19:34:56.789012345Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for s in [
+            "2024-05-01T19:34:56.789012345Z",
+            "2024-05-01 12:34:56.789012345-07:00",
+            "2024-05-01T12:34:56.789012345-07:00",
+            "2024-05-01 19:34:56.789012345",
+            "2024-05-01 19:34:56.789012345Z",
+        ] {
+            assert_eq!(parse_time(s), Some(want), "{s}");
+        }
+        assert!(parse_time("2024-05-01 19:34:56").is_some());
+        assert!(parse_time("2024-05-01").is_some());
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
 }

@@ -1,0 +1,375 @@
+//! The metadata store in one SQLite file.
+//!
+//! The original system's table `videos(id TEXT PRIMARY KEY, uploaded_at DATETIME NOT NULL)`
+//! is kept as it is; the columns this system adds come in by migration (`PRAGMA
+//! user_version`), with defaults that make the original's rows Ready videos without
+//! details. `uploaded_at` is written as RFC 3339 text in UTC, which the original's Go
+//! driver (mattn/go-sqlite3) reads back as a `time.Time`.
+//!
+//! One dedicated thread owns the connection and runs every statement, so nothing blocks
+//! an async thread and statements never contend for the connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus, parse_time};
+
+/// How long a statement waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema version this code writes; see [`migrate`].
+const SCHEMA_VERSION: i64 = 1;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle on the store; clones share the connection thread, which ends when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the file at `path`, creating it and bringing its schema up to date.
+    pub async fn open(path: &Path) -> MetaResult<Self> {
+        let path = path.to_path_buf();
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let thread_path = path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-meta".into())
+            .spawn(move || {
+                let mut conn = match open_connection(&thread_path) {
+                    Ok(conn) => {
+                        let _ = ready_tx.send(Ok(()));
+                        conn
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Ends when every SqliteStore handle is gone.
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| MetaError::Internal(format!("cannot start the SQLite thread: {e}")))?;
+        ready_rx
+            .await
+            .map_err(|_| MetaError::Internal("the SQLite thread stopped".into()))??;
+        tracing::info!(path = %path.display(), "metadata store: SQLite");
+        Ok(SqliteStore { jobs, path })
+    }
+
+    /// The file this store uses.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection thread and waits for its answer.
+    async fn call<T, F>(&self, f: F) -> MetaResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> MetaResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| MetaError::Internal("the SQLite thread stopped".into()))?;
+        rx.await
+            .map_err(|_| MetaError::Internal("the SQLite thread stopped".into()))?
+    }
+
+    pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let res = conn.execute(
+                "INSERT INTO videos (id, uploaded_at, status) VALUES (?1, ?2, ?3)",
+                params![id, format_time(at), VideoStatus::Processing.as_str()],
+            );
+            match res {
+                Ok(_) => Ok(()),
+                Err(e) if is_constraint(&e) => Err(MetaError::AlreadyExists(id)),
+                Err(e) => Err(sql_error(e)),
+            }
+        })
+        .await
+    }
+
+    pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
+        let id = id.to_owned();
+        let d = details.clone();
+        self.call(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE videos SET status = ?2, duration_seconds = ?3, source_bytes = ?4,
+                         file_count = ?5, stored_bytes = ?6
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        VideoStatus::Ready.as_str(),
+                        d.duration_seconds,
+                        to_i64(d.source_bytes),
+                        to_i64(d.file_count),
+                        to_i64(d.stored_bytes),
+                    ],
+                )
+                .map_err(sql_error)?;
+            if changed == 0 {
+                return Err(MetaError::NotFound(id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn remove_video(&self, id: &str) -> MetaResult<()> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            conn.execute("DELETE FROM videos WHERE id = ?1", params![id])
+                .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
+        let id = id.to_owned();
+        let video = self
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!("{SELECT_VIDEO} WHERE id = ?1"))
+                    .map_err(sql_error)?;
+                stmt.query_row(params![id], row_to_video)
+                    .optional()
+                    .map_err(sql_error)
+            })
+            .await?;
+        Ok(Read {
+            value: video,
+            stale: false,
+        })
+    }
+
+    pub async fn list_videos(&self) -> MetaResult<Read<Vec<Video>>> {
+        let mut videos = self
+            .call(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!("{SELECT_VIDEO} ORDER BY uploaded_at DESC, id"))
+                    .map_err(sql_error)?;
+                let rows = stmt.query_map([], row_to_video).map_err(sql_error)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+            })
+            .await?;
+        // The SQL order is textual; rows written by the original with other offsets or
+        // layouts only sort right once parsed.
+        super::sort_newest_first(&mut videos);
+        Ok(Read {
+            value: videos,
+            stale: false,
+        })
+    }
+
+    pub async fn load_cluster_state(&self) -> MetaResult<Option<String>> {
+        self.call(|conn| {
+            conn.query_row("SELECT json FROM cluster_state WHERE id = 0", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .map_err(sql_error)
+        })
+        .await
+    }
+
+    pub async fn save_cluster_state(&self, json: &str) -> MetaResult<()> {
+        let json = json.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO cluster_state (id, json) VALUES (0, ?1)
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+                params![json],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One process writes a SQLite store, so no change ever comes from elsewhere.
+    pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
+        Ok(futures::stream::pending().boxed())
+    }
+}
+
+const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, source_bytes, \
+     file_count, stored_bytes FROM videos";
+
+fn open_connection(path: &Path) -> MetaResult<Connection> {
+    let mut conn = Connection::open(path).map_err(|e| {
+        MetaError::Internal(format!("cannot open SQLite file {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_error)?;
+    // WAL lets readers (including the original's tools) run beside the writer.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL mode");
+    }
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(sql_error)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. Version 0 is either an empty file or the
+/// original system's file (table `videos` with `id` and `uploaded_at` only).
+fn migrate(conn: &mut Connection) -> MetaResult<()> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql_error)?;
+    if version > SCHEMA_VERSION {
+        return Err(MetaError::Internal(format!(
+            "the SQLite file has schema version {version}, newer than this program's \
+             {SCHEMA_VERSION}"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(sql_error)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS videos (
+             id TEXT PRIMARY KEY,
+             uploaded_at DATETIME NOT NULL
+         );",
+    )
+    .map_err(sql_error)?;
+    // Rows written before the migration (by the original) are finished videos.
+    let existing: Vec<String> = {
+        let mut stmt = tx
+            .prepare("SELECT name FROM pragma_table_info('videos')")
+            .map_err(sql_error)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(sql_error)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_error)?
+    };
+    let columns = [
+        ("status", "TEXT NOT NULL DEFAULT 'ready'"),
+        ("duration_seconds", "REAL"),
+        ("source_bytes", "INTEGER"),
+        ("file_count", "INTEGER"),
+        ("stored_bytes", "INTEGER"),
+    ];
+    for (name, decl) in columns {
+        if !existing.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            tx.execute_batch(&format!("ALTER TABLE videos ADD COLUMN {name} {decl};"))
+                .map_err(sql_error)?;
+        }
+    }
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS cluster_state (
+             id INTEGER PRIMARY KEY CHECK (id = 0),
+             json TEXT NOT NULL
+         );
+         PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .map_err(sql_error)?;
+    tx.commit().map_err(sql_error)?;
+    tracing::info!(from = version, to = SCHEMA_VERSION, "migrated the SQLite schema");
+    Ok(())
+}
+
+fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
+    let id: String = row.get(0)?;
+    let uploaded_at = match row.get_ref(1)? {
+        ValueRef::Text(t) => {
+            let s = String::from_utf8_lossy(t);
+            parse_time(&s).unwrap_or_else(|| {
+                tracing::warn!(id, value = %s, "unreadable uploaded_at; shown as 1970");
+                DateTime::UNIX_EPOCH
+            })
+        }
+        ValueRef::Integer(secs) => DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+        ValueRef::Real(secs) => {
+            DateTime::from_timestamp_millis((secs * 1000.0) as i64).unwrap_or_default()
+        }
+        _ => DateTime::UNIX_EPOCH,
+    };
+    let status: String = row.get(2)?;
+    let status = if status == VideoStatus::Processing.as_str() {
+        VideoStatus::Processing
+    } else {
+        VideoStatus::Ready
+    };
+    let duration: Option<f64> = row.get(3)?;
+    let details = match (status, duration) {
+        (VideoStatus::Ready, Some(duration_seconds)) => Some(VideoDetails {
+            duration_seconds,
+            source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+            file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+            stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
+        }),
+        _ => None,
+    };
+    Ok(Video {
+        id,
+        uploaded_at,
+        status,
+        details,
+    })
+}
+
+/// RFC 3339 with nanoseconds in UTC: sorts as text, and go-sqlite3 parses it.
+fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+fn sql_error(e: rusqlite::Error) -> MetaError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            MetaError::Unavailable(format!("SQLite is busy: {e}"))
+        }
+        _ => MetaError::Internal(format!("SQLite: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_times_read_back_exactly() {
+        let t = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(parse_time(&format_time(t)), Some(t));
+    }
+}

@@ -1,6 +1,121 @@
-//! Placeholder replaced by the storage node work.
-#[derive(clap::Args, Debug)]
-pub struct StorageArgs {}
-pub async fn run_cli(_args: StorageArgs) -> anyhow::Result<()> {
-    anyhow::bail!("storage node not built yet")
+//! The storage node server: StorageService and `grpc.health.v1.Health` on one listener,
+//! and the `tritontube storage` command line.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::service::StorageService;
+use super::store::{Store, StoreError};
+use crate::proto::storage::storage_service_server::StorageServiceServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("opening the storage folder: {0}")]
+    Store(#[from] StoreError),
+    #[error("serving gRPC: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the store in `dir` on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+pub async fn run(
+    listener: TcpListener,
+    dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let store = Store::open(dir).await?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<StorageServiceServer<StorageService>>()
+        .await;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        // Wider windows than the 64 KiB default so one stream can fill a fast link.
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .add_service(health_service)
+        .add_service(StorageService::new(store).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// `tritontube storage --host H --port P DIR`
+#[derive(clap::Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Host name or address to listen on.
+    #[arg(long, env = "TRITONTUBE_HOST", default_value = "localhost")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "TRITONTUBE_PORT", default_value_t = 8090)]
+    pub port: u16,
+    /// Folder holding the files as DIR/{videoId}/{filename}; created if missing.
+    #[arg(env = "TRITONTUBE_STORAGE_DIR")]
+    pub dir: PathBuf,
+}
+
+/// Resolves the listening address, preferring IPv4 as the original (Go) node did, so
+/// `localhost` means 127.0.0.1 where both exist.
+async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve listening host {host:?}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .with_context(|| format!("listening host {host:?} has no address"))
+}
+
+pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&args.dir)
+        .await
+        .with_context(|| format!("cannot create storage folder {}", args.dir.display()))?;
+    let addr = resolve(&args.host, args.port).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {}:{} ({addr})", args.host, args.port))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        "storage node listening on {local}, serving {}",
+        args.dir.display()
+    );
+    run(listener, args.dir, shutdown_signal()).await?;
+    tracing::info!("storage node stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
 }

@@ -1,0 +1,234 @@
+//! The StorageService gRPC implementation over the [`Store`].
+//!
+//! Keys are validated before anything touches the disk (INVALID_ARGUMENT with the rule
+//! broken); a missing file is `found = false` on the compatible DownloadFile and NOT_FOUND
+//! on the new RPCs; internal failures are logged here and answered with INTERNAL, never
+//! with a path.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::client::MAX_MESSAGE_BYTES;
+use super::store::{Store, StoreError, parse_expected_sha256};
+use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
+use crate::proto::storage::{
+    DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk,
+    GetFileRequest, KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, NodeStatsRequest,
+    NodeStatsResponse, PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse,
+    StreamKeysRequest, UploadRequest, UploadResponse,
+};
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
+        match error {
+            StoreError::BadKey(e) => Status::invalid_argument(format!("invalid key: {e}")),
+            StoreError::BadChecksum => Status::invalid_argument(error.to_string()),
+            StoreError::NotFound => Status::not_found("no such file"),
+            StoreError::ChecksumMismatch { .. } => Status::data_loss(error.to_string()),
+            StoreError::OutOfRange { .. } => Status::out_of_range(error.to_string()),
+            StoreError::Io { .. } | StoreError::Task(_) => {
+                // The details (paths, OS errors) stay in the node's log.
+                tracing::error!(error = %error, "storage failure");
+                Status::internal("storage node failure")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StorageService {
+    store: Store,
+}
+
+impl StorageService {
+    pub fn new(store: Store) -> Self {
+        StorageService { store }
+    }
+
+    /// The tonic service, with message limits raised so the compatible whole-file RPCs
+    /// carry large files.
+    pub fn into_server(self) -> StorageServiceServer<StorageService> {
+        StorageServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    async fn put_stream(
+        &self,
+        mut chunks: Streaming<PutFileChunk>,
+    ) -> Result<PutFileResponse, Status> {
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty stream: the first chunk names the key"))?;
+        let expected = parse_expected_sha256(&first.expected_sha256)?;
+        let mut pending = self.store.begin_write(&first.key).await?;
+        pending.write(first.data).await?;
+        // An error or a dropped stream returns early; dropping `pending` removes the temp
+        // file, so nothing of a partial upload stays.
+        while let Some(chunk) = chunks.message().await? {
+            if !chunk.key.is_empty() && chunk.key != pending.key() {
+                return Err(Status::invalid_argument(
+                    "only the first chunk may name the key",
+                ));
+            }
+            pending.write(chunk.data).await?;
+        }
+        let stat = pending.commit(expected).await?;
+        tracing::debug!(key = first.key, size = stat.size, "stored (stream)");
+        Ok(PutFileResponse {
+            size: stat.size,
+            sha256: stat.sha256,
+        })
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl storage_service_server::StorageService for StorageService {
+    async fn upload_file(
+        &self,
+        request: Request<UploadRequest>,
+    ) -> Result<Response<UploadResponse>, Status> {
+        let UploadRequest { key, data } = request.into_inner();
+        let stat = self.store.put(&key, data, None).await?;
+        tracing::debug!(key, size = stat.size, "stored");
+        Ok(Response::new(UploadResponse { success: true }))
+    }
+
+    async fn download_file(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<DownloadResponse>, Status> {
+        let key = request.into_inner().key;
+        let reply = match self.store.read(&key).await {
+            Ok(data) => DownloadResponse { found: true, data },
+            Err(StoreError::NotFound) => DownloadResponse {
+                found: false,
+                data: Default::default(),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn delete_file(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let key = request.into_inner().key;
+        self.store.delete(&key).await?;
+        tracing::debug!(key, "deleted");
+        Ok(Response::new(DeleteResponse { success: true }))
+    }
+
+    async fn list_files(
+        &self,
+        _request: Request<ListFilesRequest>,
+    ) -> Result<Response<ListFilesResponse>, Status> {
+        // The original contract is one reply; StreamKeys is the scalable way.
+        let mut keys = Vec::new();
+        let mut batches = std::pin::pin!(self.store.list(false));
+        while let Some(batch) = batches.next().await {
+            keys.extend(batch?.into_iter().map(|listed| listed.key));
+        }
+        Ok(Response::new(ListFilesResponse { keys }))
+    }
+
+    async fn put_file(
+        &self,
+        request: Request<Streaming<PutFileChunk>>,
+    ) -> Result<Response<PutFileResponse>, Status> {
+        self.put_stream(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type GetFileStream = BoxStream<GetFileChunk>;
+
+    async fn get_file(
+        &self,
+        request: Request<GetFileRequest>,
+    ) -> Result<Response<Self::GetFileStream>, Status> {
+        let GetFileRequest {
+            key,
+            offset,
+            length,
+        } = request.into_inner();
+        let file = self.store.open_read(&key).await?;
+        let stat = file.stat.clone();
+        let mut data = Box::pin(file.range(offset, length)?);
+        let stream = async_stream::try_stream! {
+            // The first message always goes out, even for an empty range, because it
+            // carries the whole file's size and hash.
+            let first = match data.next().await {
+                Some(chunk) => chunk?,
+                None => Default::default(),
+            };
+            yield GetFileChunk {
+                data: first,
+                total_size: stat.size,
+                sha256: stat.sha256,
+            };
+            while let Some(chunk) = data.next().await {
+                yield GetFileChunk {
+                    data: chunk?,
+                    ..Default::default()
+                };
+            }
+        };
+        Ok(Response::new(Box::pin(stream) as Self::GetFileStream))
+    }
+
+    async fn stat_file(
+        &self,
+        request: Request<StatFileRequest>,
+    ) -> Result<Response<StatFileResponse>, Status> {
+        let stat = self.store.stat(&request.into_inner().key).await?;
+        Ok(Response::new(StatFileResponse {
+            size: stat.size,
+            sha256: stat.sha256,
+        }))
+    }
+
+    type StreamKeysStream = BoxStream<KeyBatch>;
+
+    async fn stream_keys(
+        &self,
+        request: Request<StreamKeysRequest>,
+    ) -> Result<Response<Self::StreamKeysStream>, Status> {
+        let with_stat = request.into_inner().with_stat;
+        let stream = self.store.list(with_stat).map(|batch| {
+            let keys = batch?
+                .into_iter()
+                .map(|listed| {
+                    let (size, sha256) = listed
+                        .stat
+                        .map(|stat| (stat.size, stat.sha256))
+                        .unwrap_or_default();
+                    KeyInfo {
+                        key: listed.key,
+                        size,
+                        sha256,
+                    }
+                })
+                .collect();
+            Ok::<_, Status>(KeyBatch { keys })
+        });
+        Ok(Response::new(Box::pin(stream) as Self::StreamKeysStream))
+    }
+
+    async fn node_stats(
+        &self,
+        _request: Request<NodeStatsRequest>,
+    ) -> Result<Response<NodeStatsResponse>, Status> {
+        let stats = self.store.stats();
+        Ok(Response::new(NodeStatsResponse {
+            file_count: stats.file_count,
+            total_bytes: stats.total_bytes,
+        }))
+    }
+}

@@ -1,0 +1,117 @@
+//! `tritontube up`: the whole system on one machine in one process — SQLite metadata,
+//! three storage nodes in the ring, one spare node to add from the console, and the web
+//! node with its admin service. Ctrl-C stops all of it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::meta::MetaStore;
+use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
+use crate::web::{self, ContentSpec, WebConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Folder for the metadata, the storage nodes' files and uploads in progress.
+    #[arg(long, env = "TRITONTUBE_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// Address every server listens on.
+    #[arg(long, env = "TRITONTUBE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// HTTP port of the web node.
+    #[arg(long, env = "TRITONTUBE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Port of the admin service (the console connects here).
+    #[arg(long, env = "TRITONTUBE_ADMIN_PORT", default_value_t = 8081)]
+    pub admin_port: u16,
+    /// Port of the first storage node; the others follow it.
+    #[arg(long, env = "TRITONTUBE_STORAGE_PORT", default_value_t = 8090)]
+    pub storage_port: u16,
+    /// Storage nodes in the ring; one more is started as a spare.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Copies of each file.
+    #[arg(long, env = "TRITONTUBE_REPLICAS", default_value_t = DEFAULT_REPLICAS)]
+    pub replicas: u32,
+    /// Shared secret the admin service requires.
+    #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port} (is another Tritontube running?)"))
+}
+
+pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
+    web::transcode::check_tools().await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(web::signal_shutdown(shutdown.clone()));
+
+    let mut servers = tokio::task::JoinSet::new();
+    let mut ring_nodes = Vec::new();
+    let mut spare = String::new();
+    for i in 0..=args.nodes {
+        let port = args.storage_port + i;
+        let listener = bind(&args.host, port).await?;
+        let address = format!("{}:{}", args.host, listener.local_addr()?.port());
+        let dir = args.data.join(format!("storage-{port}"));
+        let stop = shutdown.clone().cancelled_owned();
+        servers.spawn(async move {
+            crate::node::server::run(listener, dir, stop)
+                .await
+                .context("storage node")
+        });
+        if i < args.nodes {
+            ring_nodes.push(address);
+        } else {
+            spare = address;
+        }
+    }
+
+    let http = bind(&args.host, args.port).await?;
+    let admin = bind(&args.host, args.admin_port).await?;
+    let meta = MetaStore::sqlite(&args.data.join("metadata.db"))
+        .await
+        .context("opening the metadata database")?;
+    let config = WebConfig {
+        work_dir: args.data.join("uploads"),
+        ..WebConfig::default()
+    };
+    let content = ContentSpec::Ring {
+        seed_nodes: ring_nodes.clone(),
+        spares: vec![spare.clone()],
+        virtual_nodes: DEFAULT_VIRTUAL_NODES,
+        replicas: args.replicas,
+        admin_token: args.admin_token.clone(),
+    };
+    let web_address = format!("http://{}:{}", args.host, http.local_addr()?.port());
+    let admin_address = format!("{}:{}", args.host, admin.local_addr()?.port());
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        web::run(http, Some(admin), meta, content, config, stop)
+            .await
+            .context("web node")
+    });
+
+    println!("Tritontube is up (Ctrl-C stops it).");
+    println!("  web:      {web_address}");
+    println!("  admin:    {admin_address}   console: tritontube tui {admin_address}");
+    println!("  storage:  {} (ring), {spare} (spare)", ring_nodes.join(" "));
+    println!("  data:     {}", args.data.display());
+
+    // The first server to stop (or fail) stops the rest.
+    let mut result = Ok(());
+    while let Some(finished) = servers.join_next().await {
+        shutdown.cancel();
+        if let Ok(Err(e)) = finished {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}

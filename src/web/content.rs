@@ -1,0 +1,108 @@
+//! Where the DASH files live: one local folder (single-machine mode) or the ring of storage
+//! nodes. Both give the same three operations to the upload and playback paths.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use super::cluster::{Cluster, ClusterError, OpenFile};
+use tokio::io::AsyncReadExt;
+
+use crate::node::client::{CHUNK_BYTES, ClientError, FileStat};
+use crate::node::store::{Store, StoreError};
+
+#[derive(Clone)]
+pub enum Content {
+    /// `fs DIR`: the storage node's on-disk store, in process.
+    Local(Arc<Store>),
+    /// `nw ADMIN,NODES…`: the ring.
+    Ring(Arc<Cluster>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ClientError> for ContentError {
+    fn from(e: ClientError) -> Self {
+        ContentError::Cluster(ClusterError::Node(e))
+    }
+}
+
+impl Content {
+    pub async fn put_file(&self, key: &str, path: &Path) -> Result<FileStat, ContentError> {
+        match self {
+            Content::Local(store) => Ok(put_local(store, key, path).await?),
+            Content::Ring(cluster) => Ok(cluster.put_file(key, path).await?),
+        }
+    }
+
+    /// `length` bytes of `key` from `offset` (0 = to the end); None if absent.
+    pub async fn open(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<OpenFile>, ContentError> {
+        match self {
+            Content::Local(store) => {
+                let opened = match store.open_read(key).await {
+                    Ok(opened) => opened,
+                    Err(StoreError::NotFound) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                let stat = opened.stat.clone();
+                let body = opened.range(offset, length)?.map_err(|e| ClientError::Io {
+                    path: String::new(),
+                    source: std::io::Error::other(e),
+                });
+                Ok(Some(OpenFile {
+                    stat,
+                    body: body.boxed(),
+                }))
+            }
+            Content::Ring(cluster) => Ok(cluster.open(key, offset, length).await?),
+        }
+    }
+
+    pub async fn read_all(&self, key: &str) -> Result<Option<Bytes>, ContentError> {
+        let Some(file) = self.open(key, 0, 0).await? else {
+            return Ok(None);
+        };
+        let chunks: Vec<Bytes> = file.body.try_collect().await?;
+        Ok(Some(chunks.concat().into()))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), ContentError> {
+        match self {
+            Content::Local(store) => Ok(store.delete(key).await?),
+            Content::Ring(cluster) => Ok(cluster.delete(key).await?),
+        }
+    }
+}
+
+/// Streams the file at `path` into the local store, never holding it whole.
+async fn put_local(store: &Store, key: &str, path: &Path) -> Result<FileStat, StoreError> {
+    let io = |source| StoreError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut pending = store.begin_write(key).await?;
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+        let n = file.read_buf(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        pending.write(buf.freeze()).await?;
+    }
+    pending.commit(None).await
+}

@@ -1,0 +1,301 @@
+//! The web node: HTTP for viewers, the admin gRPC service for operators.
+//!
+//! - [`routes`]: the router, shared state and error responses.
+//! - [`pages`]: the index and player pages.
+//! - [`upload`]: `POST /upload` (stream to disk, probe, transcode, store, record).
+//! - [`transcode`]: ffprobe and ffmpeg as child processes.
+//! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
+//! - [`content`]: local folder or ring of storage nodes, behind one interface.
+//! - [`cluster`]: the ring state (persisted), node clients, reads with fallback.
+//! - [`migration`]: ring changes that never lose a file.
+//! - [`admin`]: the VideoContentAdminService.
+
+pub mod admin;
+pub mod cluster;
+pub mod content;
+pub mod migration;
+pub mod pages;
+pub mod routes;
+pub mod serve;
+pub mod transcode;
+pub mod upload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::meta::MetaStore;
+use crate::node::store::Store;
+use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
+use cluster::Cluster;
+use content::Content;
+use migration::Migrator;
+
+/// Settings of the HTTP side.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Largest accepted upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Where uploads and ffmpeg output are kept while they are processed.
+    pub work_dir: PathBuf,
+    /// Memory for hot segments, bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            max_upload_bytes: 4 * 1024 * 1024 * 1024,
+            work_dir: std::env::temp_dir(),
+            cache_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where the DASH files go.
+#[derive(Clone, Debug)]
+pub enum ContentSpec {
+    /// One local folder.
+    Local(PathBuf),
+    /// The ring; the nodes seed it only when the metadata store has no ring yet.
+    Ring {
+        seed_nodes: Vec<String>,
+        /// Nodes to offer the operator without putting them in the ring.
+        spares: Vec<String>,
+        virtual_nodes: u32,
+        replicas: u32,
+        admin_token: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum MetadataKind {
+    Sqlite,
+    Etcd,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ContentKind {
+    Fs,
+    Nw,
+}
+
+/// `tritontube web [--host H] [--port P] METADATA_TYPE METADATA_OPTIONS CONTENT_TYPE
+/// CONTENT_OPTIONS`, the original's positional shape.
+#[derive(clap::Args, Debug)]
+pub struct WebArgs {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "TRITONTUBE_HOST", default_value = "localhost")]
+    pub host: String,
+    #[arg(long, env = "TRITONTUBE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// `sqlite` (OPTIONS: a file path) or `etcd` (OPTIONS: endpoints, comma-separated).
+    #[arg(value_enum)]
+    pub metadata_type: MetadataKind,
+    pub metadata_options: String,
+    /// `fs` (OPTIONS: a folder) or `nw` (OPTIONS: ADMIN_ADDRESS,NODE1,NODE2,…).
+    #[arg(value_enum)]
+    pub content_type: ContentKind,
+    pub content_options: String,
+    /// Largest accepted upload, bytes.
+    #[arg(long, env = "TRITONTUBE_MAX_UPLOAD_BYTES", default_value_t = WebConfig::default().max_upload_bytes)]
+    pub max_upload_bytes: u64,
+    /// Memory for the hot-segment cache, bytes.
+    #[arg(long, env = "TRITONTUBE_CACHE_BYTES", default_value_t = WebConfig::default().cache_bytes)]
+    pub cache_bytes: u64,
+    /// Folder for uploads being processed (default: the system temp folder).
+    #[arg(long, env = "TRITONTUBE_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Tokens per storage node on the ring (used when the ring is first created).
+    #[arg(long, env = "TRITONTUBE_VIRTUAL_NODES", default_value_t = DEFAULT_VIRTUAL_NODES)]
+    pub virtual_nodes: u32,
+    /// Copies of each file (used when the ring is first created).
+    #[arg(long, env = "TRITONTUBE_REPLICAS", default_value_t = DEFAULT_REPLICAS)]
+    pub replicas: u32,
+    /// Shared secret the admin service requires from its clients.
+    #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+}
+
+/// Splits a comma-separated list, dropping empty items and surrounding spaces.
+pub fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub async fn open_meta(kind: MetadataKind, options: &str) -> anyhow::Result<MetaStore> {
+    Ok(match kind {
+        MetadataKind::Sqlite => {
+            let path = PathBuf::from(options);
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            MetaStore::sqlite(&path)
+                .await
+                .with_context(|| format!("opening SQLite metadata at {options}"))?
+        }
+        MetadataKind::Etcd => MetaStore::etcd(&split_list(options))
+            .await
+            .with_context(|| format!("connecting to etcd at {options}"))?,
+    })
+}
+
+async fn bind(address: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
+    transcode::check_tools().await?;
+    let meta = open_meta(args.metadata_type, &args.metadata_options).await?;
+    let config = WebConfig {
+        max_upload_bytes: args.max_upload_bytes,
+        work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
+        cache_bytes: args.cache_bytes,
+    };
+    let (content, admin_listener) = match args.content_type {
+        ContentKind::Fs => (ContentSpec::Local(PathBuf::from(&args.content_options)), None),
+        ContentKind::Nw => {
+            let mut list = split_list(&args.content_options).into_iter();
+            let admin = list
+                .next()
+                .context("nw needs ADMIN_ADDRESS,NODE1,NODE2,…")?;
+            let spec = ContentSpec::Ring {
+                seed_nodes: list.collect(),
+                spares: Vec::new(),
+                virtual_nodes: args.virtual_nodes,
+                replicas: args.replicas,
+                admin_token: args.admin_token,
+            };
+            (spec, Some(bind(&admin).await?))
+        }
+    };
+    let http = bind(&format!("{}:{}", args.host, args.port)).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    run(http, admin_listener, meta, content, config, shutdown).await
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub async fn signal_shutdown(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+/// Serves HTTP on `http` and, for a ring, the admin service on `admin`, until `shutdown`.
+pub async fn run(
+    http: TcpListener,
+    admin: Option<TcpListener>,
+    meta: MetaStore,
+    content: ContentSpec,
+    config: WebConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("creating {}", config.work_dir.display()))?;
+    let (content, admin_server) = match content {
+        ContentSpec::Local(dir) => {
+            let store = Store::open(&dir)
+                .await
+                .with_context(|| format!("opening {}", dir.display()))?;
+            (Content::Local(Arc::new(store)), None)
+        }
+        ContentSpec::Ring {
+            seed_nodes,
+            spares,
+            virtual_nodes,
+            replicas,
+            admin_token,
+        } => {
+            let cluster = Cluster::load(meta.clone(), &seed_nodes, virtual_nodes, replicas).await?;
+            cluster.register_spares(&spares).await?;
+            let migrator = Migrator::new(cluster.clone(), migration::DEFAULT_PARALLELISM);
+            follow_cluster_changes(cluster.clone(), shutdown.clone()).await?;
+            resume_pending_change(migrator.clone());
+            let listener = admin.context("the ring needs an admin address")?;
+            tracing::info!(address = %listener.local_addr()?, "admin service listening");
+            let server = admin::server(migrator, admin_token);
+            (Content::Ring(cluster), Some((listener, server)))
+        }
+    };
+    let state = Arc::new(routes::AppState {
+        meta,
+        content,
+        cache: serve::new_cache(config.cache_bytes),
+        config,
+    });
+    tracing::info!(address = %http.local_addr()?, "web node listening");
+    let http_server = axum::serve(http, routes::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    match admin_server {
+        None => http_server.await?,
+        Some((listener, server)) => {
+            let admin_future = tonic::transport::Server::builder()
+                .add_service(server)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown.clone().cancelled_owned(),
+                );
+            let (http_result, admin_result) = tokio::join!(http_server, admin_future);
+            http_result?;
+            admin_result?;
+        }
+    }
+    Ok(())
+}
+
+/// Adopts ring changes made by other web nodes sharing the metadata store.
+async fn follow_cluster_changes(
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut changes = cluster.meta().watch_cluster_state().await?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                change = changes.next() => match change {
+                    Some(json) => {
+                        if let Err(e) = cluster.adopt_saved_state(&json).await {
+                            tracing::warn!(error = %e, "ignoring an unreadable cluster state");
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Finishes, in the background, a change a previous run of this node left unfinished.
+fn resume_pending_change(migrator: Arc<Migrator>) {
+    tokio::spawn(async move {
+        match migrator.resume_pending().await {
+            Ok(Some(moved)) => tracing::info!(moved, "finished the interrupted ring change"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not finish the interrupted ring change"),
+        }
+    });
+}

@@ -1,0 +1,147 @@
+//! The HTTP surface: routes, shared state, and how errors become responses.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use super::content::{Content, ContentError};
+use super::serve::{ContentCache, serve_content};
+use super::upload::upload;
+use super::{WebConfig, pages};
+use crate::meta::{MetaError, MetaStore};
+use crate::node::keys::{self, KeyError};
+
+pub struct AppState {
+    pub meta: MetaStore,
+    pub content: Content,
+    pub cache: ContentCache,
+    pub config: WebConfig,
+}
+
+pub type SharedState = Arc<AppState>;
+
+static DASH_JS: &[u8] = include_bytes!("../../assets/dashjs/dash.all.min.js");
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/upload",
+            // The upload handler enforces its own limit while streaming to disk.
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/videos/{id}", get(player))
+        .route("/content/{id}/{file}", get(serve_content))
+        .route("/static/dash.all.min.js", get(dash_js))
+        .route("/healthz", get(healthz))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Everything a handler can fail with; the response never shows internals.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<KeyError> for WebError {
+    fn from(e: KeyError) -> Self {
+        WebError::BadRequest(e.to_string())
+    }
+}
+
+impl From<MetaError> for WebError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::AlreadyExists(id) => {
+                WebError::Conflict(format!("a video named {id:?} already exists"))
+            }
+            MetaError::NotFound(id) => WebError::NotFound(format!("no video named {id:?}")),
+            MetaError::Unavailable(why) => {
+                WebError::Unavailable(format!("the metadata store is unavailable: {why}"))
+            }
+            MetaError::Internal(why) => WebError::Internal(why),
+        }
+    }
+}
+
+impl From<ContentError> for WebError {
+    fn from(e: ContentError) -> Self {
+        WebError::Unavailable(format!("storage is unavailable: {e}"))
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        if status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!(error = %self, "request refused");
+        }
+        let mut response = (status, format!("{self}\n")).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+async fn index(State(state): State<SharedState>) -> Result<Html<String>, WebError> {
+    let listing = state.meta.list_videos().await?;
+    Ok(Html(pages::index(&listing.value, listing.stale)))
+}
+
+async fn player(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    keys::validate_video_id(&id).map_err(|_| WebError::NotFound(format!("no video named {id:?}")))?;
+    match state.meta.get_video(&id).await?.value {
+        Some(_) => Ok(Html(pages::player(&id))),
+        None => Err(WebError::NotFound(format!("no video named {id:?}"))),
+    }
+}
+
+async fn dash_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        DASH_JS,
+    )
+}
+
+async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
+    match state.meta.list_videos().await {
+        Ok(listing) if !listing.stale => (StatusCode::OK, "ok\n".to_string()),
+        Ok(_) => (StatusCode::OK, "degraded: metadata reads may be stale\n".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}

@@ -1,0 +1,291 @@
+//! `GET|HEAD /content/{id}/{file}`: a DASH file from the store, with MIME type, length,
+//! byte ranges, ETag revalidation and cache lifetimes. Small files (every segment) are
+//! kept in a bounded in-memory cache, so hot segments are served without a node round trip.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::routes::{SharedState, WebError};
+use crate::node::client::FileStat;
+use crate::node::keys;
+
+/// Files up to this size are cached whole; larger ones are streamed straight through.
+pub const MAX_CACHED_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct CachedFile {
+    pub stat: FileStat,
+    pub data: Bytes,
+}
+
+pub type ContentCache = moka::future::Cache<String, CachedFile>;
+
+/// A cache holding at most `capacity_bytes` of file data.
+pub fn new_cache(capacity_bytes: u64) -> ContentCache {
+    moka::future::Cache::builder()
+        .max_capacity(capacity_bytes)
+        .weigher(|key: &String, file: &CachedFile| {
+            u32::try_from(file.data.len() + key.len()).unwrap_or(u32::MAX)
+        })
+        .build()
+}
+
+pub fn mime_for(file: &str) -> &'static str {
+    match file.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()) {
+        Some(ext) => match ext.as_str() {
+            "mpd" => "application/dash+xml",
+            "m4s" => "video/iso.segment",
+            "mp4" | "m4v" => "video/mp4",
+            "m4a" => "audio/mp4",
+            "m3u8" => "application/vnd.apple.mpegurl",
+            "vtt" => "text/vtt",
+            _ => "application/octet-stream",
+        },
+        None => "application/octet-stream",
+    }
+}
+
+/// Segments never change under a name; the manifest is revalidated (cheap, by ETag).
+fn cache_control(file: &str) -> &'static str {
+    if file.ends_with(".m4s") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, no-cache"
+    }
+}
+
+/// One byte range of a `Range: bytes=…` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `a-b` (inclusive) or `a-`.
+    From { start: u64, end: Option<u64> },
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parses a single-range header; None for anything else (then the whole file is sent,
+    /// as RFC 9110 allows for ranges a server does not support).
+    pub fn parse(value: &str) -> Option<ByteRange> {
+        let spec = value.trim().strip_prefix("bytes=")?.trim();
+        if spec.contains(',') {
+            return None;
+        }
+        let (start, end) = spec.split_once('-')?;
+        let (start, end) = (start.trim(), end.trim());
+        if start.is_empty() {
+            return end.parse().ok().map(ByteRange::Suffix);
+        }
+        let start: u64 = start.parse().ok()?;
+        let end = match end {
+            "" => None,
+            e => {
+                let e: u64 = e.parse().ok()?;
+                if e < start {
+                    return None;
+                }
+                Some(e)
+            }
+        };
+        Some(ByteRange::From { start, end })
+    }
+
+    /// First and last byte (inclusive) within a file of `size` bytes, or None when the
+    /// range cannot be satisfied (416).
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From { start, end } if start < size => {
+                Some((start, end.map_or(size - 1, |e| e.min(size - 1))))
+            }
+            ByteRange::From { .. } => None,
+            ByteRange::Suffix(0) => None,
+            ByteRange::Suffix(n) if size > 0 => Some((size.saturating_sub(n), size - 1)),
+            ByteRange::Suffix(_) => None,
+        }
+    }
+}
+
+fn etag(stat: &FileStat) -> String {
+    format!("\"{}\"", &stat.sha256[..stat.sha256.len().min(32)])
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        })
+}
+
+/// What to send: the whole file (200), one range (206), or that the range is unsatisfiable.
+enum Plan {
+    Whole,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+fn plan(headers: &HeaderMap, size: u64) -> Plan {
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse);
+    match range {
+        None => Plan::Whole,
+        Some(r) => match r.resolve(size) {
+            Some((first, last)) => Plan::Part(first, last),
+            None => Plan::Unsatisfiable,
+        },
+    }
+}
+
+fn head_builder(file: &str, stat: &FileStat) -> axum::http::response::Builder {
+    Response::builder()
+        .header(header::CONTENT_TYPE, mime_for(file))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, etag(stat))
+        .header(header::CACHE_CONTROL, cache_control(file))
+}
+
+fn finish(builder: axum::http::response::Builder, body: Body) -> Response {
+    builder
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+/// Answers from a file held in memory.
+fn respond_cached(file: &str, cached: &CachedFile, method: &Method, headers: &HeaderMap) -> Response {
+    let size = cached.data.len() as u64;
+    let builder = head_builder(file, &cached.stat);
+    if not_modified(headers, &etag(&cached.stat)) {
+        return finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
+    }
+    let (status, first, last) = match plan(headers, size) {
+        Plan::Unsatisfiable => return unsatisfiable(size),
+        Plan::Whole => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Plan::Part(first, last) => (StatusCode::PARTIAL_CONTENT, first, last),
+    };
+    let length = if size == 0 { 0 } else { last - first + 1 };
+    let mut builder = builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, length);
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+    }
+    let body = if *method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        Body::from(cached.data.slice(first as usize..=last as usize))
+    };
+    finish(builder, body)
+}
+
+pub async fn serve_content(
+    State(state): State<SharedState>,
+    method: Method,
+    Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    keys::validate_video_id(&id)?;
+    keys::validate_file_name(&file)?;
+    let key = keys::make_key(&id, &file);
+    let missing = || WebError::NotFound(format!("no file {file:?} in video {id:?}"));
+
+    if let Some(cached) = state.cache.get(&key).await {
+        return Ok(respond_cached(&file, &cached, &method, &headers));
+    }
+    let Some(opened) = state.content.open(&key, 0, 0).await? else {
+        return Err(missing());
+    };
+    let stat = opened.stat.clone();
+    if stat.size <= MAX_CACHED_FILE_BYTES {
+        let chunks: Vec<Bytes> = opened.body.try_collect().await.map_err(|e| {
+            WebError::Unavailable(format!("storage is unavailable: {e}"))
+        })?;
+        let cached = CachedFile {
+            stat,
+            data: chunks.concat().into(),
+        };
+        state.cache.insert(key, cached.clone()).await;
+        return Ok(respond_cached(&file, &cached, &method, &headers));
+    }
+
+    // A large file: stream it, never holding it whole.
+    let builder = head_builder(&file, &stat);
+    if not_modified(&headers, &etag(&stat)) {
+        return Ok(finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty()));
+    }
+    let size = stat.size;
+    match plan(&headers, size) {
+        Plan::Unsatisfiable => Ok(unsatisfiable(size)),
+        Plan::Whole => {
+            let builder = builder
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, size);
+            let body = match method {
+                Method::HEAD => Body::empty(),
+                _ => Body::from_stream(opened.body),
+            };
+            Ok(finish(builder, body))
+        }
+        Plan::Part(first, last) => {
+            drop(opened);
+            let length = last - first + 1;
+            let builder = builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_LENGTH, length)
+                .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+            if method == Method::HEAD {
+                return Ok(finish(builder, Body::empty()));
+            }
+            let Some(part) = state.content.open(&key, first, length).await? else {
+                return Err(missing());
+            };
+            Ok(finish(builder, Body::from_stream(part.body)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_resolve() {
+        let r = |s: &str| ByteRange::parse(s);
+        assert_eq!(r("bytes=0-99").unwrap().resolve(1000), Some((0, 99)));
+        assert_eq!(r("bytes=900-").unwrap().resolve(1000), Some((900, 999)));
+        assert_eq!(r("bytes=900-5000").unwrap().resolve(1000), Some((900, 999)));
+        assert_eq!(r("bytes=-100").unwrap().resolve(1000), Some((900, 999)));
+        assert_eq!(r("bytes=-5000").unwrap().resolve(1000), Some((0, 999)));
+        assert_eq!(r("bytes=1000-").unwrap().resolve(1000), None);
+        assert_eq!(r("bytes=-0").unwrap().resolve(1000), None);
+        assert_eq!(r("bytes=0-").unwrap().resolve(0), None);
+        assert_eq!(r("bytes=5-1"), None);
+        assert_eq!(r("bytes=0-1,5-6"), None);
+        assert_eq!(r("items=0-1"), None);
+        assert_eq!(r("bytes=x-1"), None);
+    }
+
+    #[test]
+    fn mime_types_by_extension() {
+        assert_eq!(mime_for("manifest.mpd"), "application/dash+xml");
+        assert_eq!(mime_for("chunk-0-00001.m4s"), "video/iso.segment");
+        assert_eq!(mime_for("a.MP4"), "video/mp4");
+        assert_eq!(mime_for("noext"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,225 @@
+//! `POST /upload`: stream the MP4 to a temp file, check it is a video, transcode it to
+//! DASH, store every file on its holders, then record the video. The id is claimed first,
+//! so a taken id is refused before the body is read and two uploads of one id cannot both
+//! proceed; any failure (or a client that goes away) removes the claim and every file
+//! already stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::multipart::{Field, Multipart, MultipartError};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::content::Content;
+use super::routes::{SharedState, WebError};
+use super::transcode::{self, TranscodeError};
+use crate::meta::{MetaStore, VideoDetails};
+use crate::node::keys;
+
+/// DASH files stored at once per upload.
+const STORE_PARALLELISM: usize = 8;
+
+impl From<MultipartError> for WebError {
+    fn from(e: MultipartError) -> Self {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            WebError::TooLarge(e.body_text())
+        } else {
+            WebError::BadRequest(format!("malformed upload: {}", e.body_text()))
+        }
+    }
+}
+
+impl From<TranscodeError> for WebError {
+    fn from(e: TranscodeError) -> Self {
+        match e {
+            TranscodeError::NotAVideo(why) => WebError::BadRequest(format!("not a video: {why}")),
+            other => WebError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The video id of an uploaded file: its name without the extension.
+pub fn video_id_for(file_name: &str) -> Result<String, WebError> {
+    let id = match file_name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => file_name,
+    };
+    keys::validate_video_id(id)
+        .map_err(|e| WebError::BadRequest(format!("invalid video name {id:?}: {e}")))?;
+    Ok(id.to_string())
+}
+
+/// Undoes a failed upload, including one whose request future was dropped midway.
+struct Rollback {
+    meta: MetaStore,
+    content: Content,
+    id: String,
+    stored: Arc<Mutex<Vec<String>>>,
+    armed: bool,
+}
+
+impl Rollback {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (meta, content, id) = (self.meta.clone(), self.content.clone(), self.id.clone());
+        let stored = std::mem::take(&mut *self.stored.lock().expect("stored keys lock"));
+        let cleanup = async move {
+            for key in &stored {
+                if let Err(e) = content.delete(key).await {
+                    tracing::error!(%key, error = %e, "could not remove a file of a failed upload");
+                }
+            }
+            if let Err(e) = meta.remove_video(&id).await {
+                tracing::error!(%id, error = %e, "could not remove the claim of a failed upload");
+            }
+            tracing::info!(%id, files = stored.len(), "rolled back a failed upload");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(cleanup);
+            }
+            Err(_) => tracing::error!(id = %self.id, "no runtime to roll back a failed upload"),
+        }
+    }
+}
+
+pub async fn upload(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<Response, WebError> {
+    let limit = state.config.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Multipart framing adds a little; anything far above the limit is refused unread.
+    if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+        return Err(too_large(limit));
+    }
+    let field = loop {
+        match multipart.next_field().await? {
+            Some(field) if field.name() == Some("file") => break field,
+            Some(_) => continue,
+            None => {
+                return Err(WebError::BadRequest(
+                    "no file in the upload (form field \"file\")".to_string(),
+                ));
+            }
+        }
+    };
+    let file_name = field
+        .file_name()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| WebError::BadRequest("the uploaded file has no name".to_string()))?
+        .to_string();
+    let id = video_id_for(&file_name)?;
+
+    state.meta.claim_video(&id, Utc::now()).await?;
+    let rollback = Rollback {
+        meta: state.meta.clone(),
+        content: state.content.clone(),
+        id: id.clone(),
+        stored: Arc::default(),
+        armed: true,
+    };
+    let work = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempdir_in(&state.config.work_dir)
+        .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
+    let source = work.path().join("source.mp4");
+    let source_bytes = receive(field, &source, limit).await?;
+    let probe = transcode::probe(&source).await?;
+    let out_dir = work.path().join("dash");
+    tokio::fs::create_dir(&out_dir)
+        .await
+        .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
+    let started = std::time::Instant::now();
+    let files = transcode::to_dash(&source, &out_dir, &probe).await?;
+    tracing::info!(%id, files = files.len(), elapsed = ?started.elapsed(), "transcoded");
+    let stored_bytes = store_files(&state.content, &id, &files, &rollback.stored).await?;
+    let details = VideoDetails {
+        duration_seconds: probe.duration_seconds,
+        source_bytes,
+        file_count: files.len() as u64,
+        stored_bytes,
+    };
+    state.meta.finish_video(&id, &details).await?;
+    rollback.disarm();
+    tracing::info!(%id, elapsed = ?started.elapsed(), "upload stored");
+    Ok(Redirect::to("/").into_response())
+}
+
+fn too_large(limit: u64) -> WebError {
+    WebError::TooLarge(format!("the upload is larger than the limit of {limit} bytes"))
+}
+
+/// Streams the field to `path`, refusing it once it passes `limit` bytes.
+async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, WebError> {
+    let io = |e: std::io::Error| WebError::Internal(format!("writing the upload: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut received: u64 = 0;
+    while let Some(chunk) = field.chunk().await? {
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    if received == 0 {
+        return Err(WebError::BadRequest("the uploaded file is empty".to_string()));
+    }
+    Ok(received)
+}
+
+/// Stores every DASH file under `{id}/{name}`, the manifest last so it never points at a
+/// missing segment. Returns the bytes stored.
+async fn store_files(
+    content: &Content,
+    id: &str,
+    files: &[PathBuf],
+    stored: &Mutex<Vec<String>>,
+) -> Result<u64, WebError> {
+    let (manifest, segments) = files.split_last().expect("dash_files returns the manifest");
+    // Collected first: a lazy iterator of borrowing futures trips the handler's Send check.
+    let puts: Vec<_> = segments
+        .iter()
+        .map(|path| store_file(content, id, path, stored))
+        .collect();
+    let segment_bytes: u64 = futures::stream::iter(puts)
+        .buffer_unordered(STORE_PARALLELISM)
+    .try_fold(0, |sum, size| async move { Ok(sum + size) })
+    .await?;
+    let manifest_bytes = store_file(content, id, manifest, stored).await?;
+    Ok(segment_bytes + manifest_bytes)
+}
+
+async fn store_file(
+    content: &Content,
+    id: &str,
+    path: &Path,
+    stored: &Mutex<Vec<String>>,
+) -> Result<u64, WebError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = keys::make_key(id, &name);
+    // Recorded before the write, so a rollback also removes a half-replicated file.
+    stored.lock().expect("stored keys lock").push(key.clone());
+    Ok(content.put_file(&key, path).await?.size)
+}

@@ -1,0 +1,136 @@
+//! Shared test fixtures: real servers on 127.0.0.1:0 in temporary folders.
+//! Each test file uses only part of this module.
+#![allow(dead_code)]
+
+pub mod etcd;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tritontube::node::client::StorageClient;
+
+/// A storage node running inside the test process.
+pub struct StorageNode {
+    pub addr: SocketAddr,
+    /// The folder it serves.
+    pub dir: PathBuf,
+    /// Owns `dir` when the node was started in a fresh temporary folder.
+    pub temp: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl StorageNode {
+    /// `host:port`, as nodes are named in a ring.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn client(&self) -> StorageClient {
+        StorageClient::connect_lazy(&self.address()).expect("well-formed address")
+    }
+
+    /// Shuts the node down gracefully and waits until it has stopped; returns the
+    /// temporary folder (if it owned one) so the files outlive the node.
+    pub async fn stop(mut self) -> Option<TempDir> {
+        self.stop_inner().await;
+        self.temp.take()
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("storage node task panicked");
+        }
+    }
+}
+
+impl Drop for StorageNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A storage node in a fresh temporary folder.
+pub async fn start_storage_node() -> StorageNode {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut node = start_storage_node_in(temp.path()).await;
+    node.temp = Some(temp);
+    node
+}
+
+/// A storage node serving `dir` (which the caller owns).
+pub async fn start_storage_node_in(dir: &Path) -> StorageNode {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = dir.to_path_buf();
+    let task = tokio::spawn(async move {
+        tritontube::node::server::run(listener, served, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("storage node failed");
+    });
+    StorageNode {
+        addr,
+        dir: dir.to_path_buf(),
+        temp: None,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Every path under `dir` (recursively), relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            out.push(
+                path.strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
