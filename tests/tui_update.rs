@@ -376,7 +376,18 @@ fn migration_events_are_logged_once_and_the_end_is_announced() {
     update(&mut s, Action::Migration(m));
     assert!(log_has(&s, "copied 30 files"));
 
-    let m = s.migration.clone().unwrap();
+    let mut m = migration(40, 300, false);
+    m.events.push("copied 30 files".into());
+    m.events.push("12:34:56 copied 40 files".into());
+    update(&mut s, Action::Migration(m));
+    let last = s.log.back().unwrap();
+    assert_eq!(
+        (last.at.as_str(), last.text.as_str()),
+        ("12:34:56", "copied 40 files"),
+        "the service's own time stamp is kept"
+    );
+
+    let m = migration(30, 300, false);
     assert!((m.ratio() - 0.1).abs() < 1e-9);
     assert_eq!(m.eta_seconds(), Some(68), "270 MiB left at 4 MiB/s");
 

@@ -432,14 +432,7 @@ impl State {
     }
 
     fn log(&mut self, level: Level, text: impl Into<String>) {
-        if self.log.len() == LOG_CAPACITY {
-            self.log.pop_front();
-        }
-        self.log.push_back(LogLine {
-            at: self.clock.clone(),
-            level,
-            text: text.into(),
-        });
+        push_log(self, self.clock.clone(), level, text.into());
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -757,7 +750,11 @@ fn apply_migration(state: &mut State, m: MigrationInfo) {
         _ => 0,
     };
     for e in &m.events[start..] {
-        state.log(Level::Info, e.clone());
+        // The service stamps its events with its own clock; keep that one, not ours.
+        match split_clock(e) {
+            Some((at, text)) => push_log(state, at.to_string(), Level::Info, text.to_string()),
+            None => state.log(Level::Info, e.clone()),
+        }
     }
     let was_running = state.migration.as_ref().is_some_and(|old| !old.finished);
     if m.finished && was_running {
@@ -845,6 +842,24 @@ fn on_etcd(state: &mut State, probe: EtcdProbe) {
     } else if lost_before && !lost_now {
         state.log(Level::Success, "etcd quorum is back");
     }
+}
+
+fn push_log(state: &mut State, at: String, level: Level, text: String) {
+    if state.log.len() == LOG_CAPACITY {
+        state.log.pop_front();
+    }
+    state.log.push_back(LogLine { at, level, text });
+}
+
+/// `"HH:MM:SS rest"` → (`"HH:MM:SS"`, `"rest"`).
+fn split_clock(line: &str) -> Option<(&str, &str)> {
+    let (at, rest) = line.split_once(' ')?;
+    let b = at.as_bytes();
+    let is_clock = b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit());
+    is_clock.then_some((at, rest))
 }
 
 pub fn strip_scheme(s: &str) -> &str {

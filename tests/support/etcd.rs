@@ -195,7 +195,9 @@ impl EtcdCluster {
             .with_connect_timeout(Duration::from_millis(500))
             .with_timeout(Duration::from_secs(1));
         let fut = async {
-            let mut c = Client::connect([self.endpoint(i)], Some(options)).await.ok()?;
+            let mut c = Client::connect([self.endpoint(i)], Some(options))
+                .await
+                .ok()?;
             let s = c.status().await.ok()?;
             Some((s.header()?.member_id(), s.leader()))
         };
