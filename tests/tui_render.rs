@@ -230,3 +230,25 @@ fn popups() {
 fn docs_capture() {
     check("migrating", &migrating(), 100, 30);
 }
+
+/// docs/console.md shows the current capture and names every key of the table.
+#[test]
+fn docs_match_the_console() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/console.md")).unwrap();
+    let capture = text(&render(&migrating(), 100, 30));
+    assert!(
+        docs.contains(&capture),
+        "docs/console.md's capture is out of date; paste tests/snapshots/migrating_100x30.txt"
+    );
+    for b in tritontube::tui::keys::BINDINGS {
+        for key in b.label.split('/') {
+            let shown = match key {
+                "type" => continue,
+                "Del" => "`Del`",
+                k => k,
+            };
+            assert!(docs.contains(shown), "docs/console.md lacks key {key:?}");
+        }
+    }
+}
