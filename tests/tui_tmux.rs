@@ -1,8 +1,9 @@
 //! End to end: the real `tritontube tui` binary in a tmux pane, against real etcd, real
 //! storage nodes and a real web node with its admin service (all on 127.0.0.1). The test
 //! types like an operator — `a`, an address, Enter — reads the screen with capture-pane,
-//! watches the migration reach 100 %, an etcd member die and the admin service go away,
-//! then quits with `q` and checks the shell got its terminal back.
+//! watches the migration reach 100 %, removes a node through the plan confirmation, sees
+//! an etcd member die and the admin service go away, then quits with `q` and checks the
+//! shell got its terminal back.
 
 mod support;
 
@@ -210,6 +211,32 @@ async fn operator_adds_a_node_and_watches_the_migration() {
         screen.contains(&format!("{added} {moved} files migrated")),
         "the console reports the {moved} files moved:\n{screen}"
     );
+
+    // Remove the selected node: the confirmation shows PlanChange's plan before anything
+    // moves.
+    let selected = screen
+        .lines()
+        .find_map(|l| l.split("▶ ● ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a selected node")
+        .to_string();
+    let first = &selected;
+    tmux.keys(&["d"]);
+    let screen = tmux
+        .wait_for("the removal plan", |s| s.contains("will move:"))
+        .await;
+    eprintln!("the removal confirmation:\n{screen}");
+    assert!(screen.contains(&format!("Remove {first} from the ring?")));
+    assert!(
+        screen.contains(&format!("{first} → ")),
+        "moves from the node:\n{screen}"
+    );
+    tmux.keys(&["y"]);
+    let removed = format!("removed {first}:");
+    tmux.wait_for("the removal to finish", |s| {
+        s.contains(&removed) && s.contains("finished ✔")
+    })
+    .await;
 
     // An etcd member dies: its row turns to down, the cluster keeps quorum.
     etcd.kill(2);

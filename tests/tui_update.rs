@@ -383,8 +383,8 @@ fn migration_events_are_logged_once_and_the_end_is_announced() {
     let last = s.log.back().unwrap();
     assert_eq!(
         (last.at.as_str(), last.text.as_str()),
-        ("12:34:56", "copied 40 files"),
-        "the service's own time stamp is kept"
+        ("12:00:02", "copied 40 files"),
+        "the service's time stamp gives way to the console's, so the log stays in order"
     );
 
     let m = migration(30, 300, false);
@@ -436,6 +436,21 @@ fn a_dead_member_keeps_its_name_and_quorum_is_judged_by_majority() {
     assert!(!s.quorum_lost());
     assert!(log_has(&s, "quorum is back"));
     assert!(log_has(&s, "etcd etcd-5 (127.0.0.1:2579) is back"));
+}
+
+#[test]
+fn an_election_is_not_a_lost_quorum() {
+    let mut s = normal();
+    // The leader dies; the others answer without a leader until they elect one.
+    update(&mut s, etcd_down(0));
+    apply(&mut s, (1..5).map(etcd_leaderless));
+    assert_eq!(s.etcd_healthy(), 0, "no member has a leader");
+    assert!(!s.quorum_lost(), "four of five answer: they can elect one");
+    assert!(
+        !log_has(&s, "etcd-2"),
+        "a leaderless moment is not logged as down"
+    );
+    assert_eq!(s.etcd_leader(), None, "no leader to star");
 }
 
 #[test]

@@ -181,9 +181,14 @@ pub struct EtcdRow {
 }
 
 impl EtcdRow {
+    /// Its last probe got an answer.
+    pub fn answering(&self) -> bool {
+        self.error.is_none() && self.status.is_some()
+    }
+
     /// Answering and part of a cluster with a leader.
     pub fn healthy(&self) -> bool {
-        self.error.is_none() && self.status.as_ref().is_some_and(|s| s.leader_id != 0)
+        self.answering() && self.status.as_ref().is_some_and(|s| s.leader_id != 0)
     }
 }
 
@@ -406,12 +411,18 @@ impl State {
         self.etcd.len().max(self.etcd_names.len())
     }
 
-    /// True once every endpoint has been probed and fewer than a majority are healthy.
+    /// True once every endpoint has been probed and fewer than a majority answer.
+    /// Members that answer without a leader do count: that is an election (a second
+    /// after the leader dies), not a lost quorum — unless too few answer to elect one.
     pub fn quorum_lost(&self) -> bool {
         if self.etcd.is_empty() || self.etcd.iter().any(|r| !r.probed) {
             return false;
         }
-        self.etcd_healthy() < self.etcd_size() / 2 + 1
+        self.etcd_answering() < self.etcd_size() / 2 + 1
+    }
+
+    pub fn etcd_answering(&self) -> usize {
+        self.etcd.iter().filter(|r| r.answering()).count()
     }
 
     /// The leader's member id as the healthy members report it.
@@ -432,7 +443,14 @@ impl State {
     }
 
     fn log(&mut self, level: Level, text: impl Into<String>) {
-        push_log(self, self.clock.clone(), level, text.into());
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            at: self.clock.clone(),
+            level,
+            text: text.into(),
+        });
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -750,11 +768,10 @@ fn apply_migration(state: &mut State, m: MigrationInfo) {
         _ => 0,
     };
     for e in &m.events[start..] {
-        // The service stamps its events with its own clock; keep that one, not ours.
-        match split_clock(e) {
-            Some((at, text)) => push_log(state, at.to_string(), Level::Info, text.to_string()),
-            None => state.log(Level::Info, e.clone()),
-        }
+        // The service stamps its events with its own clock; one clock (ours) keeps the
+        // log in order.
+        let text = split_clock(e).map_or(e.as_str(), |(_, text)| text);
+        state.log(Level::Info, text.to_string());
     }
     let was_running = state.migration.as_ref().is_some_and(|old| !old.finished);
     if m.finished && was_running {
@@ -782,7 +799,7 @@ fn on_etcd(state: &mut State, probe: EtcdProbe) {
     let Some(idx) = state.etcd.iter().position(|r| r.endpoint == probe.endpoint) else {
         return;
     };
-    let was_healthy = state.etcd[idx].probed.then(|| state.etcd[idx].healthy());
+    let was_answering = state.etcd[idx].probed.then(|| state.etcd[idx].answering());
     let lost_before = state.quorum_lost();
     match probe.result {
         Ok(status) => {
@@ -815,17 +832,16 @@ fn on_etcd(state: &mut State, probe: EtcdProbe) {
             .map(|m| m.id);
         state.etcd[idx].member_id = found;
     }
-    let now_healthy = state.etcd[idx].healthy();
+    let now_answering = state.etcd[idx].answering();
     let label = state
         .etcd_name(&state.etcd[idx])
         .map(|n| format!("{n} ({})", state.etcd[idx].endpoint))
         .unwrap_or_else(|| state.etcd[idx].endpoint.clone());
-    match (was_healthy, now_healthy) {
+    // Leaderless moments (elections) show in the table; the log keeps to members that
+    // stop or start answering.
+    match (was_answering, now_answering) {
         (Some(true) | None, false) => {
-            let why = state.etcd[idx]
-                .error
-                .clone()
-                .unwrap_or_else(|| "no leader".into());
+            let why = state.etcd[idx].error.clone().unwrap_or_default();
             state.log(Level::Error, format!("etcd {label} down: {why}"));
         }
         (Some(false), true) => state.log(Level::Success, format!("etcd {label} is back")),
@@ -834,21 +850,14 @@ fn on_etcd(state: &mut State, probe: EtcdProbe) {
     let lost_now = state.quorum_lost();
     if lost_now && !lost_before {
         let text = format!(
-            "etcd quorum lost: {} of {} members healthy",
-            state.etcd_healthy(),
+            "etcd quorum lost: {} of {} members answer",
+            state.etcd_answering(),
             state.etcd_size()
         );
         state.log(Level::Error, text);
     } else if lost_before && !lost_now {
         state.log(Level::Success, "etcd quorum is back");
     }
-}
-
-fn push_log(state: &mut State, at: String, level: Level, text: String) {
-    if state.log.len() == LOG_CAPACITY {
-        state.log.pop_front();
-    }
-    state.log.push_back(LogLine { at, level, text });
 }
 
 /// `"HH:MM:SS rest"` → (`"HH:MM:SS"`, `"rest"`).

@@ -187,8 +187,8 @@ fn banners(state: &State) -> Vec<Line<'static>> {
     if state.quorum_lost() {
         out.push(Line::styled(
             format!(
-                " ✖ etcd quorum lost: {} of {} members healthy — uploads and ring changes fail",
-                state.etcd_healthy(),
+                " ✖ etcd quorum lost: {} of {} members answer — uploads and ring changes fail",
+                state.etcd_answering(),
                 state.etcd_size()
             ),
             style,
@@ -715,7 +715,8 @@ pub fn fmt_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
+    // Switch units at 1000 so a figure never needs a fourth digit before the point.
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
         v /= 1024.0;
         unit += 1;
     }

@@ -166,10 +166,30 @@ pub fn member_down() -> State {
     s
 }
 
-/// Admin service unreachable for 12 s, and etcd down to 2 of 5 members.
+/// A healthy answer from member `i` that knows no leader (no quorum).
+pub fn etcd_leaderless(i: usize) -> Action {
+    let Action::Etcd(mut probe) = etcd_ok(i) else {
+        unreachable!("etcd_ok makes an etcd probe")
+    };
+    if let Ok(status) = &mut probe.result {
+        status.leader_id = 0;
+    }
+    Action::Etcd(probe)
+}
+
+/// Admin service unreachable for 12 s, and etcd down to 2 of 5 members, which answer
+/// but cannot elect a leader.
 pub fn error() -> State {
     let mut s = member_down();
-    apply(&mut s, [etcd_down(3), etcd_down(4)]);
+    apply(
+        &mut s,
+        [
+            etcd_down(3),
+            etcd_down(4),
+            etcd_leaderless(0),
+            etcd_leaderless(1),
+        ],
+    );
     update(
         &mut s,
         Action::Status(Err(Failure::new(
