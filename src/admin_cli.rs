@@ -17,7 +17,12 @@ pub struct AdminArgs {
     #[command(subcommand)]
     pub command: AdminCommand,
     /// Shared secret of the admin service, when it has one.
-    #[arg(long, global = true, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TRITONTUBE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 
@@ -40,7 +45,10 @@ pub type AdminClient = VideoContentAdminServiceClient<
 pub struct TokenInterceptor(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
             request.metadata_mut().insert(TOKEN_METADATA, token.clone());
         }
@@ -93,7 +101,11 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
             let mut client = connect(&admin, token)?;
             let mut request = tonic::Request::new(ListNodesRequest {});
             request.set_timeout(Duration::from_secs(10));
-            let reply = client.list_nodes(request).await.map_err(describe)?.into_inner();
+            let reply = client
+                .list_nodes(request)
+                .await
+                .map_err(describe)?
+                .into_inner();
             println!("Nodes in cluster:");
             for node in reply.nodes {
                 println!("{node}");

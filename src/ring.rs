@@ -245,7 +245,10 @@ mod tests {
         assert_eq!(position("localhost:8093"), 7923247947613183022);
         assert_eq!(position("v1/manifest.mpd"), 14795369458551898204);
         assert_eq!(position("v1/chunk-0-00001.m4s"), 4132141117495000388);
-        assert_eq!(position("big buck bunny/manifest.mpd"), 18132478014013537778);
+        assert_eq!(
+            position("big buck bunny/manifest.mpd"),
+            18132478014013537778
+        );
     }
 
     #[test]
@@ -254,7 +257,10 @@ mod tests {
         assert_eq!(ring.owners("v1/manifest.mpd"), ["localhost:8091"]);
         assert_eq!(ring.owners("v1/chunk-0-00001.m4s"), ["localhost:8092"]);
         // Above the last token: wraps to the lowest one.
-        assert_eq!(ring.owners("big buck bunny/manifest.mpd"), ["localhost:8092"]);
+        assert_eq!(
+            ring.owners("big buck bunny/manifest.mpd"),
+            ["localhost:8092"]
+        );
     }
 
     #[test]

@@ -100,7 +100,10 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     println!("Tritontube is up (Ctrl-C stops it).");
     println!("  web:      {web_address}");
     println!("  admin:    {admin_address}   console: tritontube tui {admin_address}");
-    println!("  storage:  {} (ring), {spare} (spare)", ring_nodes.join(" "));
+    println!(
+        "  storage:  {} (ring), {spare} (spare)",
+        ring_nodes.join(" ")
+    );
     println!("  data:     {}", args.data.display());
 
     // The first server to stop (or fail) stops the rest.

@@ -15,7 +15,8 @@ use tritontube::meta::{MetaError, MetaStore, VideoDetails, VideoStatus};
 const NO_HANG: Duration = Duration::from_secs(15);
 
 fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_789).unwrap()
+    Utc.timestamp_opt(1_700_000_000 + secs, 123_456_789)
+        .unwrap()
 }
 
 fn details(n: u64) -> VideoDetails {
@@ -137,8 +138,16 @@ async fn details_round_trip(store: MetaStore) {
     assert_eq!(listed[0].status, VideoStatus::Ready);
     // Names with spaces and other characters survive.
     store.claim_video("big buck bunny", at(2)).await.unwrap();
-    store.finish_video("big buck bunny", &details(2)).await.unwrap();
-    let v = store.get_video("big buck bunny").await.unwrap().value.unwrap();
+    store
+        .finish_video("big buck bunny", &details(2))
+        .await
+        .unwrap();
+    let v = store
+        .get_video("big buck bunny")
+        .await
+        .unwrap()
+        .value
+        .unwrap();
     assert_eq!(v.details, Some(details(2)));
 }
 
@@ -146,9 +155,15 @@ async fn cluster_state(store: MetaStore) {
     assert_eq!(store.load_cluster_state().await.unwrap(), None);
     let doc = r#"{"ring":{"nodes":["127.0.0.1:8090","127.0.0.1:8091"]},"migration":null}"#;
     store.save_cluster_state(doc).await.unwrap();
-    assert_eq!(store.load_cluster_state().await.unwrap().as_deref(), Some(doc));
+    assert_eq!(
+        store.load_cluster_state().await.unwrap().as_deref(),
+        Some(doc)
+    );
     store.save_cluster_state("{}").await.unwrap();
-    assert_eq!(store.load_cluster_state().await.unwrap().as_deref(), Some("{}"));
+    assert_eq!(
+        store.load_cluster_state().await.unwrap().as_deref(),
+        Some("{}")
+    );
     // The cluster document is not a video.
     assert!(store.list_videos().await.unwrap().value.is_empty());
 }
@@ -166,18 +181,32 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
     ]
 }
 
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "tritontube=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 #[tokio::test]
 async fn sqlite_suite() {
+    init_logs();
     for (name, behaviour) in suite() {
         eprintln!("sqlite: {name}");
         let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::sqlite(&dir.path().join("meta.db")).await.unwrap();
+        let store = MetaStore::sqlite(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
         behaviour(store).await;
     }
 }
 
 #[tokio::test]
 async fn etcd_suite() {
+    init_logs();
     let Some(cluster) = EtcdCluster::start(5).await else {
         return;
     };
@@ -187,4 +216,284 @@ async fn etcd_suite() {
         let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
         behaviour(store).await;
     }
+}
+
+// ---- data written by the original system ------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_opens_a_file_of_the_original_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.db");
+    {
+        // The original's schema, and rows as its Go driver wrote them.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS videos (
+                 id TEXT PRIMARY KEY,
+                 uploaded_at DATETIME NOT NULL
+             );
+             INSERT INTO videos (id, uploaded_at)
+                 VALUES ('old', '2024-05-01 12:34:56.789012345-07:00');
+             INSERT INTO videos (id, uploaded_at)
+                 VALUES ('older', '2024-04-01 08:00:00+00:00');",
+        )
+        .unwrap();
+    }
+    let store = MetaStore::sqlite(&path).await.unwrap();
+    let listed = store.list_videos().await.unwrap().value;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, "old");
+    assert_eq!(
+        listed[0].uploaded_at,
+        DateTime::parse_from_rfc3339("2024-05-01T19:34:56.789012345Z").unwrap()
+    );
+    assert_eq!(listed[1].id, "older");
+    for v in &listed {
+        assert_eq!(v.status, VideoStatus::Ready);
+        assert_eq!(v.details, None);
+    }
+    assert!(matches!(
+        store.claim_video("old", at(0)).await,
+        Err(MetaError::AlreadyExists(_))
+    ));
+    store.claim_video("new", at(0)).await.unwrap();
+    store.finish_video("new", &details(0)).await.unwrap();
+    drop(store);
+
+    // The original's own statements still work on the migrated file, and what we wrote
+    // is text its driver parses.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO videos (id, uploaded_at) VALUES ('from-go', '2025-01-01 00:00:00+00:00')",
+        [],
+    )
+    .unwrap();
+    let stored: String = conn
+        .query_row("SELECT uploaded_at FROM videos WHERE id = 'new'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, "2023-11-14T22:13:20.123456789Z");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    drop(conn);
+
+    // Re-opening does not migrate twice.
+    let store = MetaStore::sqlite(&path).await.unwrap();
+    let listed = store.list_videos().await.unwrap().value;
+    let names: Vec<&str> = listed.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(names, ["from-go", "old", "older", "new"]);
+    assert_eq!(listed[0].status, VideoStatus::Ready);
+    assert_eq!(listed[3].details, Some(details(0)));
+}
+
+#[tokio::test]
+async fn sqlite_watch_never_yields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetaStore::sqlite(&dir.path().join("m.db")).await.unwrap();
+    let mut changes = store.watch_cluster_state().await.unwrap();
+    store.save_cluster_state("{}").await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(futures::FutureExt::now_or_never(changes.next()), None);
+}
+
+/// Keys in the original's shape are read as Ready videos, and ours are what it expects.
+async fn etcd_original_shape(cluster: &EtcdCluster) {
+    let mut raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .unwrap();
+    raw.put("videos/x", "2024-05-01T12:34:56.789012345-07:00", None)
+        .await
+        .unwrap();
+    raw.put("videos/y", "2024-05-02T10:00:00Z", None)
+        .await
+        .unwrap();
+    let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let listed = store.list_videos().await.unwrap().value;
+    let names: Vec<&str> = listed.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(names, ["y", "x"]);
+    assert_eq!(
+        listed[1].uploaded_at,
+        DateTime::parse_from_rfc3339("2024-05-01T19:34:56.789012345Z").unwrap()
+    );
+    for v in &listed {
+        assert_eq!(v.status, VideoStatus::Ready);
+        assert_eq!(v.details, None);
+    }
+    assert!(matches!(
+        store.claim_video("x", at(0)).await,
+        Err(MetaError::AlreadyExists(_))
+    ));
+
+    // The original sees a video only once it is Ready, with the time in its layout.
+    store.claim_video("z", at(0)).await.unwrap();
+    assert!(raw.get("videos/z", None).await.unwrap().kvs().is_empty());
+    store.finish_video("z", &details(0)).await.unwrap();
+    let got = raw.get("videos/z", None).await.unwrap();
+    assert_eq!(
+        got.kvs()[0].value_str().unwrap(),
+        "2023-11-14T22:13:20.123456789Z"
+    );
+    store.remove_video("x").await.unwrap();
+    assert!(raw.get("videos/x", None).await.unwrap().kvs().is_empty());
+}
+
+/// A save made through one store is seen by another store's watch.
+async fn etcd_watch(cluster: &EtcdCluster) {
+    let watcher = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let writer = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let mut changes = watcher.watch_cluster_state().await.unwrap();
+    writer.save_cluster_state(r#"{"v":1}"#).await.unwrap();
+    writer.save_cluster_state(r#"{"v":2}"#).await.unwrap();
+    for want in [r#"{"v":1}"#, r#"{"v":2}"#] {
+        let got = tokio::time::timeout(NO_HANG, changes.next())
+            .await
+            .expect("watch delivered nothing");
+        assert_eq!(got.as_deref(), Some(want));
+    }
+}
+
+#[tokio::test]
+async fn etcd_specifics() {
+    init_logs();
+    let Some(cluster) = EtcdCluster::start(5).await else {
+        return;
+    };
+    etcd_original_shape(&cluster).await;
+    cluster.wipe().await;
+    etcd_watch(&cluster).await;
+}
+
+// ---- etcd with members down -------------------------------------------------------------
+
+/// Retries `claim` until it succeeds (bounded). A claim that timed out may still have
+/// landed, so finding the id taken by the time a retry runs counts as success too.
+async fn claim_eventually(store: &MetaStore, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store.claim_video(id, at(100)).await {
+            Ok(()) => return,
+            Err(MetaError::AlreadyExists(_)) => return,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "claims never recovered: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
+    init_logs();
+    let Some(mut cluster) = EtcdCluster::start(5).await else {
+        return;
+    };
+    let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let watcher = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let mut changes = watcher.watch_cluster_state().await.unwrap();
+    store.claim_video("before", at(1)).await.unwrap();
+    store.finish_video("before", &details(1)).await.unwrap();
+
+    // Two members down, the leader among them: the other three elect a new one.
+    let leader = cluster.wait_for_leader(NO_HANG).await;
+    let other = (leader + 1) % cluster.len();
+    cluster.kill(leader);
+    cluster.kill(other);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    assert!(new_leader != leader && new_leader != other);
+    tokio::time::timeout(NO_HANG, store.claim_video("with-three", at(2)))
+        .await
+        .expect("claim hung")
+        .expect("claim with three members of five");
+    store.finish_video("with-three", &details(2)).await.unwrap();
+    let listed = store.list_videos().await.unwrap();
+    assert!(!listed.stale);
+    let names: Vec<&str> = listed.value.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(names, ["with-three", "before"]);
+
+    // A third member down: no quorum. Writes fail with Unavailable instead of hanging,
+    // reads answer from a surviving member, marked stale.
+    let third = (0..cluster.len()).find(|&i| cluster.is_running(i)).unwrap();
+    cluster.kill(third);
+    let claim = tokio::time::timeout(NO_HANG, store.claim_video("no-quorum", at(3)))
+        .await
+        .expect("claim without quorum hung");
+    assert!(
+        matches!(claim, Err(MetaError::Unavailable(_))),
+        "claim without quorum: {claim:?}"
+    );
+    let save = tokio::time::timeout(NO_HANG, store.save_cluster_state("{}"))
+        .await
+        .expect("save without quorum hung");
+    assert!(matches!(save, Err(MetaError::Unavailable(_))), "{save:?}");
+    let listed = tokio::time::timeout(NO_HANG, store.list_videos())
+        .await
+        .expect("list without quorum hung")
+        .expect("stale list from a surviving member");
+    assert!(listed.stale);
+    let names: Vec<&str> = listed.value.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(names, ["with-three", "before"]);
+    let got = tokio::time::timeout(NO_HANG, store.get_video("before"))
+        .await
+        .expect("get without quorum hung")
+        .expect("stale get");
+    assert!(got.stale);
+    assert_eq!(got.value.unwrap().details, Some(details(1)));
+
+    // No member at all: reads are refused too, promptly.
+    let survivors: Vec<usize> = (0..cluster.len())
+        .filter(|&i| cluster.is_running(i))
+        .collect();
+    for &i in &survivors {
+        cluster.kill(i);
+    }
+    let listed = tokio::time::timeout(NO_HANG, store.list_videos())
+        .await
+        .expect("list with no member hung");
+    assert!(
+        matches!(listed, Err(MetaError::Unavailable(_))),
+        "{listed:?}"
+    );
+
+    // Everyone back: writes work again by themselves, reads are fresh again.
+    for i in 0..cluster.len() {
+        cluster.restart(i);
+    }
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    claim_eventually(&store, "after-restart").await;
+    store.claim_video("after-restart-2", at(101)).await.unwrap();
+    let listed = store.list_videos().await.unwrap();
+    assert!(!listed.stale);
+    // The claim refused without quorum may still have been committed once the quorum
+    // came back: a write that answers Unavailable has an unknown outcome.
+    let mut names: Vec<&str> = listed.value.iter().map(|v| v.id.as_str()).collect();
+    names.retain(|&n| n != "no-quorum");
+    assert_eq!(
+        names,
+        ["after-restart-2", "after-restart", "with-three", "before"]
+    );
+
+    // The watch opened before all this re-established itself.
+    let writer = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    writer
+        .save_cluster_state(r#"{"after":"restart"}"#)
+        .await
+        .unwrap();
+    // (The save refused without quorum may surface first, as the claim may have.)
+    let seen = tokio::time::timeout(NO_HANG, async {
+        while let Some(v) = changes.next().await {
+            if v != "{}" {
+                return Some(v);
+            }
+        }
+        None
+    })
+    .await
+    .expect("watch did not recover");
+    assert_eq!(seen.as_deref(), Some(r#"{"after":"restart"}"#));
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use reqwest::StatusCode;
 use reqwest::header;
 use support::web::{
-    WebOptions, decoded_frames, holdings, http_client, make_video, start_web_local,
-    start_web_ring, upload_bytes, upload_file,
+    WebOptions, decoded_frames, holdings, http_client, make_video, start_web_local, start_web_ring,
+    upload_bytes, upload_file,
 };
 use support::{StorageNode, start_storage_node};
 use tritontube::ring::Ring;
@@ -108,10 +108,20 @@ async fn content_route_speaks_http_properly() {
     let client = http_client();
     let base = format!("{}/content/http", web.url);
 
-    let manifest = client.get(format!("{base}/manifest.mpd")).send().await.unwrap();
+    let manifest = client
+        .get(format!("{base}/manifest.mpd"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(manifest.status(), StatusCode::OK);
-    assert_eq!(manifest.headers()[header::CONTENT_TYPE], "application/dash+xml");
-    let etag = manifest.headers()[header::ETAG].to_str().unwrap().to_string();
+    assert_eq!(
+        manifest.headers()[header::CONTENT_TYPE],
+        "application/dash+xml"
+    );
+    let etag = manifest.headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_string();
     let manifest_body = manifest.text().await.unwrap();
     assert!(manifest_body.contains("<MPD"));
 
@@ -192,10 +202,17 @@ async fn content_route_speaks_http_properly() {
         ("/content/nobody/manifest.mpd", StatusCode::NOT_FOUND),
         ("/videos/nobody", StatusCode::NOT_FOUND),
         ("/content/..%2F..%2Fetc/passwd", StatusCode::BAD_REQUEST),
-        ("/content/http/..%2F..%2F..%2Fetc%2Fpasswd", StatusCode::BAD_REQUEST),
+        (
+            "/content/http/..%2F..%2F..%2Fetc%2Fpasswd",
+            StatusCode::BAD_REQUEST,
+        ),
         ("/content/http/.hidden", StatusCode::BAD_REQUEST),
     ] {
-        let response = client.get(format!("{}{path}", web.url)).send().await.unwrap();
+        let response = client
+            .get(format!("{}{path}", web.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), expected, "{path}");
         let body = response.text().await.unwrap();
         assert!(!body.contains("root:"), "{path} leaked a file");
@@ -207,7 +224,11 @@ async fn content_route_speaks_http_properly() {
         .await
         .unwrap();
     assert!(normalised.status().is_client_error());
-    let health = client.get(format!("{}/healthz", web.url)).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", web.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
 
@@ -247,7 +268,17 @@ async fn bad_uploads_are_refused_and_store_nothing() {
     // Audio only is not a video either.
     let audio = videos.path().join("tone.mp4");
     let made = std::process::Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine", "-t", "2"])
+        .args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            "2",
+        ])
         .arg(&audio)
         .status()
         .unwrap();
@@ -275,7 +306,9 @@ async fn bad_uploads_are_refused_and_store_nothing() {
 
     // A good upload, then the same id again: 409 and the first copy untouched.
     assert_eq!(
-        upload_bytes(&web.url, "ok.mp4", clip_bytes.clone()).await.status(),
+        upload_bytes(&web.url, "ok.mp4", clip_bytes.clone())
+            .await
+            .status(),
         StatusCode::SEE_OTHER
     );
     let before = holdings(&refs).await;
@@ -295,7 +328,9 @@ async fn hostile_names_render_safely_and_their_links_work() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let index = video_ids(&web.url).await;
     assert!(!index.contains("<script>alert"), "{index}");
-    assert!(index.contains("&lt;script&gt;alert(1)&lt;script&gt; &quot;quoted&quot; &#39;é&#39; 動画"));
+    assert!(
+        index.contains("&lt;script&gt;alert(1)&lt;script&gt; &quot;quoted&quot; &#39;é&#39; 動画")
+    );
     let link_start = index.find("href=\"/videos/").unwrap() + "href=\"".len();
     let link = &index[link_start..index[link_start..].find('"').unwrap() + link_start];
     let player = http_client()
@@ -324,7 +359,10 @@ async fn videos_are_listed_newest_first() {
     }
     let index = video_ids(&web.url).await;
     let at = |name: &str| index.find(&format!(">{name}<")).unwrap();
-    assert!(at("third") < at("second") && at("second") < at("first"), "{index}");
+    assert!(
+        at("third") < at("second") && at("second") < at("first"),
+        "{index}"
+    );
 }
 
 /// A real browser: headless Chromium opens the player page and plays the video.

@@ -148,9 +148,7 @@ fn classify(e: &etcd_client::Error) -> ErrorKind {
                 _ => ErrorKind::Fatal,
             }
         }
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
-            ErrorKind::Retry
-        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => ErrorKind::Retry,
         _ => ErrorKind::Fatal,
     }
 }
@@ -195,16 +193,18 @@ impl EtcdStore {
             let connect = |options: ConnectOptions| async {
                 Client::connect([endpoint.as_str()], Some(options))
                     .await
-                    .map_err(|e| {
-                        MetaError::Internal(format!("bad etcd endpoint {endpoint}: {e}"))
-                    })
+                    .map_err(|e| MetaError::Internal(format!("bad etcd endpoint {endpoint}: {e}")))
             };
             let strict = connect(options.clone().with_require_leader(true)).await?;
             let relaxed = connect(options).await?;
             members.push(Member {
                 endpoint: endpoint.clone(),
-                strict: strict.kv_client().max_decoding_message_size(MAX_REPLY_BYTES),
-                relaxed: relaxed.kv_client().max_decoding_message_size(MAX_REPLY_BYTES),
+                strict: strict
+                    .kv_client()
+                    .max_decoding_message_size(MAX_REPLY_BYTES),
+                relaxed: relaxed
+                    .kv_client()
+                    .max_decoding_message_size(MAX_REPLY_BYTES),
                 watch: strict.watch_client(),
                 failed_at: AtomicU64::new(0),
             });
@@ -255,7 +255,9 @@ impl EtcdStore {
 
     fn mark_failed(&self, i: usize) {
         let now = (self.inner.epoch.elapsed().as_millis() as u64).max(1);
-        self.inner.members[i].failed_at.store(now, Ordering::Relaxed);
+        self.inner.members[i]
+            .failed_at
+            .store(now, Ordering::Relaxed);
     }
 
     fn mark_ok(&self, i: usize) {
@@ -434,7 +436,10 @@ impl EtcdStore {
         // Read, then write if unchanged; a lost race (a concurrent remove) re-reads.
         for _ in 0..5 {
             let resp = self
-                .txn(&what, Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]))
+                .txn(
+                    &what,
+                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
+                )
                 .await?;
             let kvs = first_kvs(&resp);
             let Some(kv) = kvs.first() else {
@@ -508,15 +513,15 @@ impl EtcdStore {
 
     pub async fn load_cluster_state(&self) -> MetaResult<Option<String>> {
         let (resp, stale) = self
-            .read("loading the cluster state", &[(CLUSTER_KEY.to_owned(), false)])
+            .read(
+                "loading the cluster state",
+                &[(CLUSTER_KEY.to_owned(), false)],
+            )
             .await?;
         if stale {
             tracing::warn!("loaded the cluster state from a member without quorum");
         }
-        first_kvs(&resp)
-            .first()
-            .map(|kv| value_string(kv))
-            .transpose()
+        first_kvs(&resp).first().map(value_string).transpose()
     }
 
     pub async fn save_cluster_state(&self, json: &str) -> MetaResult<()> {
@@ -531,7 +536,10 @@ impl EtcdStore {
         // The revision now, so that no change made after this call is missed even though
         // the watch itself starts when the stream is first polled.
         let (resp, _) = self
-            .read("watching the cluster state", &[(CLUSTER_KEY.to_owned(), false)])
+            .read(
+                "watching the cluster state",
+                &[(CLUSTER_KEY.to_owned(), false)],
+            )
             .await?;
         let start = resp.header().map(|h| h.revision()).unwrap_or(0) + 1;
         let store = self.clone();
@@ -596,7 +604,10 @@ impl EtcdStore {
             if msg.compact_revision() > 0 {
                 // Changes were compacted away: the current value stands for them.
                 let (resp, _) = self
-                    .read("reloading the cluster state", &[(CLUSTER_KEY.to_owned(), false)])
+                    .read(
+                        "reloading the cluster state",
+                        &[(CLUSTER_KEY.to_owned(), false)],
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
                 *next = resp.header().map(|h| h.revision()).unwrap_or(*next - 1) + 1;
@@ -748,7 +759,10 @@ mod tests {
 
     #[test]
     fn endpoints_get_a_scheme_only_when_missing() {
-        assert_eq!(normalize_endpoint("127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379"),
+            "http://127.0.0.1:2379"
+        );
         assert_eq!(
             normalize_endpoint(" http://10.0.0.1:2379/ "),
             "http://10.0.0.1:2379"

@@ -68,7 +68,9 @@ pub enum MetaError {
     #[error("video {0:?} not found")]
     NotFound(String),
     /// The store cannot answer now (etcd without quorum, no member reachable, a deadline
-    /// passed); retrying later may work.
+    /// passed); retrying later may work. For a write the outcome is unknown: etcd may
+    /// still commit it once the quorum returns (a claim then shows up as a Processing
+    /// video that [`MetaStore::remove_video`] clears).
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
     #[error("metadata store error: {0}")]
@@ -158,7 +160,11 @@ impl MetaStore {
 
 /// Newest first; equal times by id.
 pub(crate) fn sort_newest_first(videos: &mut [Video]) {
-    videos.sort_by(|a, b| b.uploaded_at.cmp(&a.uploaded_at).then_with(|| a.id.cmp(&b.id)));
+    videos.sort_by(|a, b| {
+        b.uploaded_at
+            .cmp(&a.uploaded_at)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 /// Reads RFC 3339 and the layouts go-sqlite3 writes (`2006-01-02 15:04:05.999999999-07:00`
@@ -184,7 +190,6 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +212,4 @@ mod tests {
         assert!(parse_time("2024-05-01").is_some());
         assert_eq!(parse_time("yesterday"), None);
     }
-
 }

@@ -297,7 +297,11 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
     ))
     .map_err(sql_error)?;
     tx.commit().map_err(sql_error)?;
-    tracing::info!(from = version, to = SCHEMA_VERSION, "migrated the SQLite schema");
+    tracing::info!(
+        from = version,
+        to = SCHEMA_VERSION,
+        "migrated the SQLite schema"
+    );
     Ok(())
 }
 

@@ -254,12 +254,12 @@ impl StorageClient {
         };
         let node = self.address.clone();
         let head = futures::stream::iter((!first.data.is_empty()).then_some(Ok(first.data)));
-        let tail = stream.map_ok(|chunk| chunk.data).map_err(move |status| {
-            ClientError::Rpc {
+        let tail = stream
+            .map_ok(|chunk| chunk.data)
+            .map_err(move |status| ClientError::Rpc {
                 node: node.clone(),
                 status,
-            }
-        });
+            });
         Ok(Some((stat, head.chain(tail))))
     }
 

@@ -126,7 +126,10 @@ mod tests {
             assert!(split_key(key).is_err(), "{key:?} accepted");
         }
         let long = "a".repeat(256);
-        assert_eq!(split_key(&format!("{long}/x")), Err(KeyError::TooLong(Part::VideoId)));
+        assert_eq!(
+            split_key(&format!("{long}/x")),
+            Err(KeyError::TooLong(Part::VideoId))
+        );
         assert!(split_key(&format!("{}/x", "a".repeat(255))).is_ok());
     }
 }

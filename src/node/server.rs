@@ -75,6 +75,7 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 }
 
 pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("installing signal handlers")?;
     tokio::fs::create_dir_all(&args.dir)
         .await
         .with_context(|| format!("cannot create storage folder {}", args.dir.display()))?;
@@ -87,35 +88,35 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
         "storage node listening on {local}, serving {}",
         args.dir.display()
     );
-    run(listener, args.dir, shutdown_signal()).await?;
+    run(listener, args.dir, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by this call, not
+/// when the future is first polled, so a signal sent as soon as the node reports it is
+/// listening is never missed.
+#[cfg(unix)]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received, shutting down");
+        } else {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
 }

@@ -14,10 +14,10 @@ use super::client::MAX_MESSAGE_BYTES;
 use super::store::{Store, StoreError, parse_expected_sha256};
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
-    DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk,
-    GetFileRequest, KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, NodeStatsRequest,
-    NodeStatsResponse, PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse,
-    StreamKeysRequest, UploadRequest, UploadResponse,
+    DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
+    KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, NodeStatsRequest, NodeStatsResponse,
+    PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
+    UploadRequest, UploadResponse,
 };
 
 impl From<StoreError> for Status {
@@ -59,10 +59,9 @@ impl StorageService {
         &self,
         mut chunks: Streaming<PutFileChunk>,
     ) -> Result<PutFileResponse, Status> {
-        let first = chunks
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("empty stream: the first chunk names the key"))?;
+        let first = chunks.message().await?.ok_or_else(|| {
+            Status::invalid_argument("empty stream: the first chunk names the key")
+        })?;
         let expected = parse_expected_sha256(&first.expected_sha256)?;
         let mut pending = self.store.begin_write(&first.key).await?;
         pending.write(first.data).await?;

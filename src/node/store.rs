@@ -241,11 +241,7 @@ fn hash_file(file: &File, path: &Path) -> StoreResult<String> {
 
 /// Size and hash of an open file: from its sidecar when that still describes it, otherwise
 /// hashed now (and the sidecar rewritten).
-fn stat_open(
-    file: &File,
-    meta: &fs::Metadata,
-    paths: &KeyPaths,
-) -> StoreResult<FileStat> {
+fn stat_open(file: &File, meta: &fs::Metadata, paths: &KeyPaths) -> StoreResult<FileStat> {
     let recorded = fs::read_to_string(&paths.sidecar)
         .ok()
         .and_then(|text| Sidecar::decode(&text));
@@ -259,7 +255,11 @@ fn stat_open(
     // Only record the hash if the file did not change while it was being read.
     let after = file.metadata().map_err(io_err("stat", &paths.file))?;
     if Sidecar::describing(meta, String::new()).matches(&after) {
-        write_sidecar(&paths.dir, &paths.sidecar, &Sidecar::describing(meta, sha256.clone()));
+        write_sidecar(
+            &paths.dir,
+            &paths.sidecar,
+            &Sidecar::describing(meta, sha256.clone()),
+        );
     }
     Ok(FileStat {
         size: meta.len(),
@@ -399,14 +399,11 @@ impl PendingWrite {
             .take()
             .ok_or_else(|| StoreError::Task("write after a failed write".into()))?;
         let state = blocking(move || {
-            state
-                .file
-                .write_all(&data)
-                .map_err(|e| StoreError::Io {
-                    op: "writing",
-                    path: state.temp.path.clone().unwrap_or_default(),
-                    source: e,
-                })?;
+            state.file.write_all(&data).map_err(|e| StoreError::Io {
+                op: "writing",
+                path: state.temp.path.clone().unwrap_or_default(),
+                source: e,
+            })?;
             state.hasher.update(&data);
             state.size += data.len() as u64;
             Ok(state)
@@ -459,7 +456,7 @@ fn commit_blocking(
     drop(file);
     {
         let mut totals = store.lock();
-        let previous = match fs::symlink_metadata(&paths.file) {
+        let previous = match fs::metadata(&paths.file) {
             Ok(m) if m.is_file() => Some(m.len()),
             _ => None,
         };
@@ -607,7 +604,7 @@ impl Store {
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             let mut totals = inner.lock();
-            let size = match fs::symlink_metadata(&paths.file) {
+            let size = match fs::metadata(&paths.file) {
                 Ok(m) if m.is_file() => m.len(),
                 Ok(_) => return Ok(()),
                 Err(e) if is_absent(&e) => return Ok(()),
@@ -629,7 +626,11 @@ impl Store {
             // Fails harmlessly while anything (another file, a write in progress) is left.
             let folder_removed = fs::remove_dir(&paths.dir).is_ok();
             drop(totals);
-            fsync_dir(if folder_removed { &inner.root } else { &paths.dir })
+            fsync_dir(if folder_removed {
+                &inner.root
+            } else {
+                &paths.dir
+            })
         })
         .await
     }
@@ -677,10 +678,12 @@ fn visible_entries(dir: &Path) -> StoreResult<Vec<(String, fs::FileType)>> {
         if name.starts_with('.') {
             continue;
         }
-        let Ok(file_type) = entry.file_type() else {
+        // Follow symbolic links, as reads do, so listing and serving agree (an operator
+        // may link a video folder from another disk).
+        let Ok(meta) = fs::metadata(entry.path()) else {
             continue;
         };
-        names.push((name, file_type));
+        names.push((name, meta.file_type()));
     }
     Ok(names)
 }
@@ -752,7 +755,7 @@ fn scan(root: &Path) -> StoreResult<Totals> {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let Ok(meta) = entry.metadata() else {
+            let Ok(meta) = fs::metadata(entry.path()) else {
                 continue;
             };
             if !meta.is_file() {

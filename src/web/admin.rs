@@ -69,14 +69,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A node address as typed by an operator: `host:port` with a valid port.
 pub fn validate_node_address(address: &str) -> Result<(), Status> {
-    let valid = address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| {
-            !host.is_empty()
-                && !host.contains(char::is_whitespace)
-                && !host.contains('/')
-                && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
+    let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && !host.contains('/')
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
     if valid {
         Ok(())
     } else {
@@ -224,10 +222,24 @@ mod tests {
 
     #[test]
     fn node_addresses() {
-        for ok in ["localhost:8090", "127.0.0.1:1", "node-3.example:65535", "[::1]:8090"] {
+        for ok in [
+            "localhost:8090",
+            "127.0.0.1:1",
+            "node-3.example:65535",
+            "[::1]:8090",
+        ] {
             assert!(validate_node_address(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "localhost", ":8090", "localhost:0", "localhost:99999", "a b:1", "x:y", "http://a/b:1"] {
+        for bad in [
+            "",
+            "localhost",
+            ":8090",
+            "localhost:0",
+            "localhost:99999",
+            "a b:1",
+            "x:y",
+            "http://a/b:1",
+        ] {
             assert!(validate_node_address(bad).is_err(), "{bad}");
         }
     }

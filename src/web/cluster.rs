@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
@@ -121,14 +121,19 @@ impl Cluster {
     ) -> Result<Arc<Self>, ClusterError> {
         let state = match meta.load_cluster_state().await? {
             Some(json) => {
-                let state: ClusterState =
-                    serde_json::from_str(&json).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
+                let state: ClusterState = serde_json::from_str(&json)
+                    .map_err(|e| ClusterError::Corrupt(e.to_string()))?;
                 let saved: BTreeSet<&str> = state.ring.nodes().collect();
                 let seed: BTreeSet<&str> = seed_nodes.iter().map(String::as_str).collect();
                 if saved != seed {
-                    tracing::warn!(?saved, ?seed, "the saved ring differs from the command line; using the saved ring");
+                    tracing::warn!(
+                        ?saved,
+                        ?seed,
+                        "the saved ring differs from the command line; using the saved ring"
+                    );
                 }
-                if state.ring.virtual_nodes() != virtual_nodes || state.ring.replicas() != replicas {
+                if state.ring.virtual_nodes() != virtual_nodes || state.ring.replicas() != replicas
+                {
                     tracing::warn!(
                         saved_v = state.ring.virtual_nodes(),
                         saved_r = state.ring.replicas(),

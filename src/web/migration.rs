@@ -39,7 +39,9 @@ pub enum MigrationError {
     Refused(String),
     #[error("a ring change is already running ({0})")]
     Busy(String),
-    #[error("{failed} of {total} files could not be moved (last error: {last}); the change stays journaled: run it again to finish")]
+    #[error(
+        "{failed} of {total} files could not be moved (last error: {last}); the change stays journaled: run it again to finish"
+    )]
     Incomplete {
         failed: u64,
         total: u64,
@@ -278,7 +280,11 @@ impl Migrator {
         target: Ring,
     ) -> Result<u64, MigrationError> {
         let journal = Journal {
-            id: format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), kind_name(kind)),
+            id: format!(
+                "{}-{}",
+                Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+                kind_name(kind)
+            ),
             kind,
             node: node.to_string(),
             target,
@@ -311,7 +317,11 @@ impl Migrator {
         };
         event(
             &mut progress,
-            format!("{} {}: taking inventory", kind_name(journal.kind), journal.node),
+            format!(
+                "{} {}: taking inventory",
+                kind_name(journal.kind),
+                journal.node
+            ),
         );
         self.progress.send_replace(Some(progress.clone()));
 
@@ -329,10 +339,7 @@ impl Migrator {
         };
         let work = work_list(&inventory, &journal.target);
         progress.files_total = work.len() as u64;
-        progress.bytes_total = work
-            .iter()
-            .map(|w| w.size * w.missing.len() as u64)
-            .sum();
+        progress.bytes_total = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
         let text = format!(
             "{} files to move ({} bytes to copy)",
             progress.files_total, progress.bytes_total
@@ -611,7 +618,10 @@ mod tests {
         // Owned by 8091: held by 8090 only → copy to 8091, delete from 8090.
         inventory.insert("v1/manifest.mpd".to_string(), holding(&["localhost:8090"]));
         // Owned by 8092 and held there: nothing to do.
-        inventory.insert("v1/chunk-0-00001.m4s".to_string(), holding(&["localhost:8092"]));
+        inventory.insert(
+            "v1/chunk-0-00001.m4s".to_string(),
+            holding(&["localhost:8092"]),
+        );
         let work = work_list(&inventory, &target);
         assert_eq!(work.len(), 1);
         assert_eq!(work[0].key, "v1/manifest.mpd");
@@ -622,10 +632,19 @@ mod tests {
     #[test]
     fn removal_refuses_unknown_last_and_below_replicas() {
         let ring = Ring::with_nodes(4, 2, ["a:1", "b:2"]);
-        assert!(matches!(removal_target(&ring, "c:3"), Err(MigrationError::Unknown(_))));
-        assert!(matches!(removal_target(&ring, "a:1"), Err(MigrationError::Refused(_))));
+        assert!(matches!(
+            removal_target(&ring, "c:3"),
+            Err(MigrationError::Unknown(_))
+        ));
+        assert!(matches!(
+            removal_target(&ring, "a:1"),
+            Err(MigrationError::Refused(_))
+        ));
         let single = Ring::with_nodes(4, 1, ["a:1"]);
-        assert!(matches!(removal_target(&single, "a:1"), Err(MigrationError::Refused(_))));
+        assert!(matches!(
+            removal_target(&single, "a:1"),
+            Err(MigrationError::Refused(_))
+        ));
         let three = Ring::with_nodes(4, 2, ["a:1", "b:2", "c:3"]);
         assert!(!removal_target(&three, "a:1").unwrap().contains("a:1"));
     }

@@ -163,7 +163,10 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache_bytes,
     };
     let (content, admin_listener) = match args.content_type {
-        ContentKind::Fs => (ContentSpec::Local(PathBuf::from(&args.content_options)), None),
+        ContentKind::Fs => (
+            ContentSpec::Local(PathBuf::from(&args.content_options)),
+            None,
+        ),
         ContentKind::Nw => {
             let mut list = split_list(&args.content_options).into_iter();
             let admin = list

@@ -64,7 +64,9 @@ pub fn index(videos: &[Video], stale: bool) -> String {
     }
     body.push_str("<ul>");
     for video in videos {
-        let time = video.uploaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let time = video
+            .uploaded_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let name = escape_html(&video.id);
         match video.status {
             VideoStatus::Ready => {
@@ -118,7 +120,9 @@ mod tests {
         }];
         let html = index(&videos, false);
         assert!(!html.contains("<script>alert"));
-        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;q&quot; é/.."));
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;q&quot; é/..")
+        );
         assert!(html.contains(
             "href=\"/videos/%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E%20%22q%22%20%C3%A9%2F..\""
         ));

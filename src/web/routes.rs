@@ -121,7 +121,8 @@ async fn player(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, WebError> {
-    keys::validate_video_id(&id).map_err(|_| WebError::NotFound(format!("no video named {id:?}")))?;
+    keys::validate_video_id(&id)
+        .map_err(|_| WebError::NotFound(format!("no video named {id:?}")))?;
     match state.meta.get_video(&id).await?.value {
         Some(_) => Ok(Html(pages::player(&id))),
         None => Err(WebError::NotFound(format!("no video named {id:?}"))),
@@ -141,7 +142,10 @@ async fn dash_js() -> impl IntoResponse {
 async fn healthz(State(state): State<SharedState>) -> impl IntoResponse {
     match state.meta.list_videos().await {
         Ok(listing) if !listing.stale => (StatusCode::OK, "ok\n".to_string()),
-        Ok(_) => (StatusCode::OK, "degraded: metadata reads may be stale\n".to_string()),
+        Ok(_) => (
+            StatusCode::OK,
+            "degraded: metadata reads may be stale\n".to_string(),
+        ),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -35,7 +35,10 @@ pub fn new_cache(capacity_bytes: u64) -> ContentCache {
 }
 
 pub fn mime_for(file: &str) -> &'static str {
-    match file.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()) {
+    match file
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+    {
         Some(ext) => match ext.as_str() {
             "mpd" => "application/dash+xml",
             "m4s" => "video/iso.segment",
@@ -168,7 +171,12 @@ fn unsatisfiable(size: u64) -> Response {
 }
 
 /// Answers from a file held in memory.
-fn respond_cached(file: &str, cached: &CachedFile, method: &Method, headers: &HeaderMap) -> Response {
+fn respond_cached(
+    file: &str,
+    cached: &CachedFile,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
     let size = cached.data.len() as u64;
     let builder = head_builder(file, &cached.stat);
     if not_modified(headers, &etag(&cached.stat)) {
@@ -184,7 +192,10 @@ fn respond_cached(file: &str, cached: &CachedFile, method: &Method, headers: &He
         .status(status)
         .header(header::CONTENT_LENGTH, length);
     if status == StatusCode::PARTIAL_CONTENT {
-        builder = builder.header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!("bytes {first}-{last}/{size}"),
+        );
     }
     let body = if *method == Method::HEAD || length == 0 {
         Body::empty()
@@ -213,9 +224,11 @@ pub async fn serve_content(
     };
     let stat = opened.stat.clone();
     if stat.size <= MAX_CACHED_FILE_BYTES {
-        let chunks: Vec<Bytes> = opened.body.try_collect().await.map_err(|e| {
-            WebError::Unavailable(format!("storage is unavailable: {e}"))
-        })?;
+        let chunks: Vec<Bytes> = opened
+            .body
+            .try_collect()
+            .await
+            .map_err(|e| WebError::Unavailable(format!("storage is unavailable: {e}")))?;
         let cached = CachedFile {
             stat,
             data: chunks.concat().into(),
@@ -227,7 +240,10 @@ pub async fn serve_content(
     // A large file: stream it, never holding it whole.
     let builder = head_builder(&file, &stat);
     if not_modified(&headers, &etag(&stat)) {
-        return Ok(finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty()));
+        return Ok(finish(
+            builder.status(StatusCode::NOT_MODIFIED),
+            Body::empty(),
+        ));
     }
     let size = stat.size;
     match plan(&headers, size) {
@@ -248,7 +264,10 @@ pub async fn serve_content(
             let builder = builder
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_LENGTH, length)
-                .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {first}-{last}/{size}"),
+                );
             if method == Method::HEAD {
                 return Ok(finish(builder, Body::empty()));
             }

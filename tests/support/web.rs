@@ -208,3 +208,75 @@ pub fn decoded_frames(manifest_url: &str) -> u64 {
         .find_map(|line| line.trim().trim_end_matches(',').parse().ok())
         .unwrap_or(0)
 }
+
+/// A free loopback port (bound, then released), for servers run as separate processes.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tritontube web` as a child process, so a test can kill it with SIGKILL.
+pub struct WebProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub admin: String,
+}
+
+impl WebProcess {
+    /// Starts `tritontube web --port HTTP sqlite DB nw ADMIN,NODES…` and waits until the
+    /// admin service answers.
+    pub async fn spawn(
+        db: &Path,
+        nodes: &[String],
+        http_port: u16,
+        admin_port: u16,
+        extra: &[&str],
+    ) -> Self {
+        let admin = format!("127.0.0.1:{admin_port}");
+        let mut list = vec![admin.clone()];
+        list.extend(nodes.iter().cloned());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tritontube"))
+            .args([
+                "web",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &http_port.to_string(),
+            ])
+            .args(extra)
+            .arg("sqlite")
+            .arg(db)
+            .args(["nw", &list.join(",")])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("spawn web node");
+        let process = WebProcess {
+            child,
+            url: format!("http://127.0.0.1:{http_port}"),
+            admin,
+        };
+        let mut client = tritontube::admin_cli::connect(&process.admin, None).unwrap();
+        for _ in 0..200 {
+            let request = tritontube::proto::admin::ListNodesRequest {};
+            if client.list_nodes(request).await.is_ok() {
+                return process;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the web node did not start");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WebProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,427 @@
+//! The admin service and ring changes: real storage nodes, a real web node (in process, and
+//! as a process killed with SIGKILL mid-migration), real uploads.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use reqwest::StatusCode;
+use support::web::{
+    WebOptions, WebProcess, decoded_frames, free_port, holdings, http_client, make_video,
+    start_web_ring, upload_file,
+};
+use support::{StorageNode, sha256_hex, start_storage_node};
+use tonic::Code;
+use tritontube::admin_cli::connect;
+use tritontube::proto::admin::{
+    AddNodeRequest, ChangeKind, ClusterStatusRequest, ListNodesRequest, PlanChangeRequest,
+    RemoveNodeRequest, WatchMigrationRequest,
+};
+use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
+
+async fn nodes(n: usize) -> Vec<StorageNode> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(start_storage_node().await);
+    }
+    nodes
+}
+
+fn ring_of(addresses: &[String], replicas: u32) -> Ring {
+    Ring::with_nodes(DEFAULT_VIRTUAL_NODES, replicas, addresses.iter().cloned())
+}
+
+/// Every key sits on exactly the holders `ring` wants.
+fn assert_placed(held: &BTreeMap<String, Vec<String>>, ring: &Ring) {
+    for (key, holders) in held {
+        let mut owners: Vec<String> = ring.owners(key).into_iter().map(String::from).collect();
+        owners.sort();
+        assert_eq!(holders, &owners, "{key} is not where the ring wants it");
+    }
+}
+
+fn changed_keys(before: &Ring, after: &Ring, keys: &BTreeSet<String>) -> usize {
+    before.diff(after, keys.iter().map(String::as_str)).len()
+}
+
+async fn plays(url: &str, id: &str) -> u64 {
+    let manifest = format!("{url}/content/{id}/manifest.mpd");
+    tokio::task::spawn_blocking(move || decoded_frames(&manifest))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adding_and_removing_nodes_moves_exactly_the_changed_keys() {
+    let all = nodes(4).await;
+    let first_three: Vec<&StorageNode> = all[..3].iter().collect();
+    let every: Vec<&StorageNode> = all.iter().collect();
+    let web = start_web_ring(
+        &first_three,
+        WebOptions {
+            replicas: 2,
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let videos = tempfile::tempdir().unwrap();
+    for name in ["one", "two"] {
+        let clip = make_video(videos.path(), &format!("{name}.mp4"), 6, "320x240");
+        let response = upload_file(&web.url, &clip, &format!("{name}.mp4")).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    let three: Vec<String> = all[..3].iter().map(|n| n.address()).collect();
+    let four: Vec<String> = all.iter().map(|n| n.address()).collect();
+    let before = holdings(&every).await;
+    let keys: BTreeSet<String> = before.keys().cloned().collect();
+    assert_placed(&before, &ring_of(&three, 2));
+
+    let mut admin = connect(&web.admin, None).unwrap();
+    let newcomer = all[3].address();
+
+    // The plan says what will move before anything does.
+    let plan = admin
+        .plan_change(PlanChangeRequest {
+            kind: ChangeKind::Add as i32,
+            node_address: newcomer.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let expected_moves = changed_keys(&ring_of(&three, 2), &ring_of(&four, 2), &keys);
+    assert_eq!(plan.files as usize, expected_moves);
+    assert!(plan.moves.iter().all(|m| m.to == newcomer));
+    assert_eq!(holdings(&every).await, before, "a plan changed something");
+
+    let moved = admin
+        .add_node(AddNodeRequest {
+            node_address: newcomer.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .migrated_file_count;
+    assert_eq!(moved as usize, expected_moves);
+    assert!(moved > 0);
+    let after_add = holdings(&every).await;
+    assert_eq!(after_add.keys().cloned().collect::<BTreeSet<_>>(), keys);
+    assert_placed(&after_add, &ring_of(&four, 2));
+    let listed = admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(
+        listed.into_iter().collect::<BTreeSet<_>>(),
+        four.iter().cloned().collect()
+    );
+    for id in ["one", "two"] {
+        assert!(plays(&web.url, id).await >= 6 * 25 - 5);
+    }
+
+    // The progress stream reports the finished change.
+    let mut progress = admin
+        .watch_migration(WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let last = progress
+        .message()
+        .await
+        .unwrap()
+        .expect("a progress report");
+    assert!(last.finished);
+    assert_eq!(last.files_done, last.files_total);
+    assert_eq!(last.errors, 0);
+    assert_eq!(last.node_address, newcomer);
+
+    // Remove one of the original three: its files go elsewhere and it ends empty.
+    let leaving = all[0].address();
+    let remaining: Vec<String> = four.iter().filter(|a| **a != leaving).cloned().collect();
+    let expected_moves = changed_keys(&ring_of(&four, 2), &ring_of(&remaining, 2), &keys);
+    let moved = admin
+        .remove_node(RemoveNodeRequest {
+            node_address: leaving.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .migrated_file_count;
+    assert_eq!(moved as usize, expected_moves);
+    let after_remove = holdings(&every).await;
+    assert_eq!(after_remove.keys().cloned().collect::<BTreeSet<_>>(), keys);
+    assert_placed(&after_remove, &ring_of(&remaining, 2));
+    assert!(all[0].client().keys(false).await.unwrap().is_empty());
+    for id in ["one", "two"] {
+        assert!(plays(&web.url, id).await >= 6 * 25 - 5);
+    }
+
+    // The removed node is now a spare the console can offer back.
+    let status = admin
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let spare = status.nodes.iter().find(|n| n.address == leaving).unwrap();
+    assert!(!spare.in_ring && spare.healthy);
+    assert_eq!(status.replicas, 2);
+    assert_eq!(status.tokens.len(), 3 * DEFAULT_VIRTUAL_NODES as usize);
+    let share_sum: f64 = status.nodes.iter().map(|n| n.share).sum();
+    assert!((share_sum - 1.0).abs() < 1e-6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_changes_are_refused_with_fitting_codes() {
+    let all = nodes(2).await;
+    let refs: Vec<&StorageNode> = all.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            replicas: 2,
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let mut admin = connect(&web.admin, None).unwrap();
+    let add = |node: &str| AddNodeRequest {
+        node_address: node.to_string(),
+    };
+    let remove = |node: &str| RemoveNodeRequest {
+        node_address: node.to_string(),
+    };
+
+    let duplicate = admin.add_node(add(&all[0].address())).await.unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    let dead = format!("127.0.0.1:{}", free_port());
+    let unreachable = admin.add_node(add(&dead)).await.unwrap_err();
+    assert_eq!(unreachable.code(), Code::Unavailable, "{unreachable:?}");
+    for bad in ["", "nohost", "host:notaport", "host:0"] {
+        let refused = admin.add_node(add(bad)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad}");
+    }
+    let unknown = admin.remove_node(remove(&dead)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let below = admin
+        .remove_node(remove(&all[0].address()))
+        .await
+        .unwrap_err();
+    assert_eq!(below.code(), Code::FailedPrecondition);
+    assert!(below.message().contains("replicas"), "{}", below.message());
+
+    // Nothing changed.
+    let listed = admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_token_is_required_when_set() {
+    let all = nodes(1).await;
+    let refs: Vec<&StorageNode> = all.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            admin_token: Some("s3cret".into()),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let mut anonymous = connect(&web.admin, None).unwrap();
+    let refused = anonymous.list_nodes(ListNodesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut wrong = connect(&web.admin, Some("guess")).unwrap();
+    let refused = wrong.list_nodes(ListNodesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut right = connect(&web.admin, Some("s3cret")).unwrap();
+    assert_eq!(
+        right
+            .list_nodes(ListNodesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .nodes,
+        vec![all[0].address()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_replicas_every_segment_survives_a_dead_node() {
+    let mut all = nodes(3).await;
+    let refs: Vec<&StorageNode> = all.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            replicas: 2,
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "sturdy.mp4", 8, "320x240");
+    assert_eq!(
+        upload_file(&web.url, &clip, "sturdy.mp4").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let held = holdings(&refs).await;
+    assert!(held.values().all(|h| h.len() == 2));
+    let keys: Vec<String> = held.keys().cloned().collect();
+
+    // Stop the node holding the manifest's first copy.
+    let ring = ring_of(&all.iter().map(|n| n.address()).collect::<Vec<_>>(), 2);
+    let victim = ring.primary("sturdy/manifest.mpd").unwrap().to_string();
+    let index = all.iter().position(|n| n.address() == victim).unwrap();
+    let stopped = all.remove(index);
+    let _files = stopped.stop().await;
+
+    // Nothing was read before, so no file comes from the web node's cache.
+    let client = http_client();
+    for key in &keys {
+        let response = client
+            .get(format!("{}/content/{key}", web.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{key}");
+    }
+    assert!(plays(&web.url, "sturdy").await >= 8 * 25 - 5);
+}
+
+/// Keys written straight to the nodes where `ring` wants them; returns key → SHA-256.
+async fn seed_files(
+    nodes: &[&StorageNode],
+    ring: &Ring,
+    count: usize,
+    size: usize,
+) -> BTreeMap<String, String> {
+    let by_address: BTreeMap<String, &StorageNode> =
+        nodes.iter().map(|n| (n.address(), *n)).collect();
+    let mut hashes = BTreeMap::new();
+    let puts = (0..count).map(|i| {
+        let key = format!("seed{}/chunk-0-{i:05}.m4s", i % 10);
+        let data = Bytes::from(support::pseudo_random_bytes(size, i as u64));
+        hashes.insert(key.clone(), sha256_hex(&data));
+        let targets: Vec<_> = ring
+            .owners(&key)
+            .into_iter()
+            .map(|a| by_address[a].client())
+            .collect();
+        async move {
+            for client in targets {
+                client.put(&key, data.clone(), None).await.unwrap();
+            }
+        }
+    });
+    let puts: Vec<_> = puts.collect();
+    stream::iter(puts)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    hashes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
+    let all = nodes(4).await;
+    let every: Vec<&StorageNode> = all.iter().collect();
+    let three: Vec<String> = all[..3].iter().map(|n| n.address()).collect();
+    let replicas = 1;
+    let ring = ring_of(&three, replicas);
+    let hashes = seed_files(&every, &ring, 1500, 24 * 1024).await;
+
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("metadata.db");
+    let (http_port, admin_port) = (free_port(), free_port());
+    let extra = ["--replicas", "1"];
+    let mut web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
+    let newcomer = all[3].address();
+
+    // Kill it at several points of one change: each restart resumes from what the nodes
+    // really hold.
+    for kill_after in [1u64, 120, 240] {
+        let mut admin = connect(&web.admin, None).unwrap();
+        let mut progress = admin
+            .watch_migration(WatchMigrationRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let request = AddNodeRequest {
+            node_address: newcomer.clone(),
+        };
+        let mut adder = connect(&web.admin, None).unwrap();
+        let add = tokio::spawn(async move { adder.add_node(request).await });
+        let reached = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(report)) = progress.message().await {
+                if report.files_done >= kill_after || report.finished {
+                    return report;
+                }
+            }
+            panic!("the progress stream ended early");
+        })
+        .await
+        .expect("progress within a minute");
+        if reached.finished {
+            let _ = add.await;
+            break;
+        }
+        web.kill();
+        let _ = add.await;
+        web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
+    }
+
+    // After the last restart the change completes (resumed on start, or re-run).
+    let mut admin = connect(&web.admin, None).unwrap();
+    let mut done = false;
+    for _ in 0..600 {
+        let listed = admin
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map(|r| r.into_inner().nodes)
+            .unwrap_or_default();
+        if listed.contains(&newcomer) {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "the interrupted change never finished");
+
+    // Nothing lost, nothing duplicated, every key where the new ring wants it, intact.
+    let four: Vec<String> = all.iter().map(|n| n.address()).collect();
+    let held = holdings(&every).await;
+    assert_eq!(
+        held.keys().cloned().collect::<BTreeSet<_>>(),
+        hashes.keys().cloned().collect::<BTreeSet<_>>()
+    );
+    assert_placed(&held, &ring_of(&four, replicas));
+    let client = http_client();
+    for (key, hash) in hashes.iter().step_by(50) {
+        let body = client
+            .get(format!("{}/content/{key}", web.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&sha256_hex(&body), hash, "{key}");
+    }
+    // The restarted node keeps the change even though its command line lists three.
+    web.kill();
+    let web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
+    let mut admin = connect(&web.admin, None).unwrap();
+    let listed = admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert!(listed.contains(&newcomer));
+}
