@@ -280,6 +280,17 @@ impl Cluster {
         }
     }
 
+    /// Every key held by any node that may hold files.
+    pub async fn all_keys(&self) -> Result<Vec<String>, ClusterError> {
+        let nodes = self.read_state().await.data_nodes();
+        let mut keys = BTreeSet::new();
+        for node in &nodes {
+            let listing = self.client(node)?.keys(false).await?;
+            keys.extend(listing.into_iter().map(|info| info.key));
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Deletes `key` from every node that may hold it; tries them all, then reports the
     /// first failure.
     pub async fn delete(&self, key: &str) -> Result<(), ClusterError> {

@@ -25,6 +25,10 @@ use crate::node::keys;
 
 /// DASH files stored at once per upload.
 const STORE_PARALLELISM: usize = 8;
+/// Bytes of an oversized upload read and thrown away before answering 413: a client that
+/// is still sending when the connection closes sees a broken pipe instead of the answer.
+/// Anything declared larger than the limit plus this is refused unread.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 
 impl From<MultipartError> for WebError {
     fn from(e: MultipartError) -> Self {
@@ -108,8 +112,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // Multipart framing adds a little; anything far above the limit is refused unread.
-    if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+    if declared.is_some_and(|len| len > limit.saturating_add(DRAIN_BYTES)) {
         return Err(too_large(limit));
     }
     let field = loop {
@@ -150,9 +153,15 @@ pub async fn upload(
         .await
         .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let started = std::time::Instant::now();
-    let (file_count, stored_bytes) =
-        transcode_and_store(&state.content, &id, &source, &out_dir, &probe, &rollback.stored)
-            .await?;
+    let (file_count, stored_bytes) = transcode_and_store(
+        &state.content,
+        &id,
+        &source,
+        &out_dir,
+        &probe,
+        &rollback.stored,
+    )
+    .await?;
     tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "transcoded and stored");
     let details = VideoDetails {
         duration_seconds: probe.duration_seconds,
@@ -180,6 +189,14 @@ async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, W
     while let Some(chunk) = field.chunk().await? {
         received += chunk.len() as u64;
         if received > limit {
+            drop(file);
+            let mut drained = 0u64;
+            while drained < DRAIN_BYTES {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => drained += chunk.len() as u64,
+                    _ => break,
+                }
+            }
             return Err(too_large(limit));
         }
         file.write_all(&chunk).await.map_err(io)?;
@@ -223,9 +240,12 @@ async fn transcode_and_store(
         let (count, bytes) = segments
             .map(|path| async move { store_file(content, id, &path, stored).await })
             .buffer_unordered(STORE_PARALLELISM)
-            .try_fold((0u64, 0u64), |(n, sum), size| async move { Ok((n + 1, sum + size)) })
+            .try_fold((0u64, 0u64), |(n, sum), size| async move {
+                Ok((n + 1, sum + size))
+            })
             .await?;
-        let manifest = manifest.ok_or_else(|| WebError::Internal("ffmpeg wrote no manifest".into()))?;
+        let manifest =
+            manifest.ok_or_else(|| WebError::Internal("ffmpeg wrote no manifest".into()))?;
         let manifest_bytes = store_file(content, id, &manifest, stored).await?;
         Ok::<_, WebError>((count + 1, bytes + manifest_bytes))
     };
