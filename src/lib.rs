@@ -10,6 +10,7 @@
 //! - [`up`]: `tritontube up`, the whole system in one process.
 //! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
 //! - [`telemetry`]: tracing set-up.
+//! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 
 pub mod admin_cli;
 pub mod meta;
@@ -18,5 +19,6 @@ pub mod proto;
 pub mod ring;
 pub mod signals;
 pub mod telemetry;
+pub mod tui;
 pub mod up;
 pub mod web;
