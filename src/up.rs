@@ -48,6 +48,8 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 
 pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     web::transcode::check_tools().await?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let shutdown = CancellationToken::new();
     web::cancel_on_signal(shutdown.clone())?;
 
