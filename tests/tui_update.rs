@@ -6,7 +6,7 @@ mod tui_support;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tritontube::tui::app::{
     Action, AdminLink, ChangeKind, Command, Failure, Focus, Level, Mode, Plan, PlanView,
-    STALE_AFTER_TICKS, State, update, validate_address,
+    STALE_AFTER_TICKS, State, update,
 };
 use tritontube::tui::keys::{self, BINDINGS, Context};
 use tui_support::*;
@@ -523,32 +523,6 @@ fn change_results_clear_the_pending_change_and_refresh() {
         error_message(&s),
         "remove 127.0.0.1:8090 refused: node 127.0.0.1:8090 is not in the ring (NOT_FOUND)"
     );
-}
-
-#[test]
-fn addresses_are_validated() {
-    for ok in [
-        "localhost:8090",
-        "127.0.0.1:1",
-        "node-3.example:65535",
-        "[::1]:8090",
-    ] {
-        assert_eq!(validate_address(ok).as_deref(), Ok(ok), "{ok}");
-    }
-    for bad in [
-        "",
-        "localhost",
-        ":8090",
-        "localhost:0",
-        "localhost:99999",
-        "a b:1",
-        "x:y",
-        "http://a:1",
-        "::1:80",
-        "[::1:80",
-    ] {
-        assert!(validate_address(bad).is_err(), "{bad:?} accepted");
-    }
 }
 
 fn press(code: KeyCode) -> KeyEvent {

@@ -460,40 +460,7 @@ impl State {
     }
 }
 
-/// Checks an address typed at the add prompt: `host:port`, port 1–65535, no spaces.
-pub fn validate_address(input: &str) -> Result<String, String> {
-    let s = input.trim();
-    if s.is_empty() {
-        return Err("type an address as host:port".into());
-    }
-    if s.contains(char::is_whitespace) {
-        return Err("an address has no spaces".into());
-    }
-    if s.contains("://") {
-        return Err("give host:port without a scheme".into());
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err("missing :port (host:port)".into());
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        // An IPv6 literal must be bracketed so its colons are not taken for the port.
-        inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
-    } else {
-        !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
-    };
-    if !host_ok {
-        return Err(format!("invalid host {host:?}"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(s.to_string()),
-        _ => Err(format!("invalid port {port:?} (1–65535)")),
-    }
-}
+pub use crate::node::address::validate_address;
 
 /// Applies one action; returns the work to start. No I/O.
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
