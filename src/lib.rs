@@ -8,13 +8,17 @@
 //! - [`web`]: the web node: upload, transcode, playback, admin service, migration.
 //! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
 //! - [`up`]: `tritontube up`, the whole system in one process.
+//! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
 //! - [`telemetry`]: tracing set-up.
+//! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 
 pub mod admin_cli;
 pub mod meta;
 pub mod node;
 pub mod proto;
 pub mod ring;
+pub mod signals;
 pub mod telemetry;
+pub mod tui;
 pub mod up;
 pub mod web;

@@ -19,16 +19,22 @@ enum Command {
     Admin(tritontube::admin_cli::AdminArgs),
     /// Run the whole system locally: SQLite, storage nodes and a web node, in one process.
     Up(tritontube::up::UpArgs),
+    /// Open the operator console on a web node's admin service.
+    Tui(tritontube::tui::TuiArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tritontube::telemetry::init_stderr();
+    // The console draws on the terminal, so it logs to a file (set up in its run_cli).
+    if !matches!(cli.command, Command::Tui(_)) {
+        tritontube::telemetry::init_stderr();
+    }
     match cli.command {
         Command::Storage(args) => tritontube::node::server::run_cli(args).await,
         Command::Web(args) => tritontube::web::run_cli(args).await,
         Command::Admin(args) => tritontube::admin_cli::run_cli(args).await,
         Command::Up(args) => tritontube::up::run_cli(args).await,
+        Command::Tui(args) => tritontube::tui::run_cli(args).await,
     }
 }

@@ -26,7 +26,7 @@ pub struct UpArgs {
     /// Port of the admin service (the console connects here).
     #[arg(long, env = "TRITONTUBE_ADMIN_PORT", default_value_t = 8081)]
     pub admin_port: u16,
-    /// Port of the first storage node; the others follow it.
+    /// Port of the first storage node; the others follow it (0: any free ports).
     #[arg(long, env = "TRITONTUBE_STORAGE_PORT", default_value_t = 8090)]
     pub storage_port: u16,
     /// Storage nodes in the ring; one more is started as a spare.
@@ -48,17 +48,22 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 
 pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     web::transcode::check_tools().await?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(web::signal_shutdown(shutdown.clone()));
+    web::cancel_on_signal(shutdown.clone())?;
 
     let mut servers = tokio::task::JoinSet::new();
     let mut ring_nodes = Vec::new();
     let mut spare = String::new();
     for i in 0..=args.nodes {
-        let port = args.storage_port + i;
+        let port = match args.storage_port {
+            0 => 0,
+            first => first + i,
+        };
         let listener = bind(&args.host, port).await?;
         let address = format!("{}:{}", args.host, listener.local_addr()?.port());
-        let dir = args.data.join(format!("storage-{port}"));
+        let dir = args.data.join(format!("storage-{i}"));
         let stop = shutdown.clone().cancelled_owned();
         servers.spawn(async move {
             crate::node::server::run(listener, dir, stop)

@@ -367,6 +367,16 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
         })
         .await
         .expect("progress within a minute");
+        if !reached.finished && kill_after == 1 {
+            // One change at a time: a second one is refused while this one runs.
+            let busy = admin
+                .remove_node(RemoveNodeRequest {
+                    node_address: three[0].clone(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+        }
         if reached.finished {
             let _ = add.await;
             break;

@@ -402,3 +402,47 @@ async fn chromium_plays_the_video() {
     assert!(seen["totalVideoFrames"].as_u64().unwrap() > 0, "{seen}");
     assert_eq!(seen["videoWidth"], 640, "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_abandoned_by_a_crash_is_cleaned_up_on_start() {
+    let node = start_storage_node().await;
+    let work = tempfile::tempdir().unwrap();
+    let meta = tritontube::meta::MetaStore::sqlite(&work.path().join("metadata.db"))
+        .await
+        .unwrap();
+    // What a web node killed mid-upload leaves: a processing claim and some files.
+    meta.claim_video("ghost", chrono::Utc::now()).await.unwrap();
+    node.client()
+        .put(
+            "ghost/chunk-0-00001.m4s",
+            bytes::Bytes::from_static(b"half"),
+            None,
+        )
+        .await
+        .unwrap();
+    let content = tritontube::web::ContentSpec::Ring {
+        seed_nodes: vec![node.address()],
+        spares: Vec::new(),
+        virtual_nodes: 8,
+        replicas: 1,
+        admin_token: None,
+    };
+    let web = support::web::start_web(work, meta.clone(), content, WebOptions::default()).await;
+    let mut answered = false;
+    for _ in 0..100 {
+        if http_client().get(&web.url).send().await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(answered);
+    assert!(meta.get_video("ghost").await.unwrap().value.is_none());
+    assert!(node.client().keys(false).await.unwrap().is_empty());
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "ghost.mp4", 2, "160x120");
+    assert_eq!(
+        upload_file(&web.url, &clip, "ghost.mp4").await.status(),
+        StatusCode::SEE_OTHER
+    );
+}

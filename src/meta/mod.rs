@@ -102,7 +102,8 @@ impl MetaStore {
         Ok(MetaStore::Sqlite(SqliteStore::open(path).await?))
     }
 
-    /// Connects to etcd; endpoints are `host:port` or `http://host:port`.
+    /// Connects to etcd; endpoints are `host:port` or `http://host:port`. `Unavailable`
+    /// when no member answers.
     pub async fn etcd(endpoints: &[String]) -> MetaResult<Self> {
         Ok(MetaStore::Etcd(EtcdStore::connect(endpoints).await?))
     }
@@ -114,7 +115,7 @@ impl MetaStore {
     }
 
     /// Marks a claimed video Ready with its details (on etcd this is when the original's
-    /// `videos/{id}` key appears).
+    /// `videos/{id}` key appears). `NotFound` if it was never claimed or was removed.
     pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
         dispatch!(self, s => s.finish_video(id, details).await)
     }
@@ -124,17 +125,20 @@ impl MetaStore {
         dispatch!(self, s => s.remove_video(id).await)
     }
 
+    /// One video. On etcd without quorum, read from any member still up with `stale` set;
+    /// `Unavailable` only when no member answers.
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
         dispatch!(self, s => s.get_video(id).await)
     }
 
-    /// Every video, newest first.
+    /// Every video, newest first (equal times by id); stale as for [`Self::get_video`].
     pub async fn list_videos(&self) -> MetaResult<Read<Vec<Video>>> {
         dispatch!(self, s => s.list_videos().await)
     }
 
     /// The cluster state document (ring + migration journal, JSON owned by the web node),
-    /// or None if never saved.
+    /// or None if never saved. On etcd without quorum it comes from any member still up
+    /// (possibly stale) rather than failing.
     pub async fn load_cluster_state(&self) -> MetaResult<Option<String>> {
         dispatch!(self, s => s.load_cluster_state().await)
     }

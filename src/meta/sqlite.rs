@@ -236,8 +236,6 @@ fn open_connection(path: &Path) -> MetaResult<Connection> {
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL mode");
     }
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(sql_error)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

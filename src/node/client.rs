@@ -19,6 +19,11 @@ use crate::proto::storage::{
 
 /// Size of the chunks a file is streamed in.
 pub const CHUNK_BYTES: usize = 256 * 1024;
+/// How long a node may take to answer a call that moves no file body (stat, delete,
+/// the start of a read or listing): a hung node must not hang its caller.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one listing batch with stats may take (hashing up to 1 000 files).
+const HASHING_BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest message the compatible (unary, whole-file) RPCs accept and send.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -102,6 +107,14 @@ impl StorageClient {
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Waits for `call` at most [`ANSWER_TIMEOUT`].
+    async fn answer<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        within(ANSWER_TIMEOUT, call).await
     }
 
     fn rpc(&self, status: Status) -> ClientError {
@@ -236,13 +249,14 @@ impl StorageClient {
             offset,
             length,
         };
-        let mut stream = match self.inner.clone().get_file(request).await {
+        let mut inner = self.inner.clone();
+        let mut stream = match self.answer(inner.get_file(request)).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
             Err(status) => return Err(self.rpc(status)),
         };
         // The first message carries the size and hash (and perhaps the first bytes).
-        let first = match stream.message().await {
+        let first = match self.answer(stream.message()).await {
             Ok(Some(first)) => first,
             Ok(None) => return Err(self.rpc(Status::internal("empty reply stream"))),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
@@ -268,7 +282,8 @@ impl StorageClient {
         let request = StatFileRequest {
             key: key.to_string(),
         };
-        match self.inner.clone().stat_file(request).await {
+        let mut inner = self.inner.clone();
+        match self.answer(inner.stat_file(request)).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 Ok(Some(FileStat {
@@ -286,10 +301,9 @@ impl StorageClient {
         let request = DeleteRequest {
             key: key.to_string(),
         };
+        let mut inner = self.inner.clone();
         let reply = self
-            .inner
-            .clone()
-            .delete_file(request)
+            .answer(inner.delete_file(request))
             .await
             .map_err(|s| self.rpc(s))?;
         if reply.into_inner().success {
@@ -301,15 +315,24 @@ impl StorageClient {
 
     /// Every key the node holds (with size and hash when `with_stat`).
     pub async fn keys(&self, with_stat: bool) -> ClientResult<Vec<KeyInfo>> {
+        let mut inner = self.inner.clone();
         let mut stream = self
-            .inner
-            .clone()
-            .stream_keys(StreamKeysRequest { with_stat })
+            .answer(inner.stream_keys(StreamKeysRequest { with_stat }))
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();
         let mut keys = Vec::new();
-        while let Some(batch) = stream.message().await.map_err(|s| self.rpc(s))? {
+        // Each batch must come within a deadline; the whole listing may take longer. A
+        // batch with stats may have to hash files the node has not hashed yet.
+        let batch_timeout = if with_stat {
+            HASHING_BATCH_TIMEOUT
+        } else {
+            ANSWER_TIMEOUT
+        };
+        while let Some(batch) = within(batch_timeout, stream.message())
+            .await
+            .map_err(|s| self.rpc(s))?
+        {
             keys.extend(batch.keys);
         }
         Ok(keys)
@@ -318,10 +341,9 @@ impl StorageClient {
     /// File count and bytes, and how long the call took.
     pub async fn stats(&self) -> ClientResult<(NodeStats, Duration)> {
         let started = Instant::now();
+        let mut inner = self.inner.clone();
         let reply = self
-            .inner
-            .clone()
-            .node_stats(NodeStatsRequest {})
+            .answer(inner.node_stats(NodeStatsRequest {}))
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();
@@ -333,6 +355,18 @@ impl StorageClient {
             started.elapsed(),
         ))
     }
+}
+
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "no answer within {} s",
+            limit.as_secs()
+        )))
+    })
 }
 
 /// Splits a buffer into streaming chunks without copying.

@@ -75,7 +75,7 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 }
 
 pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal().context("installing signal handlers")?;
+    let shutdown = crate::signals::shutdown_signal().context("installing signal handlers")?;
     tokio::fs::create_dir_all(&args.dir)
         .await
         .with_context(|| format!("cannot create storage folder {}", args.dir.display()))?;
@@ -91,32 +91,4 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
     run(listener, args.dir, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by this call, not
-/// when the future is first polled, so a signal sent as soon as the node reports it is
-/// listening is never missed.
-#[cfg(unix)]
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
-        }
-    })
-}
-
-/// Completes on Ctrl-C.
-#[cfg(not(unix))]
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("Ctrl-C received, shutting down");
-        } else {
-            std::future::pending::<()>().await;
-        }
-    })
 }

@@ -224,6 +224,7 @@ impl Cluster {
 
     /// Stores the file at `path` under `key` on every holder; all copies must agree.
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<FileStat, ClusterError> {
+        let size = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
         let state = self.read_state().await;
         let holders = state.write_holders(key);
         if holders.is_empty() {
@@ -231,7 +232,7 @@ impl Cluster {
         }
         let puts = holders.iter().map(|node| async move {
             let client = self.client(node)?;
-            client.put_file(key, path, None).await
+            with_transfer_deadline(node, size, client.put_file(key, path, None)).await
         });
         let stats = futures::future::try_join_all(puts).await?;
         drop(state);
@@ -280,6 +281,17 @@ impl Cluster {
         }
     }
 
+    /// Every key held by any node that may hold files.
+    pub async fn all_keys(&self) -> Result<Vec<String>, ClusterError> {
+        let nodes = self.read_state().await.data_nodes();
+        let mut keys = BTreeSet::new();
+        for node in &nodes {
+            let listing = self.client(node)?.keys(false).await?;
+            keys.extend(listing.into_iter().map(|info| info.key));
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// Deletes `key` from every node that may hold it; tries them all, then reports the
     /// first failure.
     pub async fn delete(&self, key: &str) -> Result<(), ClusterError> {
@@ -294,6 +306,27 @@ impl Cluster {
             None => Ok(()),
         }
     }
+}
+
+/// Bounds a file transfer by its size (at least 1 MiB/s, plus 30 s), so a node that stops
+/// answering mid-transfer cannot hold up an upload, or a ring change waiting for it, forever.
+pub async fn with_transfer_deadline<T>(
+    node: &str,
+    size: u64,
+    transfer: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let limit = std::time::Duration::from_secs(30 + size / (1024 * 1024));
+    tokio::time::timeout(limit, transfer)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::Rpc {
+                node: node.to_string(),
+                status: tonic::Status::deadline_exceeded(format!(
+                    "transfer of {size} bytes did not finish within {} s",
+                    limit.as_secs()
+                )),
+            })
+        })
 }
 
 pub fn to_json(state: &ClusterState) -> String {

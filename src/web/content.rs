@@ -79,6 +79,27 @@ impl Content {
         Ok(Some(chunks.concat().into()))
     }
 
+    /// Deletes every file of video `id`, wherever it is; returns how many there were.
+    pub async fn delete_video_files(&self, id: &str) -> Result<usize, ContentError> {
+        let prefix = format!("{id}/");
+        let keys: Vec<String> = match self {
+            Content::Local(store) => {
+                let mut keys = Vec::new();
+                let mut listing = std::pin::pin!(store.list(false));
+                while let Some(batch) = listing.next().await {
+                    keys.extend(batch?.into_iter().map(|k| k.key));
+                }
+                keys
+            }
+            Content::Ring(cluster) => cluster.all_keys().await?,
+        };
+        let doomed: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
+        for key in &doomed {
+            self.delete(key).await?;
+        }
+        Ok(doomed.len())
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), ContentError> {
         match self {
             Content::Local(store) => Ok(store.delete(key).await?),

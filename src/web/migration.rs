@@ -15,7 +15,9 @@ use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::cluster::{ChangeKind, Cluster, ClusterError, ClusterState, Journal};
+use super::cluster::{
+    ChangeKind, Cluster, ClusterError, ClusterState, Journal, with_transfer_deadline,
+};
 use crate::node::client::ClientError;
 use crate::proto::admin::{self, MigrationProgress};
 use crate::ring::Ring;
@@ -523,7 +525,8 @@ impl Migrator {
         // because its hash no longer matches.
         let chunks = body.take_while(|chunk| futures::future::ready(chunk.is_ok()));
         let chunks = chunks.filter_map(|chunk| futures::future::ready(chunk.ok()));
-        to.put_stream(&item.key, Some(&item.sha256), chunks).await?;
+        let put = to.put_stream(&item.key, Some(&item.sha256), chunks);
+        with_transfer_deadline(to.address(), item.size, put).await?;
         Ok(())
     }
 }

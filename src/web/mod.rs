@@ -184,26 +184,18 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
     };
     let http = bind(&format!("{}:{}", args.host, args.port)).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    cancel_on_signal(shutdown.clone())?;
     run(http, admin_listener, meta, content, config, shutdown).await
 }
 
-/// Cancels `token` on Ctrl-C or SIGTERM.
-pub async fn signal_shutdown(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    token.cancel();
+/// Cancels `token` on Ctrl-C or SIGTERM; the handlers are installed before this returns.
+pub fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    let signal = crate::signals::shutdown_signal().context("installing signal handlers")?;
+    tokio::spawn(async move {
+        signal.await;
+        token.cancel();
+    });
+    Ok(())
 }
 
 /// Serves HTTP on `http` and, for a ring, the admin service on `admin`, until `shutdown`.
@@ -242,6 +234,7 @@ pub async fn run(
             (Content::Ring(cluster), Some((listener, server)))
         }
     };
+    abandon_stale_uploads(&meta, &content).await;
     let state = Arc::new(routes::AppState {
         meta,
         content,
@@ -266,6 +259,44 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// How long an upload may stay in processing before another web node on the same etcd
+/// cluster treats it as abandoned.
+const STALE_CLAIM: chrono::TimeDelta = chrono::TimeDelta::hours(6);
+
+/// Removes the claims (and any files) of uploads that a crashed web node left in
+/// processing, so their ids can be uploaded again. On SQLite this node is the only writer,
+/// so every processing claim is abandoned; on etcd another web node may still be working,
+/// so only old claims are.
+async fn abandon_stale_uploads(meta: &MetaStore, content: &Content) {
+    let videos = match meta.list_videos().await {
+        Ok(listing) if !listing.stale => listing.value,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for abandoned uploads");
+            return;
+        }
+    };
+    let cutoff = chrono::Utc::now() - STALE_CLAIM;
+    let abandoned: Vec<String> = videos
+        .into_iter()
+        .filter(|v| v.status == crate::meta::VideoStatus::Processing)
+        .filter(|v| matches!(meta, MetaStore::Sqlite(_)) || v.uploaded_at < cutoff)
+        .map(|v| v.id)
+        .collect();
+    for id in abandoned {
+        match content.delete_video_files(&id).await {
+            Ok(files) => {
+                if let Err(e) = meta.remove_video(&id).await {
+                    tracing::warn!(%id, error = %e, "cannot remove an abandoned upload");
+                } else {
+                    tracing::info!(%id, files, "removed an upload abandoned by a crash");
+                }
+            }
+            Err(e) => tracing::warn!(%id, error = %e, "cannot remove an abandoned upload's files"),
+        }
+    }
 }
 
 /// Adopts ring changes made by other web nodes sharing the metadata store.

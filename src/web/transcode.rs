@@ -1,10 +1,14 @@
 //! ffprobe and ffmpeg, run as child processes (tokio::process), never on async threads.
 //! The DASH parameters are the original Tritontube's.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TranscodeError {
@@ -149,24 +153,88 @@ pub fn dash_command(input: &Path, out_dir: &Path, has_audio: bool) -> Command {
     cmd
 }
 
-/// Transcodes `input` into DASH files in `out_dir`; returns them, manifest last.
+/// How often the output folder is looked at for finished segments while ffmpeg runs.
+const SCAN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Transcodes `input` into DASH files in `out_dir`, sending each file's path on `ready` as
+/// soon as ffmpeg has finished it, so storing overlaps encoding. A segment is finished
+/// once the next segment of its representation exists (ffmpeg writes them in order); the
+/// rest, the init segments and the manifest (always last) follow when ffmpeg exits.
 pub async fn to_dash(
     input: &Path,
     out_dir: &Path,
     probe: &Probe,
-) -> Result<Vec<PathBuf>, TranscodeError> {
-    let output = dash_command(input, out_dir, probe.has_audio)
-        .output()
-        .await
+    ready: mpsc::Sender<PathBuf>,
+) -> Result<(), TranscodeError> {
+    let mut child = dash_command(input, out_dir, probe.has_audio)
+        .spawn()
         .map_err(spawn_error("ffmpeg"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = child.stderr.take();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text
+    });
+    let mut sent = HashSet::new();
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(|source| TranscodeError::Io { tool: "ffmpeg", source })?,
+            _ = tokio::time::sleep(SCAN_INTERVAL) => {
+                for path in finished_segments(out_dir).await? {
+                    if sent.insert(path.clone()) && ready.send(path).await.is_err() {
+                        // The receiver gave up (a store failed): stop encoding.
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+    if !status.success() {
+        let stderr = errors.await.unwrap_or_default();
         let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
         return Err(TranscodeError::Failed(
             tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
         ));
     }
-    dash_files(out_dir).await
+    for path in dash_files(out_dir).await? {
+        if !sent.contains(&path) && ready.send(path).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// `chunk-{representation}-{number}.m4s` → (representation, number).
+fn parse_segment(name: &str) -> Option<(&str, u64)> {
+    let rest = name.strip_prefix("chunk-")?.strip_suffix(".m4s")?;
+    let (representation, number) = rest.rsplit_once('-')?;
+    Some((representation, number.parse().ok()?))
+}
+
+/// Media segments followed by a later one of the same representation.
+async fn finished_segments(dir: &Path) -> Result<Vec<PathBuf>, TranscodeError> {
+    let mut latest: HashMap<String, u64> = HashMap::new();
+    let mut segments = Vec::new();
+    let io = |source| TranscodeError::Io {
+        tool: "ffmpeg",
+        source,
+    };
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(io)?;
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((representation, number)) = parse_segment(&name) {
+            let newest = latest.entry(representation.to_string()).or_insert(0);
+            *newest = (*newest).max(number);
+            segments.push((representation.to_string(), number, entry.path()));
+        }
+    }
+    Ok(segments
+        .into_iter()
+        .filter(|(representation, number, _)| latest[representation] > *number)
+        .map(|(_, _, path)| path)
+        .collect())
 }
 
 /// The finished DASH files in `dir`, manifest last so a reader never finds a manifest
@@ -181,6 +249,7 @@ pub async fn dash_files(dir: &Path) -> Result<Vec<PathBuf>, TranscodeError> {
     while let Some(entry) = entries.next_entry().await.map_err(io)? {
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        // ffmpeg writes the manifest through a temp name; only finished files count.
         if name.ends_with(".m4s") || name == "manifest.mpd" {
             files.push(entry.path());
         }
@@ -197,4 +266,18 @@ pub async fn dash_files(dir: &Path) -> Result<Vec<PathBuf>, TranscodeError> {
         ));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names() {
+        assert_eq!(parse_segment("chunk-0-00001.m4s"), Some(("0", 1)));
+        assert_eq!(parse_segment("chunk-1-00123.m4s"), Some(("1", 123)));
+        assert_eq!(parse_segment("init-0.m4s"), None);
+        assert_eq!(parse_segment("manifest.mpd"), None);
+        assert_eq!(parse_segment("chunk-0-x.m4s"), None);
+    }
 }

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::content::Content;
 use super::routes::{SharedState, WebError};
@@ -23,6 +25,10 @@ use crate::node::keys;
 
 /// DASH files stored at once per upload.
 const STORE_PARALLELISM: usize = 8;
+/// Bytes of an oversized upload read and thrown away before answering 413: a client that
+/// is still sending when the connection closes sees a broken pipe instead of the answer.
+/// Anything declared larger than the limit plus this is refused unread.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 
 impl From<MultipartError> for WebError {
     fn from(e: MultipartError) -> Self {
@@ -106,8 +112,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    // Multipart framing adds a little; anything far above the limit is refused unread.
-    if declared.is_some_and(|len| len > limit.saturating_add(64 * 1024)) {
+    if declared.is_some_and(|len| len > limit.saturating_add(DRAIN_BYTES)) {
         return Err(too_large(limit));
     }
     let field = loop {
@@ -148,13 +153,20 @@ pub async fn upload(
         .await
         .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let started = std::time::Instant::now();
-    let files = transcode::to_dash(&source, &out_dir, &probe).await?;
-    tracing::info!(%id, files = files.len(), elapsed = ?started.elapsed(), "transcoded");
-    let stored_bytes = store_files(&state.content, &id, &files, &rollback.stored).await?;
+    let (file_count, stored_bytes) = transcode_and_store(
+        &state.content,
+        &id,
+        &source,
+        &out_dir,
+        &probe,
+        &rollback.stored,
+    )
+    .await?;
+    tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "transcoded and stored");
     let details = VideoDetails {
         duration_seconds: probe.duration_seconds,
         source_bytes,
-        file_count: files.len() as u64,
+        file_count,
         stored_bytes,
     };
     state.meta.finish_video(&id, &details).await?;
@@ -177,6 +189,14 @@ async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, W
     while let Some(chunk) = field.chunk().await? {
         received += chunk.len() as u64;
         if received > limit {
+            drop(file);
+            let mut drained = 0u64;
+            while drained < DRAIN_BYTES {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => drained += chunk.len() as u64,
+                    _ => break,
+                }
+            }
             return Err(too_large(limit));
         }
         file.write_all(&chunk).await.map_err(io)?;
@@ -190,26 +210,48 @@ async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, W
     Ok(received)
 }
 
-/// Stores every DASH file under `{id}/{name}`, the manifest last so it never points at a
-/// missing segment. Returns the bytes stored.
-async fn store_files(
+/// Runs ffmpeg and stores each DASH file under `{id}/{name}` as soon as it is finished,
+/// at most [`STORE_PARALLELISM`] at once; the manifest goes last, once every segment is
+/// stored, so it never points at a missing one. Returns the files and bytes stored.
+async fn transcode_and_store(
     content: &Content,
     id: &str,
-    files: &[PathBuf],
+    source: &Path,
+    out_dir: &Path,
+    probe: &transcode::Probe,
     stored: &Mutex<Vec<String>>,
-) -> Result<u64, WebError> {
-    let (manifest, segments) = files.split_last().expect("dash_files returns the manifest");
-    // Collected first: a lazy iterator of borrowing futures trips the handler's Send check.
-    let puts: Vec<_> = segments
-        .iter()
-        .map(|path| store_file(content, id, path, stored))
-        .collect();
-    let segment_bytes: u64 = futures::stream::iter(puts)
-        .buffer_unordered(STORE_PARALLELISM)
-        .try_fold(0, |sum, size| async move { Ok(sum + size) })
-        .await?;
-    let manifest_bytes = store_file(content, id, manifest, stored).await?;
-    Ok(segment_bytes + manifest_bytes)
+) -> Result<(u64, u64), WebError> {
+    let (ready, finished) = mpsc::channel::<PathBuf>(64);
+    let encode = async {
+        let result = transcode::to_dash(source, out_dir, probe, ready).await;
+        result.map_err(WebError::from)
+    };
+    let store = async {
+        let mut manifest = None;
+        let segments = ReceiverStream::new(finished).filter_map(|path| {
+            let path = if path.file_name().is_some_and(|n| n == "manifest.mpd") {
+                manifest = Some(path);
+                None
+            } else {
+                Some(path)
+            };
+            futures::future::ready(path)
+        });
+        let (count, bytes) = segments
+            .map(|path| async move { store_file(content, id, &path, stored).await })
+            .buffer_unordered(STORE_PARALLELISM)
+            .try_fold((0u64, 0u64), |(n, sum), size| async move {
+                Ok((n + 1, sum + size))
+            })
+            .await?;
+        let manifest =
+            manifest.ok_or_else(|| WebError::Internal("ffmpeg wrote no manifest".into()))?;
+        let manifest_bytes = store_file(content, id, &manifest, stored).await?;
+        Ok::<_, WebError>((count + 1, bytes + manifest_bytes))
+    };
+    // A failed store drops the encoder (ffmpeg is killed); a failed encode ends the stream.
+    let ((), stored_totals) = futures::future::try_join(encode, store).await?;
+    Ok(stored_totals)
 }
 
 async fn store_file(

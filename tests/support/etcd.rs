@@ -233,14 +233,23 @@ impl EtcdCluster {
         }
     }
 
-    /// Deletes every key (a fresh store between tests sharing one cluster).
+    /// Deletes every key (a fresh store between tests sharing one cluster). Retries for a
+    /// while: a busy machine can make the cluster change leader now and then.
     pub async fn wipe(&self) {
-        let mut c = Client::connect(self.endpoints(), None)
-            .await
-            .expect("connect for wipe");
-        c.delete("", Some(etcd_client::DeleteOptions::new().with_all_keys()))
-            .await
-            .expect("wipe etcd");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let mut c = Client::connect(self.endpoints(), None).await?;
+                c.delete("", Some(etcd_client::DeleteOptions::new().with_all_keys()))
+                    .await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) if tokio::time::Instant::now() > deadline => panic!("wipe etcd: {e}"),
+                Err(_) if tokio::time::Instant::now() > deadline => panic!("wipe etcd: timed out"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 }
 

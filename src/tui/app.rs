@@ -1,0 +1,843 @@
+//! The console's state and `update(state, action)`: pure, no I/O (the Elm pattern).
+//!
+//! Everything the console knows arrives as an [`Action`] — a key press already mapped by
+//! [`super::keys`], or a result from [`super::sources`] — and `update` answers with the
+//! [`Command`]s the runtime should start. Tests drive it with plain values.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Lines kept in the event log; older ones are dropped.
+pub const LOG_CAPACITY: usize = 500;
+
+/// Seconds without a successful ClusterStatus after which the data is called stale even
+/// before a poll fails (the poll itself times out sooner).
+pub const STALE_AFTER_TICKS: u64 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Add,
+    Remove,
+}
+
+impl ChangeKind {
+    pub fn verb(self) -> &'static str {
+        match self {
+            ChangeKind::Add => "add",
+            ChangeKind::Remove => "remove",
+        }
+    }
+}
+
+/// A refused or failed admin call: the gRPC status name and its message, as the operator
+/// should read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// gRPC status name (`UNAVAILABLE`, `ALREADY_EXISTS`, …).
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Failure {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_unauthenticated(&self) -> bool {
+        self.code == "UNAUTHENTICATED"
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{} ({})", self.message, self.code)
+        }
+    }
+}
+
+/// One storage node as the admin service reports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeInfo {
+    pub address: String,
+    pub in_ring: bool,
+    pub healthy: bool,
+    pub latency_us: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Fraction of the ring owned as first replica, 0..1.
+    pub share: f64,
+    /// Why the node is unhealthy; empty when healthy.
+    pub error: String,
+}
+
+/// A ClusterStatus answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterInfo {
+    pub nodes: Vec<NodeInfo>,
+    /// (position, node address), as the ring places them.
+    pub tokens: Vec<(u64, String)>,
+    pub virtual_nodes: u32,
+    pub replicas: u32,
+    pub migration: Option<MigrationInfo>,
+}
+
+/// A migration's progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MigrationInfo {
+    pub id: String,
+    pub kind: ChangeKind,
+    pub node: String,
+    pub files_total: u64,
+    pub files_done: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_per_second: f64,
+    pub current_key: String,
+    pub errors: u64,
+    pub last_error: String,
+    pub finished: bool,
+    /// The service's events since the start, oldest first (bounded by the service).
+    pub events: Vec<String>,
+}
+
+impl MigrationInfo {
+    /// Fraction done, by bytes when there are bytes to move, else by files; 1 when there is
+    /// nothing to move or it finished.
+    pub fn ratio(&self) -> f64 {
+        let r = if self.bytes_total > 0 {
+            self.bytes_done as f64 / self.bytes_total as f64
+        } else if self.files_total > 0 {
+            self.files_done as f64 / self.files_total as f64
+        } else {
+            1.0
+        };
+        if self.finished && self.errors == 0 {
+            1.0
+        } else {
+            r.clamp(0.0, 1.0)
+        }
+    }
+
+    pub fn files_ratio(&self) -> f64 {
+        if self.files_total == 0 {
+            return if self.finished { 1.0 } else { 0.0 };
+        }
+        (self.files_done as f64 / self.files_total as f64).clamp(0.0, 1.0)
+    }
+
+    /// Seconds left at the current rate; None when unknown or finished.
+    pub fn eta_seconds(&self) -> Option<u64> {
+        if self.finished || self.bytes_per_second <= 0.0 {
+            return None;
+        }
+        let left = self.bytes_total.saturating_sub(self.bytes_done) as f64;
+        Some((left / self.bytes_per_second).ceil() as u64)
+    }
+}
+
+/// One member's reply to a status probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdStatus {
+    pub member_id: u64,
+    /// 0 when the member knows no leader (it lost quorum).
+    pub leader_id: u64,
+    pub raft_term: u64,
+    pub raft_index: u64,
+    pub db_size: u64,
+    pub latency_us: u64,
+    /// The cluster's members as this one lists them: id, name, client URLs.
+    pub members: Vec<EtcdMemberName>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdMemberName {
+    pub id: u64,
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// The result of probing one configured endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdProbe {
+    pub endpoint: String,
+    pub result: Result<EtcdStatus, String>,
+}
+
+/// A row of the etcd table: the last probe of one endpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EtcdRow {
+    pub endpoint: String,
+    /// Member id, remembered from the last successful probe so a dead member keeps its name.
+    pub member_id: Option<u64>,
+    /// None until the first probe answers.
+    pub probed: bool,
+    pub status: Option<EtcdStatus>,
+    pub error: Option<String>,
+}
+
+impl EtcdRow {
+    /// Its last probe got an answer.
+    pub fn answering(&self) -> bool {
+        self.error.is_none() && self.status.is_some()
+    }
+
+    /// Answering and part of a cluster with a leader.
+    pub fn healthy(&self) -> bool {
+        self.answering() && self.status.as_ref().is_some_and(|s| s.leader_id != 0)
+    }
+}
+
+/// Whether the admin service answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminLink {
+    /// No answer yet.
+    Connecting,
+    Up,
+    /// The last poll failed (unreachable, timed out, or refused the token).
+    Down(Failure),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    Nodes,
+    Etcd,
+    Log,
+}
+
+impl Focus {
+    fn next(self, etcd_configured: bool) -> Focus {
+        match self {
+            Focus::Nodes if etcd_configured => Focus::Etcd,
+            Focus::Nodes | Focus::Etcd => Focus::Log,
+            Focus::Log => Focus::Nodes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanMove {
+    pub from: String,
+    pub to: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What a change would move (PlanChange).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub files: u64,
+    pub bytes: u64,
+    pub moves: Vec<PlanMove>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanView {
+    Loading,
+    Ready(Plan),
+    Failed(Failure),
+}
+
+/// What has the keyboard.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    Normal,
+    Help,
+    /// The add-node prompt: the text typed and why it was refused, if it was.
+    AddNode {
+        input: String,
+        error: Option<String>,
+    },
+    /// The confirmation before removing `node`, with the plan once it arrives.
+    ConfirmRemove {
+        node: String,
+        plan: PlanView,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Success,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Clock of the tick during which it happened (`HH:MM:SS`).
+    pub at: String,
+    pub level: Level,
+    pub text: String,
+}
+
+/// Everything that can happen to the console.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    // Keys.
+    Quit,
+    Up,
+    Down,
+    FocusNext,
+    Refresh,
+    ToggleHelp,
+    OpenAdd,
+    OpenRemove,
+    Input(char),
+    Backspace,
+    Submit,
+    Confirm,
+    Cancel,
+    // Time: once a second, with the wall clock as text (kept out of `update`).
+    Tick {
+        clock: String,
+    },
+    // Results of the data sources.
+    Status(Result<ClusterInfo, Failure>),
+    Migration(MigrationInfo),
+    Etcd(EtcdProbe),
+    Planned {
+        node: String,
+        result: Result<Plan, Failure>,
+    },
+    Changed {
+        kind: ChangeKind,
+        node: String,
+        result: Result<u64, Failure>,
+    },
+}
+
+/// Work `update` asks the runtime to start; results come back as actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Poll ClusterStatus and probe etcd now instead of at the next period.
+    Refresh,
+    AddNode(String),
+    RemoveNode(String),
+    PlanRemove(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub admin_address: String,
+    /// Configured etcd endpoints, in the order given.
+    pub etcd: Vec<EtcdRow>,
+    pub admin: AdminLink,
+    /// Last ClusterStatus answer, kept (and shown as stale) while the admin is down.
+    pub cluster: Option<ClusterInfo>,
+    pub migration: Option<MigrationInfo>,
+    /// Names of etcd members by id, from the latest member list.
+    pub etcd_names: BTreeMap<u64, String>,
+    pub mode: Mode,
+    pub focus: Focus,
+    pub node_selected: usize,
+    pub etcd_selected: usize,
+    /// Lines scrolled up from the bottom of the event log.
+    pub log_scroll: usize,
+    pub log: VecDeque<LogLine>,
+    /// The change this console started and is waiting for.
+    pub pending: Option<(ChangeKind, String)>,
+    /// Latest outcome, shown on the status line.
+    pub message: Option<(Level, String)>,
+    pub clock: String,
+    pub ticks: u64,
+    /// Tick of the last successful ClusterStatus.
+    pub status_tick: Option<u64>,
+    pub quit: bool,
+    /// Last migration event copied into the log, so repeated updates add only new ones.
+    seen_event: Option<(String, usize)>,
+}
+
+impl State {
+    pub fn new(admin_address: impl Into<String>, etcd_endpoints: &[String]) -> Self {
+        State {
+            admin_address: admin_address.into(),
+            etcd: etcd_endpoints
+                .iter()
+                .map(|e| EtcdRow {
+                    endpoint: e.clone(),
+                    ..EtcdRow::default()
+                })
+                .collect(),
+            admin: AdminLink::Connecting,
+            cluster: None,
+            migration: None,
+            etcd_names: BTreeMap::new(),
+            mode: Mode::Normal,
+            focus: Focus::Nodes,
+            node_selected: 0,
+            etcd_selected: 0,
+            log_scroll: 0,
+            log: VecDeque::new(),
+            pending: None,
+            message: None,
+            clock: String::new(),
+            ticks: 0,
+            status_tick: None,
+            quit: false,
+            seen_event: None,
+        }
+    }
+
+    pub fn etcd_configured(&self) -> bool {
+        !self.etcd.is_empty()
+    }
+
+    pub fn nodes(&self) -> &[NodeInfo] {
+        self.cluster.as_ref().map_or(&[], |c| &c.nodes)
+    }
+
+    pub fn selected_node(&self) -> Option<&NodeInfo> {
+        self.nodes().get(self.node_selected)
+    }
+
+    /// Seconds since the last good ClusterStatus, when the data shown is old.
+    pub fn stale_for(&self) -> Option<u64> {
+        let age = self.ticks - self.status_tick?;
+        let down = matches!(self.admin, AdminLink::Down(_));
+        (down || age >= STALE_AFTER_TICKS).then_some(age)
+    }
+
+    pub fn etcd_healthy(&self) -> usize {
+        self.etcd.iter().filter(|r| r.healthy()).count()
+    }
+
+    /// Members of the etcd cluster: the largest of the configured endpoints and the
+    /// member list, so quorum is judged against the real cluster size.
+    pub fn etcd_size(&self) -> usize {
+        self.etcd.len().max(self.etcd_names.len())
+    }
+
+    /// True once every endpoint has been probed and fewer than a majority answer.
+    /// Members that answer without a leader do count: that is an election (a second
+    /// after the leader dies), not a lost quorum — unless too few answer to elect one.
+    pub fn quorum_lost(&self) -> bool {
+        if self.etcd.is_empty() || self.etcd.iter().any(|r| !r.probed) {
+            return false;
+        }
+        self.etcd_answering() < self.etcd_size() / 2 + 1
+    }
+
+    pub fn etcd_answering(&self) -> usize {
+        self.etcd.iter().filter(|r| r.answering()).count()
+    }
+
+    /// The leader's member id as the healthy members report it.
+    pub fn etcd_leader(&self) -> Option<u64> {
+        self.etcd
+            .iter()
+            .filter(|r| r.healthy())
+            .filter_map(|r| r.status.as_ref())
+            .max_by_key(|s| s.raft_term)
+            .map(|s| s.leader_id)
+    }
+
+    pub fn etcd_name(&self, row: &EtcdRow) -> Option<&str> {
+        row.member_id
+            .and_then(|id| self.etcd_names.get(&id))
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+    }
+
+    fn log(&mut self, level: Level, text: impl Into<String>) {
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            at: self.clock.clone(),
+            level,
+            text: text.into(),
+        });
+    }
+
+    fn say(&mut self, level: Level, text: impl Into<String>) {
+        let text = text.into();
+        self.log(level, text.clone());
+        self.message = Some((level, text));
+    }
+}
+
+pub use crate::node::address::validate_address;
+
+/// Applies one action; returns the work to start. No I/O.
+pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    match action {
+        Action::Quit => {
+            state.quit = true;
+            vec![]
+        }
+        Action::Tick { clock } => {
+            state.clock = clock;
+            state.ticks += 1;
+            vec![]
+        }
+        Action::Status(result) => on_status(state, result),
+        Action::Migration(m) => {
+            apply_migration(state, m);
+            vec![]
+        }
+        Action::Etcd(probe) => {
+            on_etcd(state, probe);
+            vec![]
+        }
+        Action::Planned { node, result } => {
+            if let Mode::ConfirmRemove { node: n, plan } = &mut state.mode {
+                // A plan for a popup since closed or reopened on another node is dropped.
+                if *n == node {
+                    *plan = match result {
+                        Ok(p) => PlanView::Ready(p),
+                        Err(f) => PlanView::Failed(f),
+                    };
+                }
+            }
+            vec![]
+        }
+        Action::Changed { kind, node, result } => {
+            if state.pending.as_ref().is_some_and(|(_, n)| *n == node) {
+                state.pending = None;
+            }
+            match result {
+                Ok(count) => {
+                    let done = match kind {
+                        ChangeKind::Add => "added",
+                        ChangeKind::Remove => "removed",
+                    };
+                    state.say(
+                        Level::Success,
+                        format!("{done} {node}: {count} files migrated"),
+                    );
+                }
+                Err(f) => state.say(Level::Error, format!("{} {node} refused: {f}", kind.verb())),
+            }
+            vec![Command::Refresh]
+        }
+        key => on_key(state, key),
+    }
+}
+
+fn on_key(state: &mut State, action: Action) -> Vec<Command> {
+    match (&mut state.mode, action) {
+        (Mode::Help, Action::ToggleHelp | Action::Cancel) => {
+            state.mode = Mode::Normal;
+            vec![]
+        }
+        (Mode::AddNode { input, error }, Action::Input(c)) => {
+            if !c.is_control() {
+                input.push(c);
+                *error = None;
+            }
+            vec![]
+        }
+        (Mode::AddNode { input, error }, Action::Backspace) => {
+            input.pop();
+            *error = None;
+            vec![]
+        }
+        (Mode::AddNode { .. }, Action::Cancel) => {
+            state.mode = Mode::Normal;
+            vec![]
+        }
+        (Mode::AddNode { input, error }, Action::Submit) => {
+            let checked = validate_address(input).and_then(|addr| {
+                let in_ring = state
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.nodes.iter().any(|n| n.address == addr && n.in_ring));
+                if in_ring {
+                    Err(format!("{addr} is already in the ring"))
+                } else {
+                    Ok(addr)
+                }
+            });
+            match checked {
+                Ok(addr) => {
+                    state.mode = Mode::Normal;
+                    state.pending = Some((ChangeKind::Add, addr.clone()));
+                    state.say(Level::Info, format!("adding {addr}…"));
+                    vec![Command::AddNode(addr)]
+                }
+                Err(e) => {
+                    *error = Some(e);
+                    vec![]
+                }
+            }
+        }
+        (Mode::ConfirmRemove { .. }, Action::Cancel) => {
+            state.mode = Mode::Normal;
+            vec![]
+        }
+        (Mode::ConfirmRemove { node, plan }, Action::Confirm) => {
+            // Confirming before the plan is known would be confirming blind.
+            if *plan == PlanView::Loading {
+                return vec![];
+            }
+            let node = node.clone();
+            state.mode = Mode::Normal;
+            state.pending = Some((ChangeKind::Remove, node.clone()));
+            state.say(Level::Info, format!("removing {node}…"));
+            vec![Command::RemoveNode(node)]
+        }
+        (Mode::Normal, action) => on_normal_key(state, action),
+        // Keys that mean nothing in the current mode.
+        _ => vec![],
+    }
+}
+
+fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
+    match action {
+        Action::Cancel => {
+            state.quit = true;
+            vec![]
+        }
+        Action::ToggleHelp => {
+            state.mode = Mode::Help;
+            vec![]
+        }
+        Action::FocusNext => {
+            state.focus = state.focus.next(state.etcd_configured());
+            vec![]
+        }
+        Action::Up | Action::Down => {
+            let down = action == Action::Down;
+            match state.focus {
+                Focus::Nodes => {
+                    state.node_selected = step(state.node_selected, state.nodes().len(), down)
+                }
+                Focus::Etcd => {
+                    state.etcd_selected = step(state.etcd_selected, state.etcd.len(), down)
+                }
+                Focus::Log => {
+                    let max = state.log.len().saturating_sub(1);
+                    state.log_scroll = if down {
+                        state.log_scroll.saturating_sub(1)
+                    } else {
+                        (state.log_scroll + 1).min(max)
+                    };
+                }
+            }
+            vec![]
+        }
+        Action::Refresh => {
+            state.message = Some((Level::Info, "refreshing…".into()));
+            vec![Command::Refresh]
+        }
+        Action::OpenAdd => {
+            if let Some(busy) = busy(state) {
+                state.message = Some((Level::Error, busy));
+                return vec![];
+            }
+            state.mode = Mode::AddNode {
+                input: String::new(),
+                error: None,
+            };
+            vec![]
+        }
+        Action::OpenRemove => {
+            if let Some(busy) = busy(state) {
+                state.message = Some((Level::Error, busy));
+                return vec![];
+            }
+            if state.focus != Focus::Nodes {
+                state.message = Some((Level::Error, "select a node in the nodes table".into()));
+                return vec![];
+            }
+            let Some(node) = state.selected_node() else {
+                state.message = Some((Level::Error, "no node selected".into()));
+                return vec![];
+            };
+            if !node.in_ring {
+                let text = format!("{} is a spare, not in the ring", node.address);
+                state.message = Some((Level::Error, text));
+                return vec![];
+            }
+            let node = node.address.clone();
+            state.mode = Mode::ConfirmRemove {
+                node: node.clone(),
+                plan: PlanView::Loading,
+            };
+            vec![Command::PlanRemove(node)]
+        }
+        _ => vec![],
+    }
+}
+
+/// Why a new change cannot start now, if it cannot.
+fn busy(state: &State) -> Option<String> {
+    if let Some((kind, node)) = &state.pending {
+        return Some(format!("wait: {} {node} is still running", kind.verb()));
+    }
+    match &state.migration {
+        Some(m) if !m.finished => Some(format!(
+            "wait: a migration ({} {}) is still running",
+            m.kind.verb(),
+            m.node
+        )),
+        _ => None,
+    }
+}
+
+fn step(current: usize, len: usize, down: bool) -> usize {
+    if len == 0 {
+        0
+    } else if down {
+        (current + 1).min(len - 1)
+    } else {
+        current.saturating_sub(1).min(len - 1)
+    }
+}
+
+fn on_status(state: &mut State, result: Result<ClusterInfo, Failure>) -> Vec<Command> {
+    match result {
+        Ok(mut info) => {
+            if state.admin != AdminLink::Up && state.status_tick.is_some() {
+                state.log(
+                    Level::Success,
+                    format!("admin {} is back", state.admin_address),
+                );
+            }
+            state.admin = AdminLink::Up;
+            state.status_tick = Some(state.ticks);
+            if let Some(m) = info.migration.take() {
+                apply_migration(state, m);
+            }
+            // Keep the selection on the same node when nodes come and go.
+            let selected = state.selected_node().map(|n| n.address.clone());
+            info.nodes.sort_by(|a, b| a.address.cmp(&b.address));
+            state.node_selected = selected
+                .and_then(|a| info.nodes.iter().position(|n| n.address == a))
+                .unwrap_or(state.node_selected)
+                .min(info.nodes.len().saturating_sub(1));
+            state.cluster = Some(info);
+        }
+        Err(f) => {
+            let was = std::mem::replace(&mut state.admin, AdminLink::Down(f.clone()));
+            // Log the transition once, not every second.
+            if !matches!(&was, AdminLink::Down(old) if old.code == f.code) {
+                let text = if f.is_unauthenticated() {
+                    format!("admin {} refused the token: {}", state.admin_address, f)
+                } else {
+                    format!("admin {} unreachable: {}", state.admin_address, f)
+                };
+                state.log(Level::Error, text);
+            }
+        }
+    }
+    vec![]
+}
+
+fn apply_migration(state: &mut State, m: MigrationInfo) {
+    // Copy into the log the events not seen yet: the service sends all of them each time.
+    let start = match &state.seen_event {
+        Some((id, n)) if *id == m.id && *n <= m.events.len() => *n,
+        _ => 0,
+    };
+    for e in &m.events[start..] {
+        // The service stamps its events with its own clock; one clock (ours) keeps the
+        // log in order.
+        let text = split_clock(e).map_or(e.as_str(), |(_, text)| text);
+        state.log(Level::Info, text.to_string());
+    }
+    let was_running = state.migration.as_ref().is_some_and(|old| !old.finished);
+    if m.finished && was_running {
+        let level = if m.errors == 0 {
+            Level::Success
+        } else {
+            Level::Error
+        };
+        state.log(
+            level,
+            format!(
+                "migration for {} {} finished: {} files, {} errors",
+                m.kind.verb(),
+                m.node,
+                m.files_done,
+                m.errors
+            ),
+        );
+    }
+    state.seen_event = Some((m.id.clone(), m.events.len()));
+    state.migration = Some(m);
+}
+
+fn on_etcd(state: &mut State, probe: EtcdProbe) {
+    let Some(idx) = state.etcd.iter().position(|r| r.endpoint == probe.endpoint) else {
+        return;
+    };
+    let was_answering = state.etcd[idx].probed.then(|| state.etcd[idx].answering());
+    let lost_before = state.quorum_lost();
+    match probe.result {
+        Ok(status) => {
+            for m in &status.members {
+                state.etcd_names.insert(m.id, m.name.clone());
+            }
+            let row = &mut state.etcd[idx];
+            row.member_id = Some(status.member_id);
+            row.status = Some(status);
+            row.error = None;
+        }
+        Err(e) => {
+            let row = &mut state.etcd[idx];
+            row.error = Some(e);
+            // Keep the last figures (shown dimmed) but not the leader claim.
+            if let Some(s) = &mut row.status {
+                s.leader_id = 0;
+            }
+        }
+    }
+    let row = &mut state.etcd[idx];
+    row.probed = true;
+    // A member that never answered can still be named from another's member list.
+    if row.member_id.is_none() {
+        let ep = strip_scheme(&row.endpoint).to_string();
+        let others = state.etcd.iter().filter_map(|r| r.status.as_ref());
+        let found = others
+            .flat_map(|s| s.members.iter())
+            .find(|m| m.client_urls.iter().any(|u| strip_scheme(u) == ep))
+            .map(|m| m.id);
+        state.etcd[idx].member_id = found;
+    }
+    let now_answering = state.etcd[idx].answering();
+    let label = state
+        .etcd_name(&state.etcd[idx])
+        .map(|n| format!("{n} ({})", state.etcd[idx].endpoint))
+        .unwrap_or_else(|| state.etcd[idx].endpoint.clone());
+    // Leaderless moments (elections) show in the table; the log keeps to members that
+    // stop or start answering.
+    match (was_answering, now_answering) {
+        (Some(true) | None, false) => {
+            let why = state.etcd[idx].error.clone().unwrap_or_default();
+            state.log(Level::Error, format!("etcd {label} down: {why}"));
+        }
+        (Some(false), true) => state.log(Level::Success, format!("etcd {label} is back")),
+        _ => {}
+    }
+    let lost_now = state.quorum_lost();
+    if lost_now && !lost_before {
+        let text = format!(
+            "etcd quorum lost: {} of {} members answer",
+            state.etcd_answering(),
+            state.etcd_size()
+        );
+        state.log(Level::Error, text);
+    } else if lost_before && !lost_now {
+        state.log(Level::Success, "etcd quorum is back");
+    }
+}
+
+/// `"HH:MM:SS rest"` → (`"HH:MM:SS"`, `"rest"`).
+fn split_clock(line: &str) -> Option<(&str, &str)> {
+    let (at, rest) = line.split_once(' ')?;
+    let b = at.as_bytes();
+    let is_clock = b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit());
+    is_clock.then_some((at, rest))
+}
+
+pub fn strip_scheme(s: &str) -> &str {
+    s.split_once("://").map_or(s, |(_, rest)| rest)
+}

@@ -1,0 +1,224 @@
+//! The one key table: which key does what in which mode. It maps key presses to actions
+//! and also draws the help bar and the help popup, so the two never disagree.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::app::{Action, Mode};
+
+/// Which part of the console has the keyboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    Normal,
+    AddPrompt,
+    Confirm,
+    Help,
+}
+
+impl Context {
+    pub fn of(mode: &Mode) -> Context {
+        match mode {
+            Mode::Normal => Context::Normal,
+            Mode::Help => Context::Help,
+            Mode::AddNode { .. } => Context::AddPrompt,
+            Mode::ConfirmRemove { .. } => Context::Confirm,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Normal => "Console",
+            Context::AddPrompt => "Add-node prompt",
+            Context::Confirm => "Remove confirmation",
+            Context::Help => "Help",
+        }
+    }
+}
+
+/// One row of the table.
+pub struct Binding {
+    pub context: Context,
+    pub keys: &'static [(KeyCode, KeyModifiers)],
+    /// How the keys are written in the help bar and popup.
+    pub label: &'static str,
+    pub help: &'static str,
+    /// None for a row that only documents behaviour handled in [`action_for`] (typing).
+    pub action: Option<Action>,
+    /// Short text for the one-line help bar; empty keeps the row out of the bar (the
+    /// popup shows every row).
+    pub short: &'static str,
+}
+
+const NONE: KeyModifiers = KeyModifiers::NONE;
+const CTRL: KeyModifiers = KeyModifiers::CONTROL;
+
+pub static BINDINGS: &[Binding] = &[
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('a'), NONE)],
+        label: "a",
+        help: "add a storage node (prompts for host:port)",
+        action: Some(Action::OpenAdd),
+        short: "add",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('d'), NONE), (KeyCode::Delete, NONE)],
+        label: "d/Del",
+        help: "remove the selected node (shows the plan first)",
+        action: Some(Action::OpenRemove),
+        short: "remove",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
+        label: "↑/k",
+        help: "select the row above (scroll the log up)",
+        action: Some(Action::Up),
+        short: "up",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
+        label: "↓/j",
+        help: "select the row below (scroll the log down)",
+        action: Some(Action::Down),
+        short: "down",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Tab, NONE)],
+        label: "Tab",
+        help: "move focus: nodes → etcd → log",
+        action: Some(Action::FocusNext),
+        short: "focus",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('r'), NONE)],
+        label: "r",
+        help: "refresh now",
+        action: Some(Action::Refresh),
+        short: "refresh",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('?'), NONE)],
+        label: "?",
+        help: "show or hide this help",
+        action: Some(Action::ToggleHelp),
+        short: "help",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('q'), NONE), (KeyCode::Esc, NONE)],
+        label: "q/Esc",
+        help: "quit",
+        action: Some(Action::Quit),
+        short: "quit",
+    },
+    Binding {
+        context: Context::AddPrompt,
+        keys: &[],
+        label: "type",
+        help: "the node's address, host:port",
+        action: None,
+        short: "host:port",
+    },
+    Binding {
+        context: Context::AddPrompt,
+        keys: &[(KeyCode::Backspace, NONE)],
+        label: "⌫",
+        help: "delete the last character",
+        action: Some(Action::Backspace),
+        short: "",
+    },
+    Binding {
+        context: Context::AddPrompt,
+        keys: &[(KeyCode::Enter, NONE)],
+        label: "Enter",
+        help: "add the node (starts the migration)",
+        action: Some(Action::Submit),
+        short: "add",
+    },
+    Binding {
+        context: Context::AddPrompt,
+        keys: &[(KeyCode::Esc, NONE)],
+        label: "Esc",
+        help: "cancel",
+        action: Some(Action::Cancel),
+        short: "cancel",
+    },
+    Binding {
+        context: Context::Confirm,
+        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
+        label: "y/Enter",
+        help: "remove the node (once the plan is shown)",
+        action: Some(Action::Confirm),
+        short: "remove",
+    },
+    Binding {
+        context: Context::Confirm,
+        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+        label: "n/Esc",
+        help: "keep the node",
+        action: Some(Action::Cancel),
+        short: "keep",
+    },
+    Binding {
+        context: Context::Help,
+        keys: &[
+            (KeyCode::Char('?'), NONE),
+            (KeyCode::Esc, NONE),
+            (KeyCode::Char('q'), NONE),
+        ],
+        label: "?/Esc/q",
+        help: "close the help",
+        action: Some(Action::ToggleHelp),
+        short: "close",
+    },
+];
+
+/// Ctrl-C quits from anywhere, as in any terminal program.
+pub static QUIT_ANYWHERE: Binding = Binding {
+    context: Context::Normal,
+    keys: &[(KeyCode::Char('c'), CTRL)],
+    label: "Ctrl-C",
+    help: "quit from anywhere",
+    action: Some(Action::Quit),
+    short: "",
+};
+
+/// The rows for one context, in table order.
+pub fn bindings(context: Context) -> impl Iterator<Item = &'static Binding> {
+    BINDINGS.iter().filter(move |b| b.context == context)
+}
+
+/// The action a key press means in `mode`, if any.
+pub fn action_for(mode: &Mode, key: KeyEvent) -> Option<Action> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    let matches = |b: &Binding| {
+        b.keys.iter().any(|(code, mods)| {
+            // Shift is part of the character itself ('?' is Shift-/ on most layouts).
+            *code == key.code && *mods == (key.modifiers - KeyModifiers::SHIFT)
+        })
+    };
+    if matches(&QUIT_ANYWHERE) {
+        return QUIT_ANYWHERE.action.clone();
+    }
+    let context = Context::of(mode);
+    if let Some(b) = bindings(context).find(|b| matches(b)) {
+        return b.action.clone();
+    }
+    match (context, key.code) {
+        (Context::AddPrompt, KeyCode::Char(c))
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            Some(Action::Input(c))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,156 @@
+//! The operator console: `tritontube tui ADMIN [--etcd EP1,…] [--token TOKEN]`.
+//!
+//! - [`app`]: the state and `update(state, action)`, pure (the Elm pattern).
+//! - [`view`]: `view(&state, frame)`, draws and changes nothing.
+//! - [`keys`]: the one key table, for handling keys and drawing the help.
+//! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
+//!
+//! This module owns the terminal: raw mode and the alternate screen on start, and their
+//! restoration on exit, on error and on panic.
+
+pub mod app;
+pub mod keys;
+pub mod sources;
+pub mod view;
+
+use std::io::{self, Stdout};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossterm::event::{Event, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+
+use app::{Action, State, update};
+use sources::{Config, Sources};
+
+#[derive(clap::Args, Debug)]
+pub struct TuiArgs {
+    /// Admin service of the web node, host:port.
+    #[arg(env = "TRITONTUBE_ADMIN")]
+    pub admin: String,
+    /// etcd endpoints to watch, comma-separated (host:port).
+    #[arg(long, env = "TRITONTUBE_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Token the admin service requires, if it requires one.
+    #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Log file: the console draws on the terminal, so its logs go here.
+    #[arg(long, env = "TRITONTUBE_CONSOLE_LOG", default_value_os_t = default_log_file())]
+    pub log_file: PathBuf,
+}
+
+fn default_log_file() -> PathBuf {
+    std::env::temp_dir().join("tritontube-console.log")
+}
+
+pub async fn run_cli(args: TuiArgs) -> anyhow::Result<()> {
+    let _log = crate::telemetry::init_file(&args.log_file)
+        .with_context(|| format!("opening the log file {}", args.log_file.display()))?;
+    let etcd: Vec<String> = args
+        .etcd
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    let config = Config {
+        admin: args.admin.clone(),
+        token: args.token.clone(),
+        etcd: etcd.clone(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sources = Sources::start(&config, tx.clone())?;
+    tracing::info!(admin = %args.admin, etcd = ?etcd, "console started");
+
+    let mut terminal = enter_terminal().context("setting up the terminal")?;
+    let result = run(
+        &mut terminal,
+        State::new(&args.admin, &etcd),
+        sources,
+        tx,
+        rx,
+    )
+    .await;
+    restore_terminal();
+    tracing::info!("console stopped");
+    result
+}
+
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Raw mode, alternate screen, hidden cursor; and a panic hook that undoes them first so
+/// a panic message lands on a usable terminal.
+fn enter_terminal() -> io::Result<Term> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    enable_raw_mode()?;
+    let mut stdout = io::stdout();
+    if let Err(e) = execute!(stdout, EnterAlternateScreen) {
+        restore_terminal();
+        return Err(e);
+    }
+    let mut terminal = Terminal::new(CrosstermBackend::new(stdout))?;
+    terminal.hide_cursor()?;
+    terminal.clear()?;
+    Ok(terminal)
+}
+
+/// Safe to call more than once (exit after a panic hook already ran it).
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+async fn run(
+    terminal: &mut Term,
+    mut state: State,
+    mut sources: Sources,
+    tx: mpsc::UnboundedSender<Action>,
+    mut rx: mpsc::UnboundedReceiver<Action>,
+) -> anyhow::Result<()> {
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Keep a sender so the channel stays open even if every source task ends.
+    let _tx = tx;
+    loop {
+        terminal.draw(|frame| view::view(&state, frame))?;
+        let action = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => keys::action_for(&state.mode, key),
+                // A resize only needs the redraw at the top of the loop.
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(e).context("reading the terminal"),
+                None => Some(Action::Quit),
+            },
+            Some(action) = rx.recv() => Some(action),
+            _ = tick.tick() => Some(Action::Tick {
+                clock: chrono::Local::now().format("%H:%M:%S").to_string(),
+            }),
+        };
+        let mut pending: Vec<Action> = action.into_iter().collect();
+        // Apply everything already queued before drawing again.
+        while let Ok(a) = rx.try_recv() {
+            pending.push(a);
+        }
+        for action in pending {
+            for command in update(&mut state, action) {
+                tracing::debug!(?command, "command");
+                sources.run(command);
+            }
+        }
+        if state.quit {
+            return Ok(());
+        }
+    }
+}

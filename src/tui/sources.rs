@@ -1,0 +1,468 @@
+//! Data sources: background tasks that talk to the admin service and to etcd and send
+//! what they learn as [`Action`]s, so a slow or dead server never freezes the console.
+//!
+//! - ClusterStatus every second (or at once after [`Command::Refresh`]);
+//! - WatchMigration followed as long as it streams, re-opened a second after it ends;
+//! - every etcd endpoint probed on its own every 1.5 s (status, member list, latency);
+//! - AddNode / RemoveNode / PlanChange, one task each, however long they take.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use super::app::{
+    Action, ChangeKind, ClusterInfo, Command, EtcdMemberName, EtcdProbe, EtcdStatus, Failure,
+    MigrationInfo, NodeInfo, Plan, PlanMove,
+};
+use crate::proto::admin::{
+    self, AddNodeRequest, ClusterStatusRequest, PlanChangeRequest, RemoveNodeRequest,
+    WatchMigrationRequest, video_content_admin_service_client::VideoContentAdminServiceClient,
+};
+
+/// gRPC metadata key carrying the admin token.
+pub const TOKEN_HEADER: &str = "x-tritontube-token";
+
+const STATUS_PERIOD: Duration = Duration::from_secs(1);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const ETCD_PERIOD: Duration = Duration::from_millis(1500);
+const ETCD_TIMEOUT: Duration = Duration::from_secs(1);
+const PLAN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("invalid admin address {address:?}: {reason}")]
+    BadAdminAddress { address: String, reason: String },
+    #[error("the admin token must be printable ASCII")]
+    BadToken,
+}
+
+/// Where the console gets its data.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `host:port` of the web node's admin service (a scheme is accepted).
+    pub admin: String,
+    pub token: Option<String>,
+    pub etcd: Vec<String>,
+}
+
+/// Adds the admin token to every call.
+#[derive(Clone)]
+pub struct TokenInterceptor(Option<AsciiMetadataValue>);
+
+impl Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert(TOKEN_HEADER, token.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type AdminClient =
+    VideoContentAdminServiceClient<InterceptedService<Channel, TokenInterceptor>>;
+
+/// A client of the admin service. The channel connects lazily, so a dead admin service
+/// shows up as failed calls, never as a console that does not start.
+pub fn admin_client(address: &str, token: Option<&str>) -> Result<AdminClient, SourceError> {
+    let bad = |reason: String| SourceError::BadAdminAddress {
+        address: address.to_string(),
+        reason,
+    };
+    let uri = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    let channel = Endpoint::from_shared(uri)
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_lazy();
+    let token = token
+        .map(|t| MetadataValue::try_from(t).map_err(|_| SourceError::BadToken))
+        .transpose()?;
+    Ok(VideoContentAdminServiceClient::with_interceptor(
+        channel,
+        TokenInterceptor(token),
+    ))
+}
+
+/// The running sources; dropping this stops them.
+pub struct Sources {
+    admin: AdminClient,
+    tx: mpsc::UnboundedSender<Action>,
+    refresh: watch::Sender<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sources {
+    pub fn start(config: &Config, tx: mpsc::UnboundedSender<Action>) -> Result<Self, SourceError> {
+        let admin = admin_client(&config.admin, config.token.as_deref())?;
+        let (refresh, _) = watch::channel(0u64);
+        let mut tasks = vec![
+            tokio::spawn(poll_status(admin.clone(), tx.clone(), refresh.subscribe())),
+            tokio::spawn(follow_migration(
+                admin.clone(),
+                tx.clone(),
+                refresh.subscribe(),
+            )),
+        ];
+        for endpoint in &config.etcd {
+            tasks.push(tokio::spawn(probe_etcd(
+                endpoint.clone(),
+                tx.clone(),
+                refresh.subscribe(),
+            )));
+        }
+        Ok(Sources {
+            admin,
+            tx,
+            refresh,
+            tasks,
+        })
+    }
+
+    /// Starts the work `update` asked for; its result comes back as an action.
+    pub fn run(&mut self, command: Command) {
+        match command {
+            Command::Refresh => {
+                self.refresh.send_modify(|n| *n += 1);
+            }
+            Command::AddNode(node) => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    // No deadline: the call returns when the migration is done, however
+                    // long that takes; progress arrives through WatchMigration meanwhile.
+                    let result = admin
+                        .add_node(AddNodeRequest {
+                            node_address: node.clone(),
+                        })
+                        .await
+                        .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
+                        .map_err(|s| failure(&s));
+                    let _ = tx.send(Action::Changed {
+                        kind: ChangeKind::Add,
+                        node,
+                        result,
+                    });
+                });
+            }
+            Command::RemoveNode(node) => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin
+                        .remove_node(RemoveNodeRequest {
+                            node_address: node.clone(),
+                        })
+                        .await
+                        .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
+                        .map_err(|s| failure(&s));
+                    let _ = tx.send(Action::Changed {
+                        kind: ChangeKind::Remove,
+                        node,
+                        result,
+                    });
+                });
+            }
+            Command::PlanRemove(node) => {
+                let (admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = plan(admin, ChangeKind::Remove, &node).await;
+                    let _ = tx.send(Action::Planned { node, result });
+                });
+            }
+        }
+    }
+
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(tokio::spawn(task));
+    }
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Sleeps for `period` or until a refresh is asked for. False when the console is gone.
+async fn pause(period: Duration, refresh: &mut watch::Receiver<u64>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => true,
+        changed = refresh.changed() => changed.is_ok(),
+    }
+}
+
+/// gRPC status name, as operators see it in logs and docs.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+pub fn failure(status: &Status) -> Failure {
+    let mut message = status.message().to_string();
+    // Transport failures carry the useful part ("Connection refused") at the root of
+    // the source chain; the layers in between only repeat "transport error".
+    let mut source = std::error::Error::source(status);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s);
+        source = s.source();
+    }
+    if let Some(root) = root {
+        let detail = root.to_string();
+        if !message.contains(&detail) {
+            message = if message.is_empty() {
+                detail
+            } else {
+                format!("{message}: {detail}")
+            };
+        }
+    }
+    Failure::new(code_name(status.code()), message)
+}
+
+fn timed_out(what: &str, after: Duration) -> Failure {
+    Failure::new(
+        "DEADLINE_EXCEEDED",
+        format!("{what}: no answer within {} s", after.as_secs()),
+    )
+}
+
+async fn poll_status(
+    mut admin: AdminClient,
+    tx: mpsc::UnboundedSender<Action>,
+    mut refresh: watch::Receiver<u64>,
+) {
+    loop {
+        let result = cluster_status(&mut admin).await;
+        if tx.send(Action::Status(result)).is_err() || !pause(STATUS_PERIOD, &mut refresh).await {
+            return;
+        }
+    }
+}
+
+pub async fn cluster_status(admin: &mut AdminClient) -> Result<ClusterInfo, Failure> {
+    let call = admin.cluster_status(ClusterStatusRequest {});
+    match tokio::time::timeout(STATUS_TIMEOUT, call).await {
+        Err(_) => Err(timed_out("ClusterStatus", STATUS_TIMEOUT)),
+        Ok(Err(status)) => Err(failure(&status)),
+        Ok(Ok(response)) => Ok(cluster_info(response.into_inner())),
+    }
+}
+
+async fn follow_migration(
+    mut admin: AdminClient,
+    tx: mpsc::UnboundedSender<Action>,
+    mut refresh: watch::Receiver<u64>,
+) {
+    loop {
+        let call = admin.watch_migration(WatchMigrationRequest {});
+        // Failures are not reported here: the status poll already says the admin is down.
+        if let Ok(Ok(response)) = tokio::time::timeout(STATUS_TIMEOUT, call).await {
+            let mut stream = response.into_inner();
+            while let Some(Ok(progress)) = stream.next().await {
+                if tx
+                    .send(Action::Migration(migration_info(progress)))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        if !pause(STATUS_PERIOD, &mut refresh).await {
+            return;
+        }
+    }
+}
+
+async fn plan(mut admin: AdminClient, kind: ChangeKind, node: &str) -> Result<Plan, Failure> {
+    let request = PlanChangeRequest {
+        kind: proto_kind(kind) as i32,
+        node_address: node.to_string(),
+    };
+    match tokio::time::timeout(PLAN_TIMEOUT, admin.plan_change(request)).await {
+        Err(_) => Err(timed_out("PlanChange", PLAN_TIMEOUT)),
+        Ok(Err(status)) => Err(failure(&status)),
+        Ok(Ok(response)) => {
+            let p = response.into_inner();
+            Ok(Plan {
+                files: p.files,
+                bytes: p.bytes,
+                moves: p
+                    .moves
+                    .into_iter()
+                    .map(|m| PlanMove {
+                        from: m.from,
+                        to: m.to,
+                        files: m.files,
+                        bytes: m.bytes,
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
+    match kind {
+        ChangeKind::Add => admin::ChangeKind::Add,
+        ChangeKind::Remove => admin::ChangeKind::Remove,
+    }
+}
+
+pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
+    ClusterInfo {
+        nodes: r
+            .nodes
+            .into_iter()
+            .map(|n| NodeInfo {
+                address: n.address,
+                in_ring: n.in_ring,
+                healthy: n.healthy,
+                latency_us: n.latency_us,
+                files: n.file_count,
+                bytes: n.total_bytes,
+                share: n.share,
+                error: n.error,
+            })
+            .collect(),
+        tokens: r
+            .tokens
+            .into_iter()
+            .map(|t| (t.position, t.node_address))
+            .collect(),
+        virtual_nodes: r.virtual_nodes,
+        replicas: r.replicas,
+        migration: r.migration.map(migration_info),
+    }
+}
+
+pub fn migration_info(m: admin::MigrationProgress) -> MigrationInfo {
+    MigrationInfo {
+        kind: match m.kind() {
+            admin::ChangeKind::Add => ChangeKind::Add,
+            admin::ChangeKind::Remove => ChangeKind::Remove,
+        },
+        id: m.id,
+        node: m.node_address,
+        files_total: m.files_total,
+        files_done: m.files_done,
+        bytes_total: m.bytes_total,
+        bytes_done: m.bytes_done,
+        bytes_per_second: m.bytes_per_second,
+        current_key: m.current_key,
+        errors: m.errors,
+        last_error: m.last_error,
+        finished: m.finished,
+        events: m.events,
+    }
+}
+
+/// Probes one etcd endpoint forever, each probe bounded by [`ETCD_TIMEOUT`].
+async fn probe_etcd(
+    endpoint: String,
+    tx: mpsc::UnboundedSender<Action>,
+    mut refresh: watch::Receiver<u64>,
+) {
+    let mut client = None;
+    loop {
+        let result = probe_once(&endpoint, &mut client).await;
+        if result.is_err() {
+            // A fresh client next time, rather than trusting a balancer that may be
+            // stuck on a dead connection.
+            client = None;
+        }
+        let probe = EtcdProbe {
+            endpoint: endpoint.clone(),
+            result,
+        };
+        if tx.send(Action::Etcd(probe)).is_err() || !pause(ETCD_PERIOD, &mut refresh).await {
+            return;
+        }
+    }
+}
+
+/// One status + member-list round trip to `endpoint` alone.
+pub async fn probe_once(
+    endpoint: &str,
+    client: &mut Option<etcd_client::Client>,
+) -> Result<EtcdStatus, String> {
+    let c = match client {
+        Some(c) => c,
+        None => {
+            let options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(ETCD_TIMEOUT)
+                .with_timeout(ETCD_TIMEOUT);
+            let connect = etcd_client::Client::connect([endpoint], Some(options));
+            let c = tokio::time::timeout(ETCD_TIMEOUT, connect)
+                .await
+                .map_err(|_| "connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            client.insert(c)
+        }
+    };
+    let started = Instant::now();
+    let status = tokio::time::timeout(ETCD_TIMEOUT, c.status())
+        .await
+        .map_err(|_| "no answer within 1 s".to_string())?
+        .map_err(etcd_error)?;
+    let latency_us = started.elapsed().as_micros() as u64;
+    // The names are a nicety: a member that answers status but not the list (it lost
+    // quorum, and the list needs a leader) is still shown with its figures.
+    let members = match tokio::time::timeout(ETCD_TIMEOUT, c.member_list()).await {
+        Ok(Ok(list)) => list
+            .members()
+            .iter()
+            .map(|m| EtcdMemberName {
+                id: m.id(),
+                name: m.name().to_string(),
+                client_urls: m.client_urls().to_vec(),
+            })
+            .collect(),
+        _ => vec![],
+    };
+    Ok(EtcdStatus {
+        member_id: status.header().map_or(0, |h| h.member_id()),
+        leader_id: status.leader(),
+        raft_term: status.raft_term(),
+        raft_index: status.raft_index(),
+        db_size: status.db_size().max(0) as u64,
+        latency_us,
+        members,
+    })
+}
+
+fn etcd_error(e: etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => failure(&s).to_string(),
+        other => other.to_string(),
+    }
+}

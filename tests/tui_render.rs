@@ -1,0 +1,254 @@
+//! Render tests: the console drawn with ratatui's TestBackend, compared with the text
+//! snapshots in tests/snapshots/. `UPDATE_SNAPSHOTS=1 cargo test --test tui_render`
+//! rewrites them; review the diff by eye before committing.
+
+mod tui_support;
+
+use std::path::PathBuf;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+use tritontube::tui::app::{Action, Plan, PlanMove, State, update};
+use tritontube::tui::view::view;
+use tui_support::*;
+
+fn render(state: &State, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| view(state, frame)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+fn text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn check(name: &str, state: &State, width: u16, height: u16) -> Buffer {
+    let buffer = render(state, width, height);
+    let actual = text(&buffer);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}_{width}x{height}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+    } else {
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "no snapshot {}; run with UPDATE_SNAPSHOTS=1 and review it",
+                path.display()
+            )
+        });
+        assert_eq!(
+            actual,
+            expected,
+            "{name} at {width}x{height} differs from {}",
+            path.display()
+        );
+    }
+    buffer
+}
+
+/// Where `needle` starts on screen, as (x, y) cells.
+fn find(buffer: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    for y in 0..buffer.area.height {
+        let cells: Vec<&str> = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        for x in 0..cells.len() {
+            let mut s = String::new();
+            for c in &cells[x..] {
+                s.push_str(c);
+                if s.len() >= needle.len() {
+                    break;
+                }
+            }
+            if s.starts_with(needle) {
+                return Some((x as u16, y));
+            }
+        }
+    }
+    None
+}
+
+fn fg_at(buffer: &Buffer, needle: &str) -> Color {
+    let (x, y) = find(buffer, needle).unwrap_or_else(|| panic!("{needle:?} not on screen"));
+    buffer[(x, y)].fg
+}
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (120, 40)];
+
+#[test]
+fn renders_normal() {
+    for (w, h) in SIZES {
+        let b = check("normal", &normal(), w, h);
+        assert!(find(&b, "★ etcd-1").is_some(), "leader marked at {w}x{h}");
+        assert!(find(&b, "5/5 healthy").is_some());
+        assert!(find(&b, "quorum").is_none(), "no banner when healthy");
+    }
+}
+
+#[test]
+fn renders_migrating() {
+    for (w, h) in SIZES {
+        let b = check("migrating", &migrating(), w, h);
+        assert!(find(&b, "40%").is_some(), "progress shown at {w}x{h}");
+        assert!(find(&b, "ETA 0:45").is_some(), "ETA shown at {w}x{h}");
+    }
+}
+
+#[test]
+fn migration_finished_reads_100_percent() {
+    let mut s = migrating();
+    let mut c = cluster(&[NODES[0], NODES[1], NODES[2], NEW_NODE], &[]);
+    c.migration = Some(migration(300, 300, true));
+    update(&mut s, Action::Status(Ok(c)));
+    for (w, h) in SIZES {
+        let b = render(&s, w, h);
+        assert!(find(&b, "100%").is_some(), "100 % at {w}x{h}");
+        assert!(find(&b, "finished ✔").is_some(), "finished at {w}x{h}");
+    }
+}
+
+#[test]
+fn renders_member_down() {
+    for (w, h) in SIZES {
+        let b = check("member_down", &member_down(), w, h);
+        assert_eq!(
+            fg_at(&b, "etcd-3"),
+            Color::Red,
+            "dead member in red at {w}x{h}"
+        );
+        assert_ne!(
+            fg_at(&b, "etcd-2"),
+            Color::Red,
+            "live member not red at {w}x{h}"
+        );
+        assert!(find(&b, "4/5 healthy").is_some());
+        assert!(find(&b, "quorum lost").is_none(), "4 of 5 keep quorum");
+    }
+}
+
+#[test]
+fn renders_error() {
+    for (w, h) in SIZES {
+        let b = check("error", &error(), w, h);
+        let (x, y) = find(&b, "✖ admin").expect("admin banner");
+        assert_eq!(b[(x, y)].bg, Color::Red);
+        assert!(
+            find(&b, "etcd quorum lost: 2 of 5").is_some(),
+            "quorum banner at {w}x{h}"
+        );
+        assert!(
+            find(&b, "stale, 12 s old").is_some(),
+            "stale data marked at {w}x{h}"
+        );
+        assert!(find(&b, "● down").is_some());
+    }
+}
+
+#[test]
+fn token_refused() {
+    let mut s = normal();
+    update(
+        &mut s,
+        Action::Status(Err(tritontube::tui::app::Failure::new(
+            "UNAUTHENTICATED",
+            "admin token refused",
+        ))),
+    );
+    let b = render(&s, 80, 24);
+    assert!(find(&b, "✖ admin refused the token: admin token refused").is_some());
+    assert!(find(&b, "● token refused").is_some());
+}
+
+#[test]
+fn etcd_not_configured() {
+    let mut s = State::new(ADMIN, &[]);
+    update(&mut s, Action::Status(Ok(cluster(&NODES, &[]))));
+    let b = render(&s, 80, 24);
+    assert!(find(&b, "etcd not configured").is_some());
+}
+
+#[test]
+fn popups() {
+    let mut s = normal();
+    update(&mut s, Action::OpenAdd);
+    for c in "127.0.0.1:99999".chars() {
+        update(&mut s, Action::Input(c));
+    }
+    update(&mut s, Action::Submit);
+    check("add_prompt", &s, 80, 24);
+
+    let mut s = normal();
+    update(&mut s, Action::Down);
+    update(&mut s, Action::OpenRemove);
+    update(
+        &mut s,
+        Action::Planned {
+            node: NODES[1].into(),
+            result: Ok(Plan {
+                files: 210,
+                bytes: 231_000_000,
+                moves: vec![
+                    PlanMove {
+                        from: NODES[1].into(),
+                        to: NODES[0].into(),
+                        files: 98,
+                        bytes: 107_800_000,
+                    },
+                    PlanMove {
+                        from: NODES[1].into(),
+                        to: NODES[2].into(),
+                        files: 112,
+                        bytes: 123_200_000,
+                    },
+                ],
+            }),
+        },
+    );
+    check("confirm_remove", &s, 80, 24);
+
+    let mut s = normal();
+    update(&mut s, Action::ToggleHelp);
+    check("help", &s, 80, 24);
+}
+
+/// The capture used in docs/console.md.
+#[test]
+fn docs_capture() {
+    check("migrating", &migrating(), 100, 30);
+}
+
+/// docs/console.md shows the current capture and names every key of the table.
+#[test]
+fn docs_match_the_console() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/console.md")).unwrap();
+    let capture = text(&render(&migrating(), 100, 30));
+    assert!(
+        docs.contains(&capture),
+        "docs/console.md's capture is out of date; paste tests/snapshots/migrating_100x30.txt"
+    );
+    for b in tritontube::tui::keys::BINDINGS {
+        for key in b.label.split('/') {
+            let shown = match key {
+                "type" => continue,
+                "Del" => "`Del`",
+                k => k,
+            };
+            assert!(docs.contains(shown), "docs/console.md lacks key {key:?}");
+        }
+    }
+}

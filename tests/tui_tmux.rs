@@ -1,0 +1,279 @@
+//! End to end: the real `tritontube tui` binary in a tmux pane, against real etcd, real
+//! storage nodes and a real web node with its admin service (all on 127.0.0.1). The test
+//! types like an operator — `a`, an address, Enter — reads the screen with capture-pane,
+//! watches the migration reach 100 %, removes a node through the plan confirmation, sees
+//! an etcd member die and the admin service go away, then quits with `q` and checks the
+//! shell got its terminal back.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::etcd::EtcdCluster;
+use support::start_storage_node;
+use support::web::{WebOptions, start_web};
+use tritontube::meta::MetaStore;
+use tritontube::ring::Ring;
+use tritontube::web::ContentSpec;
+
+/// Upper bound for each wait; a healthy run needs a few seconds. Only a guard against
+/// hanging forever, never a measurement.
+const PATIENCE: Duration = Duration::from_secs(90);
+const PROMPT: &str = "console-test$";
+
+/// A private tmux server (its own socket) with one detached session; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(width: u16, height: u16) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("tritontube-console-test-{}", std::process::id()),
+        };
+        let shell = format!(
+            "env -i PATH=/usr/bin:/bin HOME=/tmp TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            &shell,
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Key names as tmux knows them (`Enter`, `Escape`, `a`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "console"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Text typed as is.
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "console", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", "console"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls the screen until `done` holds; panics with the last screen after PATIENCE.
+    async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "gave up waiting for {what}; the screen shows:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn last_line(screen: &str) -> &str {
+    screen
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_adds_a_node_and_watches_the_migration() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let Some(mut etcd) = EtcdCluster::start(3).await else {
+        return;
+    };
+
+    // Two nodes in the ring holding files where the ring wants them, and a third to add.
+    let a = start_storage_node().await;
+    let b = start_storage_node().await;
+    let c = start_storage_node().await;
+    let ring = Ring::with_nodes(
+        tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        1,
+        [a.address(), b.address()],
+    );
+    for i in 0..60 {
+        let key = format!("video-{}/chunk-{i:05}.m4s", i % 3);
+        let owner = ring.primary(&key).unwrap();
+        let node = if owner == a.address() { &a } else { &b };
+        let data = Bytes::from(vec![(i % 251) as u8; 48 * 1024 + i * 100]);
+        node.client()
+            .put(&key, data, None)
+            .await
+            .expect("seed file");
+    }
+
+    let meta = MetaStore::etcd(&etcd.endpoints())
+        .await
+        .expect("etcd store");
+    let content = ContentSpec::Ring {
+        seed_nodes: vec![a.address(), b.address()],
+        spares: Vec::new(),
+        virtual_nodes: tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        replicas: 1,
+        admin_token: Some("s3cret".into()),
+    };
+    let options = WebOptions {
+        replicas: 1,
+        admin_token: Some("s3cret".into()),
+        ..WebOptions::default()
+    };
+    let web = start_web(tempfile::tempdir().unwrap(), meta, content, options).await;
+
+    let log = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(100, 30);
+    tmux.wait_for("the shell prompt", |s| s.contains(PROMPT))
+        .await;
+    let command = format!(
+        "{} tui {} --etcd {} --token s3cret --log-file {}",
+        env!("CARGO_BIN_EXE_tritontube"),
+        web.admin,
+        etcd.endpoints().join(","),
+        log.path().join("console.log").display()
+    );
+    tmux.type_text(&command);
+    tmux.keys(&["Enter"]);
+
+    let screen = tmux
+        .wait_for("the console to show the cluster", |s| {
+            s.contains("● up")
+                && s.contains("3/3 healthy")
+                && s.contains(&a.address())
+                && s.contains(&b.address())
+        })
+        .await;
+    assert!(screen.contains('★'), "a leader is marked:\n{screen}");
+
+    // Add the third node the way an operator does.
+    tmux.keys(&["a"]);
+    tmux.wait_for("the add prompt", |s| s.contains("Add a storage node"))
+        .await;
+    tmux.type_text(&c.address());
+    tmux.keys(&["Enter"]);
+    let added = format!("added {}:", c.address());
+    let screen = tmux
+        .wait_for("the migration to finish", |s| {
+            s.contains("100%") && s.contains("finished ✔") && s.contains(&added)
+        })
+        .await;
+    eprintln!("after adding a node:\n{screen}");
+    let moved = c.client().keys(false).await.expect("list new node").len();
+    assert!(moved > 0, "the new node received files");
+    assert!(
+        screen.contains(&format!("{added} {moved} files migrated")),
+        "the console reports the {moved} files moved:\n{screen}"
+    );
+
+    // Remove the selected node: the confirmation shows PlanChange's plan before anything
+    // moves.
+    let selected = screen
+        .lines()
+        .find_map(|l| l.split("▶ ● ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a selected node")
+        .to_string();
+    let first = &selected;
+    tmux.keys(&["d"]);
+    let screen = tmux
+        .wait_for("the removal plan", |s| s.contains("will move:"))
+        .await;
+    eprintln!("the removal confirmation:\n{screen}");
+    assert!(screen.contains(&format!("Remove {first} from the ring?")));
+    assert!(
+        screen.contains(&format!("{first} → ")),
+        "moves from the node:\n{screen}"
+    );
+    tmux.keys(&["y"]);
+    let removed = format!("removed {first}:");
+    tmux.wait_for("the removal to finish", |s| {
+        s.contains(&removed) && s.contains("finished ✔")
+    })
+    .await;
+
+    // An etcd member dies: its row turns to down, the cluster keeps quorum.
+    etcd.kill(2);
+    let screen = tmux
+        .wait_for("the dead etcd member", |s| {
+            s.contains("2/3 healthy") && s.contains(" down")
+        })
+        .await;
+    eprintln!("after killing an etcd member:\n{screen}");
+    assert!(!screen.contains("quorum lost"), "2 of 3 is a majority");
+
+    // The admin service goes away: a red status line, the data kept as stale.
+    web.stop().await;
+    let screen = tmux
+        .wait_for("the admin service to be reported down", |s| {
+            s.contains("unreachable") && s.contains("stale")
+        })
+        .await;
+    eprintln!("after stopping the web node:\n{screen}");
+    assert!(
+        screen.contains(&c.address()),
+        "the last data stays on screen"
+    );
+
+    // Quit: the shell is back, on the normal screen, and reads lines again.
+    tmux.keys(&["q"]);
+    let screen = tmux
+        .wait_for("the shell prompt after quitting", |s| {
+            last_line(s).trim_end() == PROMPT && !s.contains("Storage nodes")
+        })
+        .await;
+    assert!(
+        screen.contains(" tui "),
+        "the command line is back in view:\n{screen}"
+    );
+    tmux.type_text("echo restored-$((20+22))");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the shell to run a command", |s| s.contains("restored-42"))
+        .await;
+}

@@ -1,0 +1,603 @@
+//! `update(state, action)` for every action, and the key table's mapping of keys to
+//! actions. Pure: no servers, no terminal.
+
+mod tui_support;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tritontube::tui::app::{
+    Action, AdminLink, ChangeKind, Command, Failure, Focus, Level, Mode, Plan, PlanView,
+    STALE_AFTER_TICKS, State, update,
+};
+use tritontube::tui::keys::{self, BINDINGS, Context};
+use tui_support::*;
+
+fn error_message(s: &State) -> &str {
+    match &s.message {
+        Some((Level::Error, m)) => m,
+        other => panic!("expected an error message, got {other:?}"),
+    }
+}
+
+fn log_has(s: &State, needle: &str) -> bool {
+    s.log.iter().any(|l| l.text.contains(needle))
+}
+
+#[test]
+fn quit_and_escape_quit() {
+    let mut s = normal();
+    assert!(update(&mut s, Action::Quit).is_empty());
+    assert!(s.quit);
+    let mut s = normal();
+    update(&mut s, Action::Cancel);
+    assert!(s.quit, "Esc with nothing open quits");
+}
+
+#[test]
+fn tick_sets_the_clock_and_ages_the_data() {
+    let mut s = normal();
+    assert_eq!(s.clock, "12:00:02");
+    assert_eq!(s.stale_for(), None);
+    // `normal` heard from the admin one tick ago.
+    for _ in 2..STALE_AFTER_TICKS {
+        tick(&mut s, "12:00:09");
+    }
+    assert_eq!(s.stale_for(), None, "not stale yet");
+    tick(&mut s, "12:00:09");
+    assert_eq!(s.clock, "12:00:09");
+    assert_eq!(
+        s.stale_for(),
+        Some(STALE_AFTER_TICKS),
+        "no answer for a while is stale"
+    );
+    update(&mut s, Action::Status(Ok(cluster(&NODES, &[]))));
+    assert_eq!(s.stale_for(), None);
+}
+
+#[test]
+fn up_and_down_move_the_selection_of_the_focused_panel() {
+    let mut s = normal();
+    assert_eq!(s.node_selected, 0);
+    update(&mut s, Action::Up);
+    assert_eq!(s.node_selected, 0, "stops at the top");
+    for _ in 0..10 {
+        update(&mut s, Action::Down);
+    }
+    assert_eq!(s.node_selected, 3, "stops at the last of four nodes");
+
+    update(&mut s, Action::FocusNext);
+    assert_eq!(s.focus, Focus::Etcd);
+    update(&mut s, Action::Down);
+    update(&mut s, Action::Down);
+    assert_eq!(s.etcd_selected, 2);
+    assert_eq!(s.node_selected, 3, "the other panel keeps its selection");
+    update(&mut s, Action::Up);
+    assert_eq!(s.etcd_selected, 1);
+
+    update(&mut s, Action::FocusNext);
+    assert_eq!(s.focus, Focus::Log);
+    update(&mut s, Action::Up);
+    assert_eq!(s.log_scroll, 0, "nothing to scroll in an empty log");
+    let mut s = member_down();
+    apply(&mut s, [etcd_down(3), etcd_down(4)]);
+    s.focus = Focus::Log;
+    update(&mut s, Action::Up);
+    update(&mut s, Action::Up);
+    assert_eq!(s.log_scroll, 2);
+    update(&mut s, Action::Down);
+    assert_eq!(s.log_scroll, 1);
+}
+
+#[test]
+fn focus_cycles_and_skips_etcd_when_not_configured() {
+    let mut s = normal();
+    let mut seen = vec![s.focus];
+    for _ in 0..3 {
+        update(&mut s, Action::FocusNext);
+        seen.push(s.focus);
+    }
+    assert_eq!(seen, [Focus::Nodes, Focus::Etcd, Focus::Log, Focus::Nodes]);
+
+    let mut s = State::new(ADMIN, &[]);
+    update(&mut s, Action::FocusNext);
+    assert_eq!(s.focus, Focus::Log);
+}
+
+#[test]
+fn refresh_asks_for_a_refresh() {
+    let mut s = normal();
+    assert_eq!(update(&mut s, Action::Refresh), [Command::Refresh]);
+}
+
+#[test]
+fn help_opens_and_closes() {
+    let mut s = normal();
+    update(&mut s, Action::ToggleHelp);
+    assert_eq!(s.mode, Mode::Help);
+    update(&mut s, Action::Down);
+    assert_eq!(s.node_selected, 0, "keys under the help do nothing");
+    update(&mut s, Action::ToggleHelp);
+    assert_eq!(s.mode, Mode::Normal);
+    update(&mut s, Action::ToggleHelp);
+    update(&mut s, Action::Cancel);
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(!s.quit, "Esc closes the help, it does not quit");
+}
+
+#[test]
+fn add_prompt_types_validates_and_submits() {
+    let mut s = normal();
+    assert!(update(&mut s, Action::OpenAdd).is_empty());
+    for c in "host:80x".chars() {
+        update(&mut s, Action::Input(c));
+    }
+    update(&mut s, Action::Input('\u{7}'));
+    update(&mut s, Action::Backspace);
+    assert_eq!(
+        s.mode,
+        Mode::AddNode {
+            input: "host:80".into(),
+            error: None
+        },
+        "control characters are not typed; backspace removes the last one"
+    );
+    update(&mut s, Action::Quit);
+    assert!(s.quit, "Quit (Ctrl-C) works even in the prompt");
+
+    let mut s = normal();
+    update(&mut s, Action::OpenAdd);
+    for c in "nope".chars() {
+        update(&mut s, Action::Input(c));
+    }
+    assert!(update(&mut s, Action::Submit).is_empty());
+    match &s.mode {
+        Mode::AddNode { error: Some(e), .. } => assert!(e.contains("port"), "{e}"),
+        m => panic!("prompt should stay open with an error: {m:?}"),
+    }
+    update(&mut s, Action::Backspace);
+    assert!(
+        matches!(&s.mode, Mode::AddNode { error: None, .. }),
+        "typing clears the error"
+    );
+
+    let mut s = normal();
+    update(&mut s, Action::OpenAdd);
+    for c in NODES[0].chars() {
+        update(&mut s, Action::Input(c));
+    }
+    update(&mut s, Action::Submit);
+    match &s.mode {
+        Mode::AddNode { error: Some(e), .. } => assert!(e.contains("already in the ring")),
+        m => panic!("a node already in the ring is refused: {m:?}"),
+    }
+
+    let mut s = normal();
+    update(&mut s, Action::OpenAdd);
+    for c in format!(" {NEW_NODE} ").chars() {
+        update(&mut s, Action::Input(c));
+    }
+    assert_eq!(
+        update(&mut s, Action::Submit),
+        [Command::AddNode(NEW_NODE.into())],
+        "a spare can be added; spaces around are trimmed"
+    );
+    assert_eq!(s.mode, Mode::Normal);
+    assert_eq!(s.pending, Some((ChangeKind::Add, NEW_NODE.into())));
+}
+
+#[test]
+fn add_prompt_cancels() {
+    let mut s = normal();
+    update(&mut s, Action::OpenAdd);
+    update(&mut s, Action::Input('x'));
+    assert!(update(&mut s, Action::Cancel).is_empty());
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(!s.quit);
+    assert_eq!(s.pending, None);
+}
+
+#[test]
+fn no_second_change_while_one_runs() {
+    let mut s = migrating();
+    update(&mut s, Action::OpenAdd);
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(error_message(&s).contains("still running"));
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert_eq!(s.mode, Mode::Normal);
+}
+
+#[test]
+fn remove_asks_for_the_plan_then_confirms() {
+    let mut s = normal();
+    update(&mut s, Action::Down);
+    assert_eq!(
+        update(&mut s, Action::OpenRemove),
+        [Command::PlanRemove(NODES[1].into())]
+    );
+    assert_eq!(
+        s.mode,
+        Mode::ConfirmRemove {
+            node: NODES[1].into(),
+            plan: PlanView::Loading
+        }
+    );
+    assert!(
+        update(&mut s, Action::Confirm).is_empty(),
+        "no confirming before the plan is shown"
+    );
+
+    // A plan for another node (a popup since closed) is ignored.
+    update(
+        &mut s,
+        Action::Planned {
+            node: NODES[0].into(),
+            result: Ok(Plan::default()),
+        },
+    );
+    assert!(matches!(
+        &s.mode,
+        Mode::ConfirmRemove {
+            plan: PlanView::Loading,
+            ..
+        }
+    ));
+
+    let plan = Plan {
+        files: 12,
+        bytes: 3456,
+        moves: vec![],
+    };
+    update(
+        &mut s,
+        Action::Planned {
+            node: NODES[1].into(),
+            result: Ok(plan.clone()),
+        },
+    );
+    assert_eq!(
+        s.mode,
+        Mode::ConfirmRemove {
+            node: NODES[1].into(),
+            plan: PlanView::Ready(plan)
+        }
+    );
+    assert_eq!(
+        update(&mut s, Action::Confirm),
+        [Command::RemoveNode(NODES[1].into())]
+    );
+    assert_eq!(s.mode, Mode::Normal);
+    assert_eq!(s.pending, Some((ChangeKind::Remove, NODES[1].into())));
+}
+
+#[test]
+fn remove_can_be_cancelled_and_shows_a_refused_plan() {
+    let mut s = normal();
+    update(&mut s, Action::OpenRemove);
+    let refusal = Failure::new("FAILED_PRECONDITION", "the ring would drop below 2 nodes");
+    update(
+        &mut s,
+        Action::Planned {
+            node: NODES[0].into(),
+            result: Err(refusal.clone()),
+        },
+    );
+    assert!(
+        matches!(&s.mode, Mode::ConfirmRemove { plan: PlanView::Failed(f), .. } if *f == refusal)
+    );
+    assert!(update(&mut s, Action::Cancel).is_empty());
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(!s.quit);
+    assert_eq!(s.pending, None);
+}
+
+#[test]
+fn remove_needs_a_node_in_the_ring_selected() {
+    let mut s = normal();
+    for _ in 0..3 {
+        update(&mut s, Action::Down);
+    }
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert!(error_message(&s).contains("spare"));
+
+    let mut s = normal();
+    update(&mut s, Action::FocusNext);
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert!(error_message(&s).contains("nodes table"));
+
+    let mut s = State::new(ADMIN, &[]);
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert!(error_message(&s).contains("no node"));
+}
+
+#[test]
+fn status_answers_keep_the_selection_on_the_same_node() {
+    let mut s = normal();
+    assert_eq!(s.admin, AdminLink::Up);
+    update(&mut s, Action::Down);
+    assert_eq!(s.selected_node().unwrap().address, NODES[1]);
+    // A node sorting before the selected one appears; the selection follows its node.
+    update(
+        &mut s,
+        Action::Status(Ok(cluster(&["127.0.0.1:8000", NODES[0], NODES[1]], &[]))),
+    );
+    assert_eq!(s.selected_node().unwrap().address, NODES[1]);
+    // The selected node disappears: the selection stays in range.
+    for _ in 0..5 {
+        update(&mut s, Action::Down);
+    }
+    update(&mut s, Action::Status(Ok(cluster(&[NODES[0]], &[]))));
+    assert_eq!(s.node_selected, 0);
+}
+
+#[test]
+fn admin_failures_are_shown_once_and_keep_the_data() {
+    let mut s = normal();
+    let down = Failure::new("UNAVAILABLE", "tcp connect error: Connection refused");
+    update(&mut s, Action::Status(Err(down.clone())));
+    update(&mut s, Action::Status(Err(down.clone())));
+    assert_eq!(s.admin, AdminLink::Down(down));
+    assert!(s.cluster.is_some(), "the last data stays, marked stale");
+    assert_eq!(
+        s.stale_for(),
+        Some(1),
+        "down: stale at once, aged from the last answer"
+    );
+    let logged = s
+        .log
+        .iter()
+        .filter(|l| l.text.contains("unreachable"))
+        .count();
+    assert_eq!(logged, 1, "a failure repeated every second is logged once");
+
+    update(
+        &mut s,
+        Action::Status(Err(Failure::new("UNAUTHENTICATED", "admin token refused"))),
+    );
+    assert!(log_has(&s, "refused the token"));
+    assert!(matches!(&s.admin, AdminLink::Down(f) if f.is_unauthenticated()));
+
+    update(&mut s, Action::Status(Ok(cluster(&NODES, &[]))));
+    assert_eq!(s.admin, AdminLink::Up);
+    assert!(log_has(&s, "is back"));
+}
+
+#[test]
+fn migration_events_are_logged_once_and_the_end_is_announced() {
+    let mut s = normal();
+    update(&mut s, Action::Migration(migration(10, 300, false)));
+    update(&mut s, Action::Migration(migration(20, 300, false)));
+    let copies = s
+        .log
+        .iter()
+        .filter(|l| l.text.starts_with("plan: add"))
+        .count();
+    assert_eq!(copies, 1);
+    let mut m = migration(30, 300, false);
+    m.events.push("copied 30 files".into());
+    update(&mut s, Action::Migration(m));
+    assert!(log_has(&s, "copied 30 files"));
+
+    let mut m = migration(40, 300, false);
+    m.events.push("copied 30 files".into());
+    m.events.push("12:34:56 copied 40 files".into());
+    update(&mut s, Action::Migration(m));
+    let last = s.log.back().unwrap();
+    assert_eq!(
+        (last.at.as_str(), last.text.as_str()),
+        ("12:00:02", "copied 40 files"),
+        "the service's time stamp gives way to the console's, so the log stays in order"
+    );
+
+    let m = migration(30, 300, false);
+    assert!((m.ratio() - 0.1).abs() < 1e-9);
+    assert_eq!(m.eta_seconds(), Some(68), "270 MiB left at 4 MiB/s");
+
+    update(&mut s, Action::Migration(migration(300, 300, true)));
+    assert!(log_has(&s, "finished: 300 files, 0 errors"));
+    let done = s.migration.clone().unwrap();
+    assert_eq!(done.ratio(), 1.0);
+    assert_eq!(done.eta_seconds(), None);
+
+    // The finished state arrives again (the stream is re-opened): nothing new is logged.
+    let before = s.log.len();
+    update(&mut s, Action::Migration(migration(300, 300, true)));
+    assert_eq!(s.log.len(), before);
+}
+
+#[test]
+fn etcd_probes_fill_the_table_and_find_the_leader() {
+    let s = normal();
+    assert_eq!(s.etcd_healthy(), 5);
+    assert_eq!(s.etcd_leader(), Some(0x1000));
+    assert_eq!(s.etcd_name(&s.etcd[2]), Some("etcd-3"));
+    assert!(!s.quorum_lost());
+    assert!(
+        s.log.iter().all(|l| l.level != Level::Error),
+        "nothing alarming at start"
+    );
+}
+
+#[test]
+fn a_dead_member_keeps_its_name_and_quorum_is_judged_by_majority() {
+    let mut s = normal();
+    update(&mut s, etcd_down(2));
+    assert!(!s.etcd[2].healthy());
+    assert_eq!(
+        s.etcd_name(&s.etcd[2]),
+        Some("etcd-3"),
+        "named from earlier probes"
+    );
+    assert!(log_has(&s, "etcd etcd-3 (127.0.0.1:2379) down"));
+    update(&mut s, etcd_down(3));
+    assert!(!s.quorum_lost(), "3 of 5 is still a majority");
+    update(&mut s, etcd_down(4));
+    assert!(s.quorum_lost(), "2 of 5 is not");
+    assert!(log_has(&s, "quorum lost: 2 of 5"));
+    update(&mut s, etcd_ok(4));
+    assert!(!s.quorum_lost());
+    assert!(log_has(&s, "quorum is back"));
+    assert!(log_has(&s, "etcd etcd-5 (127.0.0.1:2579) is back"));
+}
+
+#[test]
+fn an_election_is_not_a_lost_quorum() {
+    let mut s = normal();
+    // The leader dies; the others answer without a leader until they elect one.
+    update(&mut s, etcd_down(0));
+    apply(&mut s, (1..5).map(etcd_leaderless));
+    assert_eq!(s.etcd_healthy(), 0, "no member has a leader");
+    assert!(!s.quorum_lost(), "four of five answer: they can elect one");
+    assert!(
+        !log_has(&s, "etcd-2"),
+        "a leaderless moment is not logged as down"
+    );
+    assert_eq!(s.etcd_leader(), None, "no leader to star");
+}
+
+#[test]
+fn a_member_never_reached_is_named_from_the_others_member_list() {
+    let mut s = State::new(ADMIN, &etcd_endpoints());
+    update(&mut s, etcd_down(4));
+    assert_eq!(s.etcd_name(&s.etcd[4]), None);
+    assert!(
+        !s.quorum_lost(),
+        "no verdict before every endpoint answered once"
+    );
+    for i in 0..4 {
+        update(&mut s, etcd_ok(i));
+    }
+    update(&mut s, etcd_down(4));
+    assert_eq!(s.etcd_name(&s.etcd[4]), Some("etcd-5"));
+}
+
+#[test]
+fn probes_of_unknown_endpoints_are_ignored() {
+    let mut s = normal();
+    let before = s.clone();
+    update(
+        &mut s,
+        Action::Etcd(tritontube::tui::app::EtcdProbe {
+            endpoint: "10.0.0.1:2379".into(),
+            result: Err("x".into()),
+        }),
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn change_results_clear_the_pending_change_and_refresh() {
+    let mut s = migrating();
+    assert!(s.pending.is_some());
+    let commands = update(
+        &mut s,
+        Action::Changed {
+            kind: ChangeKind::Add,
+            node: NEW_NODE.into(),
+            result: Ok(300),
+        },
+    );
+    assert_eq!(commands, [Command::Refresh]);
+    assert_eq!(s.pending, None);
+    assert_eq!(
+        s.message,
+        Some((
+            Level::Success,
+            format!("added {NEW_NODE}: 300 files migrated")
+        ))
+    );
+
+    let mut s = normal();
+    s.pending = Some((ChangeKind::Remove, NODES[0].into()));
+    update(
+        &mut s,
+        Action::Changed {
+            kind: ChangeKind::Remove,
+            node: NODES[0].into(),
+            result: Err(Failure::new(
+                "NOT_FOUND",
+                "node 127.0.0.1:8090 is not in the ring",
+            )),
+        },
+    );
+    assert_eq!(s.pending, None);
+    assert_eq!(
+        error_message(&s),
+        "remove 127.0.0.1:8090 refused: node 127.0.0.1:8090 is not in the ring (NOT_FOUND)"
+    );
+}
+
+fn press(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+#[test]
+fn every_binding_maps_its_keys_to_its_action() {
+    for b in BINDINGS {
+        let mode = match b.context {
+            Context::Normal => Mode::Normal,
+            Context::Help => Mode::Help,
+            Context::AddPrompt => Mode::AddNode {
+                input: String::new(),
+                error: None,
+            },
+            Context::Confirm => Mode::ConfirmRemove {
+                node: NODES[0].into(),
+                plan: PlanView::Loading,
+            },
+        };
+        for (code, mods) in b.keys {
+            let key = KeyEvent::new(*code, *mods);
+            assert_eq!(
+                keys::action_for(&mode, key),
+                b.action,
+                "{} in {:?}",
+                b.label,
+                b.context
+            );
+        }
+        assert!(!b.help.is_empty());
+    }
+}
+
+#[test]
+fn keys_depend_on_the_mode() {
+    let prompt = Mode::AddNode {
+        input: String::new(),
+        error: None,
+    };
+    assert_eq!(
+        keys::action_for(&Mode::Normal, press(KeyCode::Char('a'))),
+        Some(Action::OpenAdd)
+    );
+    assert_eq!(
+        keys::action_for(&prompt, press(KeyCode::Char('a'))),
+        Some(Action::Input('a'))
+    );
+    assert_eq!(
+        keys::action_for(&prompt, press(KeyCode::Char('q'))),
+        Some(Action::Input('q'))
+    );
+    assert_eq!(
+        keys::action_for(&prompt, press(KeyCode::Esc)),
+        Some(Action::Cancel)
+    );
+    assert_eq!(
+        keys::action_for(&Mode::Normal, press(KeyCode::Esc)),
+        Some(Action::Quit)
+    );
+    assert_eq!(
+        keys::action_for(&Mode::Help, press(KeyCode::Char('a'))),
+        None
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    for mode in [Mode::Normal, Mode::Help, prompt.clone()] {
+        assert_eq!(keys::action_for(&mode, ctrl_c), Some(Action::Quit));
+    }
+    let question = KeyEvent::new(KeyCode::Char('?'), KeyModifiers::SHIFT);
+    assert_eq!(
+        keys::action_for(&Mode::Normal, question),
+        Some(Action::ToggleHelp)
+    );
+    let mut release = press(KeyCode::Char('q'));
+    release.kind = KeyEventKind::Release;
+    assert_eq!(keys::action_for(&Mode::Normal, release), None);
+}
