@@ -10,6 +10,7 @@
 #
 #   scripts/bench/segments.sh
 #   ROUNDS=5 DURATION=20 CONNECTIONS=64 scripts/bench/segments.sh
+#   CACHE_BYTES=16000000 scripts/bench/segments.sh   # a cache smaller than the videos
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,6 +18,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
+CACHE_BYTES=${CACHE_BYTES:-134217728}
 VIDEOS=(bench-seg-a bench-seg-b bench-seg-c)
 
 bench_init segments 600 wrk nginx ffmpeg curl python3
@@ -36,6 +38,7 @@ done
 admin_port=$(free_port)
 web_port=$(free_port)
 start_bg web "$BIN" web --host 127.0.0.1 --port "$web_port" --work-dir "$WORK/web-work" \
+  --cache-bytes "$CACHE_BYTES" \
   sqlite "$WORK/metadata.db" nw "127.0.0.1:$admin_port,$(
     IFS=,
     echo "${nodes[*]}"
@@ -196,11 +199,11 @@ out="$WORK/section.md"
 {
   echo "## Segment serving: Tritontube beside nginx"
   echo
-  echo "\`scripts/bench/segments.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS)"
+  echo "\`scripts/bench/segments.sh\` (ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS CACHE_BYTES=$CACHE_BYTES)"
   echo
   machine_info "before / after"
   echo "  (before: $load_before; after: $load_after)"
-  echo "- setup: 3 storage nodes + 1 web node (release, R = 2, V = 512, default 128 MiB segment cache) on"
+  echo "- setup: 3 storage nodes + 1 web node (release, R = 2, V = 512, segment cache $((CACHE_BYTES / 1048576)) MiB) on"
   echo "  127.0.0.1; nginx $(nginx -v 2>&1 | sed 's|.*/||') (\`worker_processes auto\`, sendfile, no access log) serving the"
   echo "  same $files files ($mbytes MB, downloaded from the web node) from one folder. 3 videos, 60 s"
   echo "  640x360 each; wrk $THREADS threads, $CONNECTIONS connections, ${DURATION} s per round, rounds alternating;"
