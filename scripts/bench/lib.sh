@@ -1,4 +1,4 @@
-# Shared helpers of the benchmark scripts (sourced, not run).
+# Functions shared by the benchmark scripts (sourced, not run).
 #
 # bench_init NAME SECONDS  builds the release binary once, makes a temp folder ($WORK),
 # and arms a trap that stops every process started with start_bg and removes $WORK on
