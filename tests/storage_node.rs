@@ -1077,3 +1077,61 @@ async fn concurrent_deletes_in_one_folder_all_succeed() {
         assert!(!node.dir.join(format!("video-{round}")).exists());
     }
 }
+
+#[tokio::test]
+async fn a_node_pulls_a_file_straight_from_another_and_checks_its_hash() {
+    let source = start_storage_node().await;
+    let target = start_storage_node().await;
+    let data = Bytes::from(pseudo_random_bytes(3 * MIB + 17, 7));
+    let hash = sha256_hex(&data);
+    source
+        .client()
+        .put("v/seg.m4s", data.clone(), None)
+        .await
+        .unwrap();
+    let to = target.client();
+
+    let stat = to
+        .pull("v/seg.m4s", &source.address(), &hash)
+        .await
+        .unwrap();
+    assert_eq!(stat.size as usize, data.len());
+    assert_eq!(stat.sha256, hash);
+    assert_eq!(to.get("v/seg.m4s").await.unwrap().unwrap(), data);
+
+    // A copy that does not hash as expected is refused and nothing is kept.
+    let wrong = sha256_hex(b"something else");
+    let refused = to.pull("v/other.m4s", &source.address(), &wrong).await;
+    assert_eq!(refused.unwrap_err().code(), Some(Code::NotFound));
+    source
+        .client()
+        .put("v/other.m4s", data.clone(), None)
+        .await
+        .unwrap();
+    let refused = to.pull("v/other.m4s", &source.address(), &wrong).await;
+    assert_eq!(refused.unwrap_err().code(), Some(Code::DataLoss));
+    assert!(to.stat("v/other.m4s").await.unwrap().is_none());
+    assert!(temp_files(&target.dir).is_empty());
+
+    // Bad requests change nothing.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let unreachable = to.pull("v/third.m4s", &dead, &hash).await.unwrap_err();
+    assert_eq!(unreachable.code(), Some(Code::Unavailable));
+    for (key, from, sha) in [
+        ("../etc/passwd", source.address(), hash.clone()),
+        ("v/seg.m4s", "not an address".to_string(), hash.clone()),
+        ("v/seg.m4s", source.address(), "xyz".to_string()),
+        ("v/seg.m4s", source.address(), String::new()),
+    ] {
+        let refused = to.pull(key, &from, &sha).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(Code::InvalidArgument),
+            "{key} {from} {sha}"
+        );
+    }
+    assert_eq!(stats(&to).await.file_count, 1);
+}

@@ -13,8 +13,8 @@ use tonic::{Code, Status};
 
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
-    DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PutFileChunk, StatFileRequest,
-    StreamKeysRequest,
+    DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PullFileRequest, PutFileChunk,
+    StatFileRequest, StreamKeysRequest,
 };
 
 /// Size of the chunks a file is streamed in.
@@ -209,6 +209,32 @@ impl StorageClient {
             .inner
             .clone()
             .put_file(request)
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok(FileStat {
+            size: reply.size,
+            sha256: reply.sha256,
+        })
+    }
+
+    /// Has this node copy `key` straight from the node at `source`; the copy is kept only
+    /// if it hashes to `expected_sha256`.
+    pub async fn pull(
+        &self,
+        key: &str,
+        source: &str,
+        expected_sha256: &str,
+    ) -> ClientResult<FileStat> {
+        let request = PullFileRequest {
+            key: key.to_string(),
+            source_address: source.to_string(),
+            expected_sha256: expected_sha256.to_string(),
+        };
+        let reply = self
+            .inner
+            .clone()
+            .pull_file(request)
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();

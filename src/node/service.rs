@@ -5,19 +5,23 @@
 //! on the new RPCs; internal failures are logged here and answered with INTERNAL, never
 //! with a path.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::client::MAX_MESSAGE_BYTES;
+use super::address::validate_address;
+use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
+use super::keys::split_key;
 use super::store::{Store, StoreError, parse_expected_sha256};
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
     DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
     KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, NodeStatsRequest, NodeStatsResponse,
-    PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
-    UploadRequest, UploadResponse,
+    PullFileRequest, PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse,
+    StreamKeysRequest, UploadRequest, UploadResponse,
 };
 
 impl From<StoreError> for Status {
@@ -40,11 +44,60 @@ impl From<StoreError> for Status {
 #[derive(Clone, Debug)]
 pub struct StorageService {
     store: Store,
+    /// Clients of the nodes this one pulls files from, one connection each.
+    sources: Arc<Mutex<HashMap<String, StorageClient>>>,
 }
 
 impl StorageService {
     pub fn new(store: Store) -> Self {
-        StorageService { store }
+        StorageService {
+            store,
+            sources: Arc::default(),
+        }
+    }
+
+    fn source(&self, address: &str) -> Result<StorageClient, Status> {
+        let address = validate_address(address).map_err(|why| {
+            Status::invalid_argument(format!("invalid source address {address:?}: {why}"))
+        })?;
+        let mut sources = self.sources.lock().expect("source clients lock");
+        if let Some(client) = sources.get(&address) {
+            return Ok(client.clone());
+        }
+        let client = StorageClient::connect_lazy(&address)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        sources.insert(address, client.clone());
+        Ok(client)
+    }
+
+    async fn pull(&self, request: PullFileRequest) -> Result<PutFileResponse, Status> {
+        let PullFileRequest {
+            key,
+            source_address,
+            expected_sha256,
+        } = request;
+        split_key(&key).map_err(|e| Status::invalid_argument(format!("invalid key: {e}")))?;
+        let expected = parse_expected_sha256(&expected_sha256)?
+            .ok_or_else(|| Status::invalid_argument("a pull needs the expected SHA-256"))?;
+        let source = self.source(&source_address)?;
+        let unavailable = |e: ClientError| Status::unavailable(format!("reading the source: {e}"));
+        let Some((_, body)) = source.get_stream(&key, 0, 0).await.map_err(unavailable)? else {
+            return Err(Status::not_found(format!(
+                "{source_address} does not hold {key}"
+            )));
+        };
+        let mut pending = self.store.begin_write(&key).await?;
+        let mut body = std::pin::pin!(body);
+        // A failed read returns early; dropping `pending` removes the temp file.
+        while let Some(chunk) = body.next().await {
+            pending.write(chunk.map_err(unavailable)?).await?;
+        }
+        let stat = pending.commit(Some(expected)).await?;
+        tracing::debug!(key, source = source_address, size = stat.size, "pulled");
+        Ok(PutFileResponse {
+            size: stat.size,
+            sha256: stat.sha256,
+        })
     }
 
     /// The tonic service, with message limits raised so the compatible whole-file RPCs
@@ -135,6 +188,13 @@ impl storage_service_server::StorageService for StorageService {
             keys.extend(batch?.into_iter().map(|listed| listed.key));
         }
         Ok(Response::new(ListFilesResponse { keys }))
+    }
+
+    async fn pull_file(
+        &self,
+        request: Request<PullFileRequest>,
+    ) -> Result<Response<PutFileResponse>, Status> {
+        self.pull(request.into_inner()).await.map(Response::new)
     }
 
     async fn put_file(

@@ -508,12 +508,21 @@ impl Migrator {
         Ok(copied)
     }
 
+    /// Copies one key from `source` to `to`: the target pulls it straight from the source
+    /// (the bytes never pass through this node); a node without that RPC (the original
+    /// system's) gets it relayed through here instead. Either way the target keeps the
+    /// copy only if it has the inventory's SHA-256.
     async fn copy(
         &self,
         source: &str,
         to: &crate::node::client::StorageClient,
         item: &KeyWork,
     ) -> Result<(), ClientError> {
+        let pulled = to.pull(&item.key, source, &item.sha256);
+        match with_transfer_deadline(to.address(), item.size, pulled).await {
+            Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {}
+            other => return other.map(|_| ()),
+        }
         let from = self.cluster.client(source)?;
         let Some((_, body)) = from.get_stream(&item.key, 0, 0).await? else {
             return Err(ClientError::Rpc {
