@@ -205,6 +205,38 @@ fn respond_cached(
     finish(builder, body)
 }
 
+/// Why a file was not loaded into the cache.
+#[derive(Debug)]
+enum FetchError {
+    Missing,
+    /// Too large to cache: streamed instead.
+    Large,
+    Failed(String),
+}
+
+/// Loads a whole file for the cache, if it is small enough to keep.
+async fn fetch_small(state: &SharedState, key: &str) -> Result<CachedFile, FetchError> {
+    let unavailable =
+        |e: &dyn std::fmt::Display| FetchError::Failed(format!("storage is unavailable: {e}"));
+    let opened = match state.content.open(key, 0, 0).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err(FetchError::Missing),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    if opened.stat.size > MAX_CACHED_FILE_BYTES {
+        return Err(FetchError::Large);
+    }
+    let chunks: Vec<Bytes> = opened
+        .body
+        .try_collect()
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Ok(CachedFile {
+        stat: opened.stat,
+        data: chunks.concat().into(),
+    })
+}
+
 pub async fn serve_content(
     State(state): State<SharedState>,
     method: Method,
@@ -216,26 +248,24 @@ pub async fn serve_content(
     let key = keys::make_key(&id, &file);
     let missing = || WebError::NotFound(format!("no file {file:?} in video {id:?}"));
 
-    if let Some(cached) = state.cache.get(&key).await {
-        return Ok(respond_cached(&file, &cached, &method, &headers));
-    }
-    let Some(opened) = state.content.open(&key, 0, 0).await? else {
-        return Err(missing());
+    // Concurrent misses for one file share one fetch: a popular segment that just fell
+    // out of the cache costs the storage nodes one read, not one per viewer.
+    let fetched = state
+        .cache
+        .try_get_with(key.clone(), fetch_small(&state, &key))
+        .await;
+    let opened = match fetched {
+        Ok(cached) => return Ok(respond_cached(&file, &cached, &method, &headers)),
+        Err(e) => match &*e {
+            FetchError::Missing => return Err(missing()),
+            FetchError::Failed(why) => return Err(WebError::Unavailable(why.clone())),
+            FetchError::Large => match state.content.open(&key, 0, 0).await? {
+                Some(opened) => opened,
+                None => return Err(missing()),
+            },
+        },
     };
     let stat = opened.stat.clone();
-    if stat.size <= MAX_CACHED_FILE_BYTES {
-        let chunks: Vec<Bytes> = opened
-            .body
-            .try_collect()
-            .await
-            .map_err(|e| WebError::Unavailable(format!("storage is unavailable: {e}")))?;
-        let cached = CachedFile {
-            stat,
-            data: chunks.concat().into(),
-        };
-        state.cache.insert(key, cached.clone()).await;
-        return Ok(respond_cached(&file, &cached, &method, &headers));
-    }
 
     // A large file: stream it, never holding it whole.
     let builder = head_builder(&file, &stat);
