@@ -446,3 +446,45 @@ async fn an_upload_abandoned_by_a_crash_is_cleaned_up_on_start() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_upload_is_given_up_and_leaves_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (web, dir) = start_web_local(WebOptions {
+        upload_idle_timeout: std::time::Duration::from_secs(1),
+        ..WebOptions::default()
+    })
+    .await;
+    let address = web.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let boundary = "tritontubeboundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"stall.mp4\"\r\n\
+Content-Type: video/mp4\r\n\r\n"
+    );
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+Content-Length: 1000000\r\n\r\n{head}"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 1000]).await.unwrap();
+    // Then nothing more: the node must answer by itself, not wait for ever.
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut answer))
+        .await
+        .expect("a stalled upload must be answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The claim is rolled back in the background; nothing stays.
+    let mut gone = false;
+    for _ in 0..100 {
+        if web.meta.get_video("stall").await.unwrap().value.is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the stalled upload's claim stayed");
+    assert!(support::files_under(&dir).is_empty());
+}

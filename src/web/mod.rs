@@ -44,6 +44,8 @@ pub struct WebConfig {
     pub work_dir: PathBuf,
     /// Memory for hot segments, bytes.
     pub cache_bytes: u64,
+    /// How long an upload may send nothing before it is given up.
+    pub upload_idle_timeout: std::time::Duration,
 }
 
 impl Default for WebConfig {
@@ -52,6 +54,7 @@ impl Default for WebConfig {
             max_upload_bytes: 4 * 1024 * 1024 * 1024,
             work_dir: std::env::temp_dir(),
             cache_bytes: 128 * 1024 * 1024,
+            upload_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -161,6 +164,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
         cache_bytes: args.cache_bytes,
+        ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
         ContentKind::Fs => (

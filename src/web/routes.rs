@@ -55,6 +55,8 @@ pub enum WebError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
@@ -94,6 +96,7 @@ impl IntoResponse for WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");

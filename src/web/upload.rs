@@ -146,7 +146,7 @@ pub async fn upload(
         .tempdir_in(&state.config.work_dir)
         .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let source = work.path().join("source.mp4");
-    let source_bytes = receive(field, &source, limit).await?;
+    let source_bytes = receive(field, &source, limit, state.config.upload_idle_timeout).await?;
     let probe = transcode::probe(&source).await?;
     let out_dir = work.path().join("dash");
     tokio::fs::create_dir(&out_dir)
@@ -182,11 +182,27 @@ fn too_large(limit: u64) -> WebError {
 }
 
 /// Streams the field to `path`, refusing it once it passes `limit` bytes.
-async fn receive(mut field: Field<'_>, path: &Path, limit: u64) -> Result<u64, WebError> {
+/// An upload that sends nothing for `idle_timeout` is given up (and its claim removed), so
+/// a stalled client cannot hold an id in processing for ever.
+async fn receive(
+    mut field: Field<'_>,
+    path: &Path,
+    limit: u64,
+    idle_timeout: std::time::Duration,
+) -> Result<u64, WebError> {
     let io = |e: std::io::Error| WebError::Internal(format!("writing the upload: {e}"));
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
     let mut received: u64 = 0;
-    while let Some(chunk) = field.chunk().await? {
+    let idle = || {
+        WebError::Timeout(format!(
+            "the upload sent nothing for {} s",
+            idle_timeout.as_secs()
+        ))
+    };
+    while let Some(chunk) = tokio::time::timeout(idle_timeout, field.chunk())
+        .await
+        .map_err(|_| idle())??
+    {
         received += chunk.len() as u64;
         if received > limit {
             drop(file);

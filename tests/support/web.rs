@@ -44,6 +44,7 @@ pub struct WebOptions {
     pub replicas: u32,
     pub max_upload_bytes: u64,
     pub admin_token: Option<String>,
+    pub upload_idle_timeout: std::time::Duration,
 }
 
 impl Default for WebOptions {
@@ -53,6 +54,7 @@ impl Default for WebOptions {
             replicas: 1,
             max_upload_bytes: 64 * 1024 * 1024,
             admin_token: None,
+            upload_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -98,6 +100,7 @@ pub async fn start_web(
         max_upload_bytes: options.max_upload_bytes,
         work_dir: work.path().join("uploads"),
         cache_bytes: 32 * 1024 * 1024,
+        upload_idle_timeout: options.upload_idle_timeout,
     };
     let shutdown = CancellationToken::new();
     let admin = matches!(content, ContentSpec::Ring { .. }).then_some(admin);
