@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::cluster::{Cluster, ClusterError, OpenFile};
@@ -69,14 +68,6 @@ impl Content {
             }
             Content::Ring(cluster) => Ok(cluster.open(key, offset, length).await?),
         }
-    }
-
-    pub async fn read_all(&self, key: &str) -> Result<Option<Bytes>, ContentError> {
-        let Some(file) = self.open(key, 0, 0).await? else {
-            return Ok(None);
-        };
-        let chunks: Vec<Bytes> = file.body.try_collect().await?;
-        Ok(Some(chunks.concat().into()))
     }
 
     /// Deletes every file of video `id`, wherever it is; returns how many there were.

@@ -119,6 +119,40 @@ impl Plan {
     }
 }
 
+/// One change's progress and its event log, as watchers see it.
+struct Report {
+    progress: MigrationProgress,
+    events: VecDeque<String>,
+    started: Instant,
+}
+
+impl Report {
+    fn new(journal: &Journal) -> Self {
+        Report {
+            progress: MigrationProgress {
+                id: journal.id.clone(),
+                kind: proto_kind(journal.kind) as i32,
+                node_address: journal.node.clone(),
+                started_at_ms: journal.started_at.timestamp_millis(),
+                ..Default::default()
+            },
+            events: VecDeque::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Logs `text` and keeps it (time-stamped) among the last [`MAX_EVENTS`] events.
+    fn event(&mut self, text: String) {
+        tracing::info!(migration = %self.progress.id, "{text}");
+        self.events
+            .push_back(format!("{} {text}", Utc::now().format("%H:%M:%S")));
+        if self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.progress.events = self.events.iter().cloned().collect();
+    }
+}
+
 pub struct Migrator {
     cluster: Arc<Cluster>,
     /// Held for the whole of a change: one at a time.
@@ -300,54 +334,55 @@ impl Migrator {
 
     /// Runs a journaled change to the end: inventory, copy, verify, delete, switch.
     async fn execute(&self, journal: Journal) -> Result<u64, MigrationError> {
-        let started = Instant::now();
-        let mut progress = MigrationProgress {
-            id: journal.id.clone(),
-            kind: proto_kind(journal.kind) as i32,
-            node_address: journal.node.clone(),
-            started_at_ms: journal.started_at.timestamp_millis(),
-            ..Default::default()
-        };
-        let mut events = VecDeque::new();
-        let mut event = |progress: &mut MigrationProgress, text: String| {
-            tracing::info!(migration = %progress.id, "{text}");
-            events.push_back(format!("{} {text}", Utc::now().format("%H:%M:%S")));
-            if events.len() > MAX_EVENTS {
-                events.pop_front();
+        let mut report = Report::new(&journal);
+        let outcome = self.run(&journal, &mut report).await;
+        match &outcome {
+            Ok(_) => {
+                report.progress.current_key.clear();
+                report.progress.finished = true;
+                let text = format!(
+                    "done: {} files moved in {:.1} s",
+                    report.progress.files_done,
+                    report.started.elapsed().as_secs_f64()
+                );
+                report.event(text);
             }
-            progress.events = events.iter().cloned().collect();
-        };
-        event(
-            &mut progress,
-            format!(
-                "{} {}: taking inventory",
-                kind_name(journal.kind),
-                journal.node
-            ),
-        );
-        self.progress.send_replace(Some(progress.clone()));
+            Err(e) => {
+                report.progress.errors = report.progress.errors.max(1);
+                report.progress.last_error = e.to_string();
+                report.progress.finished = true;
+                report.event(format!("stopped: {e}"));
+            }
+        }
+        self.publish(&report);
+        outcome
+    }
 
-        let state = self.cluster.snapshot().await;
-        let mut nodes = state.data_nodes();
+    fn publish(&self, report: &Report) {
+        self.progress.send_replace(Some(report.progress.clone()));
+    }
+
+    async fn run(&self, journal: &Journal, report: &mut Report) -> Result<u64, MigrationError> {
+        report.event(format!(
+            "{} {}: taking inventory",
+            kind_name(journal.kind),
+            journal.node
+        ));
+        self.publish(report);
+
+        let mut nodes = self.cluster.snapshot().await.data_nodes();
         nodes.extend(journal.target.nodes().map(String::from));
         // A node being removed that no longer answers: its copies elsewhere are used.
         let may_skip = (journal.kind == ChangeKind::Remove).then_some(journal.node.as_str());
-        let inventory = match self.inventory(&nodes, may_skip).await {
-            Ok(inventory) => inventory,
-            Err(e) => {
-                self.fail(&mut progress, &mut event, &e);
-                return Err(e);
-            }
-        };
+        let inventory = self.inventory(&nodes, may_skip).await?;
         let work = work_list(&inventory, &journal.target);
-        progress.files_total = work.len() as u64;
-        progress.bytes_total = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
-        let text = format!(
+        report.progress.files_total = work.len() as u64;
+        report.progress.bytes_total = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
+        report.event(format!(
             "{} files to move ({} bytes to copy)",
-            progress.files_total, progress.bytes_total
-        );
-        event(&mut progress, text);
-        self.progress.send_replace(Some(progress.clone()));
+            report.progress.files_total, report.progress.bytes_total
+        ));
+        self.publish(report);
 
         let mut results = futures::stream::iter(work.into_iter().map(|item| async move {
             let outcome = self.move_key(&item).await;
@@ -355,38 +390,33 @@ impl Migrator {
         }))
         .buffer_unordered(self.parallelism);
         let mut failed = 0u64;
-        let mut last_error = String::new();
         while let Some((item, outcome)) = results.next().await {
             match outcome {
                 Ok(copied) => {
-                    progress.files_done += 1;
-                    progress.bytes_done += copied;
+                    report.progress.files_done += 1;
+                    report.progress.bytes_done += copied;
                 }
                 Err(e) => {
                     failed += 1;
-                    last_error = format!("{}: {e}", item.key);
-                    progress.errors += 1;
-                    progress.last_error = last_error.clone();
-                    event(&mut progress, format!("error: {last_error}"));
+                    report.progress.errors += 1;
+                    report.progress.last_error = format!("{}: {e}", item.key);
+                    report.event(format!("error: {}", report.progress.last_error));
                 }
             }
-            progress.current_key = item.key;
-            let elapsed = started.elapsed().as_secs_f64();
+            report.progress.current_key = item.key;
+            let elapsed = report.started.elapsed().as_secs_f64();
             if elapsed > 0.0 {
-                progress.bytes_per_second = progress.bytes_done as f64 / elapsed;
+                report.progress.bytes_per_second = report.progress.bytes_done as f64 / elapsed;
             }
-            self.progress.send_replace(Some(progress.clone()));
+            self.publish(report);
         }
         drop(results);
-
         if failed > 0 {
-            let e = MigrationError::Incomplete {
+            return Err(MigrationError::Incomplete {
                 failed,
-                total: progress.files_total,
-                last: last_error,
-            };
-            self.fail(&mut progress, &mut event, &e);
-            return Err(e);
+                total: report.progress.files_total,
+                last: report.progress.last_error.clone(),
+            });
         }
 
         // Every file is where the target ring wants it: switch.
@@ -401,34 +431,8 @@ impl Migrator {
                 next.spares.insert(journal.node.clone());
             }
         }
-        if let Err(e) = self.cluster.replace_state(next).await {
-            let e = MigrationError::from(e);
-            self.fail(&mut progress, &mut event, &e);
-            return Err(e);
-        }
-        progress.current_key.clear();
-        progress.finished = true;
-        let text = format!(
-            "done: {} files moved in {:.1} s",
-            progress.files_done,
-            started.elapsed().as_secs_f64()
-        );
-        event(&mut progress, text);
-        self.progress.send_replace(Some(progress.clone()));
-        Ok(progress.files_done)
-    }
-
-    fn fail(
-        &self,
-        progress: &mut MigrationProgress,
-        event: &mut impl FnMut(&mut MigrationProgress, String),
-        e: &MigrationError,
-    ) {
-        progress.errors = progress.errors.max(1);
-        progress.last_error = e.to_string();
-        progress.finished = true;
-        event(progress, format!("stopped: {e}"));
-        self.progress.send_replace(Some(progress.clone()));
+        self.cluster.replace_state(next).await?;
+        Ok(report.progress.files_done)
     }
 
     /// What every node holds, key → size, hash and holders (in ring-walk order of nodes).
