@@ -365,9 +365,10 @@ async fn videos_are_listed_newest_first() {
     );
 }
 
-/// A real browser: headless Chromium opens the player page and plays the video.
+/// A viewer's whole journey in a real browser: headless Chromium uploads the MP4 through
+/// the index page's form, lands back on the list, opens the player and plays the video.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn chromium_plays_the_video() {
+async fn chromium_uploads_and_plays_the_video() {
     let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").exists(),
@@ -378,9 +379,19 @@ async fn chromium_plays_the_video() {
     let web = start_web_ring(&refs, WebOptions::default()).await;
     let videos = tempfile::tempdir().unwrap();
     let clip = make_video(videos.path(), "browser.mp4", 8, "640x360");
-    assert_eq!(
-        upload_file(&web.url, &clip, "browser.mp4").await.status(),
-        StatusCode::SEE_OTHER
+    let uploaded = tokio::process::Command::new("node")
+        .arg(browser_dir.join("upload.mjs"))
+        .arg(&web.url)
+        .arg(&clip)
+        .args(["browser", "120000"])
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        uploaded.status.success(),
+        "browser upload failed: {} {}",
+        String::from_utf8_lossy(&uploaded.stdout),
+        String::from_utf8_lossy(&uploaded.stderr)
     );
     let screenshot = std::env::var("TRITONTUBE_SCREENSHOT")
         .unwrap_or_else(|_| videos.path().join("player.png").display().to_string());

@@ -1,0 +1,41 @@
+// Uploads a file through the web node's index page in headless Chromium, as a viewer
+// does: choose the file, press Upload, land back on the index. Prints one JSON line with
+// what it saw; exits non-zero if the upload did not come back to a list showing the video.
+//
+// usage: node upload.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS=120000]
+import { chromium } from 'playwright-core';
+
+const [base, file, id, timeoutArg = '120000'] = process.argv.slice(2);
+if (!base || !file || !id) {
+  console.error('usage: node upload.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS]');
+  process.exit(2);
+}
+const timeout = Number(timeoutArg);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+const result = { base, id, ok: false };
+try {
+  const page = await browser.newPage();
+  await page.goto(base + '/', { waitUntil: 'load', timeout });
+  await page.setInputFiles('input[type=file][name=file]', file);
+  const [response] = await Promise.all([
+    page.waitForNavigation({ waitUntil: 'load', timeout }),
+    page.click('button[type=submit]'),
+  ]);
+  result.landedOn = page.url();
+  result.status = response ? response.status() : null;
+  const links = await page.$$eval('a[href^="/videos/"]', (as) => as.map((a) => a.textContent));
+  result.listed = links;
+  result.ok = result.landedOn.replace(/\/$/, '') === base.replace(/\/$/, '') && links.includes(id);
+} catch (e) {
+  result.error = String(e.message || e).split('\n')[0];
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);
