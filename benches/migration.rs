@@ -13,13 +13,15 @@
 //! files once, as a smoke test. MIGRATION_VIDEOS (default 40, 30 files each) and
 //! MIGRATION_ROUNDS (default 3) change the size. Temporary folders live under $TMPDIR.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::Bytes;
+use common::{Stopped, StorageProcess, pseudo_random_bytes};
 use futures::StreamExt;
 use tritontube::node::client::StorageClient;
 use tritontube::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES, Ring};
@@ -30,59 +32,6 @@ const VIDEO_SEGMENT_BYTES: usize = 1_500_000;
 const AUDIO_SEGMENT_BYTES: usize = 64_000;
 /// Segments per representation of a video (60 s in 4 s segments).
 const SEGMENTS: usize = 15;
-
-/// A child process, stopped (SIGTERM, then waited for) when dropped.
-struct Process {
-    child: Child,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-struct Node {
-    _process: Process,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-fn start_node(dir: &Path) -> Node {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["storage", "--host", "127.0.0.1", "--port", "0"])
-        .arg(dir)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tritontube storage");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("node exited before listening").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split([' ', ',']).next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the log so the node never blocks on a full pipe; pass on trouble.
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("ERROR") || line.contains("WARN") {
-                eprintln!("storage node {addr}: {line}");
-            }
-        }
-    });
-    Node {
-        _process: Process { child },
-        addr,
-        dir: dir.to_path_buf(),
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -98,19 +47,6 @@ fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Files (not the store's hidden sidecars and temp files) under `dir`: count and bytes.
@@ -131,7 +67,7 @@ fn visible_files(dir: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 /// Puts every file on the holders `ring` names, as the web node would have.
-async fn seed(nodes: &[&Node], ring: &Ring, videos: usize) -> (usize, u64) {
+async fn seed(nodes: &[&StorageProcess], ring: &Ring, videos: usize) -> (usize, u64) {
     let mut jobs = Vec::new();
     for v in 0..videos {
         for rep in 0..2 {
@@ -215,8 +151,8 @@ fn main() {
         (2, 1)
     };
     let temp = tempfile::tempdir().expect("temp dir");
-    let nodes: Vec<Node> = (1..=4)
-        .map(|i| start_node(&temp.path().join(format!("node{i}"))))
+    let nodes: Vec<StorageProcess> = (1..=4)
+        .map(|i| StorageProcess::start(&temp.path().join(format!("node{i}"))))
         .collect();
     let three: Vec<String> = nodes[..3].iter().map(|n| n.addr.to_string()).collect();
     let newcomer = nodes[3].addr.to_string();
@@ -257,7 +193,7 @@ fn main() {
         .stderr(web_log)
         .spawn()
         .expect("start tritontube web");
-    let _web = Process { child: web };
+    let _web = Stopped(web);
     wait_for_port(admin_port);
 
     struct Round {

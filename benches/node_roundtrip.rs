@@ -6,13 +6,14 @@
 //! `cargo bench --bench node_roundtrip` (or scripts/bench/node-roundtrip.sh). Without
 //! `--bench` (as under `cargo test --all-targets`) it makes a few runs only, as a smoke test.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::Bytes;
+use common::{StorageProcess, pseudo_random_bytes};
 use tritontube::node::client::{MAX_MESSAGE_BYTES, StorageClient};
 use tritontube::proto::storage::storage_service_client::StorageServiceClient;
 use tritontube::proto::storage::{DownloadRequest, UploadRequest};
@@ -25,68 +26,6 @@ struct Plan {
 }
 
 /// A storage node process, stopped (SIGTERM) when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(dir: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tritontube"))
-            .args(["storage", "--host", "127.0.0.1", "--port", "0"])
-            .arg(dir)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tritontube storage");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("node exited before listening").unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split([' ', ',']).next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Node { child, addr }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn pseudo_random_bytes(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 struct Summary {
     median: Duration,
     p10: Duration,
@@ -115,7 +54,7 @@ fn print_row(what: &str, s: &Summary) {
 
 async fn node_figures(plan: &Plan, data: &Bytes) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node = Node::start(dir.path());
+    let node = StorageProcess::start(dir.path());
     let idle = node.rss_kib();
     let client = StorageClient::connect_lazy(&node.addr.to_string()).unwrap();
     let mut raw = StorageServiceClient::connect(format!("http://{}", node.addr))
@@ -250,7 +189,7 @@ fn main() {
     } else {
         Plan { runs: 3, puts: 10 }
     };
-    let data = Bytes::from(pseudo_random_bytes(SEGMENT_BYTES));
+    let data = Bytes::from(pseudo_random_bytes(SEGMENT_BYTES, 1));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
