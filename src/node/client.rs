@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
     DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PullFileRequest, PutFileChunk,
-    StatFileRequest, StreamKeysRequest,
+    PutFileResponse, StatFileRequest, StreamKeysRequest,
 };
 
 /// Size of the chunks a file is streamed in.
@@ -56,6 +56,15 @@ pub type ClientResult<T> = Result<T, ClientError>;
 pub struct FileStat {
     pub size: u64,
     pub sha256: String,
+}
+
+impl From<PutFileResponse> for FileStat {
+    fn from(reply: PutFileResponse) -> Self {
+        FileStat {
+            size: reply.size,
+            sha256: reply.sha256,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -212,10 +221,7 @@ impl StorageClient {
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();
-        Ok(FileStat {
-            size: reply.size,
-            sha256: reply.sha256,
-        })
+        Ok(reply.into())
     }
 
     /// Has this node copy `key` straight from the node at `source`; the copy is kept only
@@ -238,10 +244,7 @@ impl StorageClient {
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();
-        Ok(FileStat {
-            size: reply.size,
-            sha256: reply.sha256,
-        })
+        Ok(reply.into())
     }
 
     /// The whole file, or None if the node does not have it.
