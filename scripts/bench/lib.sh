@@ -97,6 +97,33 @@ stop_pid() {
 }
 
 # A field of /proc/PID/status in MiB (VmHWM = peak resident, VmRSS = resident now).
+# start_cluster [WEB_FLAG ...] : three storage nodes and a web node (SQLite, the ring over
+# the three) on free loopback ports, with any extra flags for `tritontube web`. Sets
+# nodes, node_pids, web_pid and web (the base URL).
+start_cluster() {
+  nodes=()
+  node_pids=()
+  local i port admin_port web_port
+  for i in 1 2 3; do
+    port=$(free_port)
+    mkdir -p "$WORK/node$i"
+    start_bg "node$i" "$BIN" storage --host 127.0.0.1 --port "$port" "$WORK/node$i"
+    node_pids+=("$LAST_PID")
+    nodes+=("127.0.0.1:$port")
+    wait_port "$port"
+  done
+  admin_port=$(free_port)
+  web_port=$(free_port)
+  start_bg web "$BIN" web --host 127.0.0.1 --port "$web_port" --work-dir "$WORK/web-work" \
+    "$@" sqlite "$WORK/metadata.db" nw "127.0.0.1:$admin_port,$(
+      IFS=,
+      echo "${nodes[*]}"
+    )"
+  web_pid=$LAST_PID
+  wait_port "$web_port"
+  web="http://127.0.0.1:$web_port"
+}
+
 mem_mib() {
   awk -v f="$2:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
 }

@@ -25,27 +25,7 @@ bench_init segments 600 wrk nginx ffmpeg curl python3
 load_before="$(uptime | sed 's/.*load average: //')"
 
 # --- the cluster -------------------------------------------------------------------
-nodes=()
-node_pids=()
-for i in 1 2 3; do
-  port=$(free_port)
-  mkdir -p "$WORK/node$i"
-  start_bg "node$i" "$BIN" storage --host 127.0.0.1 --port "$port" "$WORK/node$i"
-  node_pids+=("$LAST_PID")
-  nodes+=("127.0.0.1:$port")
-  wait_port "$port"
-done
-admin_port=$(free_port)
-web_port=$(free_port)
-start_bg web "$BIN" web --host 127.0.0.1 --port "$web_port" --work-dir "$WORK/web-work" \
-  --cache-bytes "$CACHE_BYTES" \
-  sqlite "$WORK/metadata.db" nw "127.0.0.1:$admin_port,$(
-    IFS=,
-    echo "${nodes[*]}"
-  )"
-web_pid=$LAST_PID
-wait_port "$web_port"
-web="http://127.0.0.1:$web_port"
+start_cluster --cache-bytes "$CACHE_BYTES"
 
 # --- the videos ----------------------------------------------------------------------
 log "making a 60 s 640x360 clip"

@@ -17,25 +17,7 @@ bench_init upload 900 ffmpeg curl python3
 load_before="$(uptime | sed 's/.*load average: //')"
 
 # --- the cluster -------------------------------------------------------------------
-nodes=()
-for i in 1 2 3; do
-  port=$(free_port)
-  mkdir -p "$WORK/node$i"
-  start_bg "node$i" "$BIN" storage --host 127.0.0.1 --port "$port" "$WORK/node$i"
-  nodes+=("127.0.0.1:$port")
-  wait_port "$port"
-done
-admin_port=$(free_port)
-web_port=$(free_port)
-start_bg web "$BIN" web --host 127.0.0.1 --port "$web_port" --work-dir "$WORK/web-work" \
-  --max-upload-bytes $((4 * BIG_MB * 1000 * 1000)) \
-  sqlite "$WORK/metadata.db" nw "127.0.0.1:$admin_port,$(
-    IFS=,
-    echo "${nodes[*]}"
-  )"
-web_pid=$LAST_PID
-wait_port "$web_port"
-web="http://127.0.0.1:$web_port"
+start_cluster --max-upload-bytes $((4 * BIG_MB * 1000 * 1000))
 
 # --- the clip ------------------------------------------------------------------------
 log "making a 60 s 1280x720 clip"
