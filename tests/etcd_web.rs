@@ -19,9 +19,7 @@ use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 use tritontube::web::ContentSpec;
 
 async fn etcd(members: usize) -> EtcdCluster {
-    EtcdCluster::start(members)
-        .await
-        .expect("etcd is installed by scripts/setup.sh")
+    EtcdCluster::start(members).await
 }
 
 async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> WebNode {

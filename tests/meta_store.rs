@@ -207,9 +207,7 @@ async fn sqlite_suite() {
 #[tokio::test]
 async fn etcd_suite() {
     init_logs();
-    let Some(cluster) = EtcdCluster::start(5).await else {
-        return;
-    };
+    let cluster = EtcdCluster::start(5).await;
     for (name, behaviour) in suite() {
         eprintln!("etcd: {name}");
         cluster.wipe().await;
@@ -358,9 +356,7 @@ async fn etcd_watch(cluster: &EtcdCluster) {
 #[tokio::test]
 async fn etcd_specifics() {
     init_logs();
-    let Some(cluster) = EtcdCluster::start(5).await else {
-        return;
-    };
+    let cluster = EtcdCluster::start(5).await;
     etcd_original_shape(&cluster).await;
     cluster.wipe().await;
     etcd_watch(&cluster).await;
@@ -390,9 +386,7 @@ async fn claim_eventually(store: &MetaStore, id: &str) {
 #[tokio::test]
 async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
     init_logs();
-    let Some(mut cluster) = EtcdCluster::start(5).await else {
-        return;
-    };
+    let mut cluster = EtcdCluster::start(5).await;
     let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
     let watcher = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
     let mut changes = watcher.watch_cluster_state().await.unwrap();

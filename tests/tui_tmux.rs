@@ -123,13 +123,11 @@ fn last_line(screen: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_adds_a_node_and_watches_the_migration() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let Some(mut etcd) = EtcdCluster::start(3).await else {
-        return;
-    };
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run scripts/setup.sh (Debian package tmux)"
+    );
+    let mut etcd = EtcdCluster::start(3).await;
 
     // Two nodes in the ring holding files where the ring wants them, and a third to add.
     let a = start_storage_node().await;

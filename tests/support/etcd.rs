@@ -27,14 +27,19 @@ pub struct EtcdCluster {
     _dir: tempfile::TempDir,
 }
 
-/// Whether the `etcd` binary is on PATH; tests print why they skip when it is not.
-pub fn etcd_available() -> bool {
-    Command::new("etcd")
+/// Fails the test, naming the tool, when the `etcd` binary is not on PATH: a test that
+/// could not run must never pass (`scripts/setup.sh` installs it).
+fn require_etcd() {
+    let works = Command::new("etcd")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    assert!(
+        works,
+        "the `etcd` binary is not on PATH: run scripts/setup.sh (Debian package etcd-server)"
+    );
 }
 
 /// Ports the kernel says are free now. The listeners are held until all are picked, so
@@ -50,13 +55,10 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl EtcdCluster {
-    /// Starts `n` members and waits until they have a leader. None (with a message on
-    /// stderr) when `etcd` is not installed.
-    pub async fn start(n: usize) -> Option<EtcdCluster> {
-        if !etcd_available() {
-            eprintln!("SKIPPED: the `etcd` binary is not on PATH");
-            return None;
-        }
+    /// Starts `n` members and waits until they have a leader; fails the test when `etcd`
+    /// is not installed.
+    pub async fn start(n: usize) -> EtcdCluster {
+        require_etcd();
         let dir = tempfile::Builder::new()
             .prefix("tritontube-etcd-")
             .tempdir()
@@ -92,7 +94,7 @@ impl EtcdCluster {
             cluster.spawn(i);
         }
         cluster.wait_for_leader(Duration::from_secs(30)).await;
-        Some(cluster)
+        cluster
     }
 
     fn spawn(&mut self, i: usize) {
