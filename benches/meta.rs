@@ -197,10 +197,7 @@ fn main() {
             .unwrap();
         measure("SQLite (WAL, synchronous=FULL)", &sqlite, ops, videos).await;
 
-        let Some(mut cluster) = etcd_cluster::EtcdCluster::start(5).await else {
-            println!("etcd: skipped, no etcd binary");
-            return;
-        };
+        let mut cluster = etcd_cluster::EtcdCluster::start(5).await;
         let etcd = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
         measure("etcd (5 members, loopback)", &etcd, ops, videos).await;
         leader_kill_stall(&mut cluster, &etcd).await;

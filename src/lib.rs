@@ -5,7 +5,8 @@
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
 //! - [`meta`]: the metadata store (SQLite or etcd): videos, ring and migration journal.
-//! - [`web`]: the web node: upload, transcode, playback, admin service, migration.
+//! - [`cluster`]: the control plane: cluster state, workers, ring changes, admin service.
+//! - [`web`]: the web node, HTTP only: upload, transcode, playback.
 //! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
 //! - [`up`]: `tritontube up`, the whole system in one process.
 //! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
@@ -13,6 +14,7 @@
 //! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 
 pub mod admin_cli;
+pub mod cluster;
 pub mod meta;
 pub mod node;
 pub mod proto;

@@ -26,6 +26,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use super::{MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
+use crate::node::address::with_scheme;
 
 /// The original system's prefix.
 const LEGACY_PREFIX: &str = "videos/";
@@ -160,16 +161,6 @@ fn describe(e: &etcd_client::Error) -> String {
     }
 }
 
-/// `host:port` → `http://host:port`; a given scheme is kept.
-fn normalize_endpoint(e: &str) -> String {
-    let e = e.trim().trim_end_matches('/');
-    if e.contains("://") {
-        e.to_owned()
-    } else {
-        format!("http://{e}")
-    }
-}
-
 impl EtcdStore {
     /// Connects to the cluster at `endpoints` (`host:port` or with a scheme) and checks
     /// that at least one member answers.
@@ -178,7 +169,7 @@ impl EtcdStore {
             .iter()
             .map(|e| e.trim())
             .filter(|e| !e.is_empty())
-            .map(normalize_endpoint)
+            .map(with_scheme)
             .collect();
         if endpoints.is_empty() {
             return Err(MetaError::Internal("no etcd endpoint given".into()));
@@ -530,6 +521,26 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// Replaces the document only if its value still is `expected` (None: the key is
+    /// absent), in one transaction; false when another web node changed it first. The
+    /// document carries a version raised by every save, so comparing values compares
+    /// revisions without holding one.
+    pub async fn compare_and_swap_cluster_state(
+        &self,
+        expected: Option<&str>,
+        json: &str,
+    ) -> MetaResult<bool> {
+        let unchanged = match expected {
+            Some(value) => Compare::value(CLUSTER_KEY, CompareOp::Equal, value),
+            None => Compare::create_revision(CLUSTER_KEY, CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([unchanged])
+            .and_then([TxnOp::put(CLUSTER_KEY, json, None)]);
+        let resp = self.txn("saving the cluster state", txn).await?;
+        Ok(resp.succeeded())
+    }
+
     /// Every change of `tritontube/cluster` after this call, through an etcd watch that is
     /// re-established (on any member, from the last revision seen) whenever it breaks.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
@@ -756,18 +767,6 @@ fn merge(legacy: &[KeyValue], records: &[KeyValue]) -> Vec<Video> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_get_a_scheme_only_when_missing() {
-        assert_eq!(
-            normalize_endpoint("127.0.0.1:2379"),
-            "http://127.0.0.1:2379"
-        );
-        assert_eq!(
-            normalize_endpoint(" http://10.0.0.1:2379/ "),
-            "http://10.0.0.1:2379"
-        );
-    }
 
     #[test]
     fn time_has_nanoseconds_and_z() {

@@ -147,6 +147,17 @@ impl MetaStore {
         dispatch!(self, s => s.save_cluster_state(json).await)
     }
 
+    /// Saves `json` only if the stored document still is `expected` (None: never saved):
+    /// of two web nodes changing the cluster at once, exactly one wins. False when the
+    /// document changed; load it again and retry from there.
+    pub async fn compare_and_swap_cluster_state(
+        &self,
+        expected: Option<&str>,
+        json: &str,
+    ) -> MetaResult<bool> {
+        dispatch!(self, s => s.compare_and_swap_cluster_state(expected, json).await)
+    }
+
     /// Every later change of the cluster state document, as it happens. SQLite has one
     /// writer (this process), so its stream never yields.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {

@@ -215,6 +215,38 @@ impl SqliteStore {
         .await
     }
 
+    /// Replaces the document only if it still is `expected` (None: absent), in one
+    /// transaction; false when someone else changed it first.
+    pub async fn compare_and_swap_cluster_state(
+        &self,
+        expected: Option<&str>,
+        json: &str,
+    ) -> MetaResult<bool> {
+        let expected = expected.map(str::to_owned);
+        let json = json.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            let current: Option<String> = tx
+                .query_row("SELECT json FROM cluster_state WHERE id = 0", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql_error)?;
+            if current != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO cluster_state (id, json) VALUES (0, ?1)
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+                params![json],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// One process writes a SQLite store, so no change ever comes from elsewhere.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
         Ok(futures::stream::pending().boxed())

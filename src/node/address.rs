@@ -1,5 +1,5 @@
-//! Storage node addresses as operators give them, checked the same way by the admin
-//! service and the console.
+//! Addresses as operators give them (storage nodes, the admin service, etcd members):
+//! checked and turned into URLs the same way everywhere.
 
 /// Checks a storage node address as an operator types it: `host:port` (an IPv6 host in
 /// brackets), port 1–65535, no scheme or spaces. Returns it trimmed, or why it is refused.
@@ -37,9 +37,27 @@ pub fn validate_address(input: &str) -> Result<String, String> {
     }
 }
 
+/// `host:port` → `http://host:port`; an address that already has a scheme is kept.
+pub fn with_scheme(address: &str) -> String {
+    let address = address.trim().trim_end_matches('/');
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scheme_is_added_only_when_missing() {
+        assert_eq!(with_scheme("127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(with_scheme(" localhost:8081 "), "http://localhost:8081");
+        assert_eq!(with_scheme("https://e:2379"), "https://e:2379");
+        assert_eq!(with_scheme(" http://10.0.0.1:2379/ "), "http://10.0.0.1:2379");
+    }
 
     #[test]
     fn addresses_are_validated() {

@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::node::address::with_scheme;
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
     DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PullFileRequest, PutFileChunk,
@@ -83,12 +84,7 @@ pub struct StorageClient {
 
 /// Turns `host:port` (or a URL) into an endpoint with the timeouts every node call uses.
 pub fn endpoint(address: &str) -> ClientResult<Endpoint> {
-    let uri = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    Ok(Endpoint::from_shared(uri)
+    Ok(Endpoint::from_shared(with_scheme(address))
         .map_err(|_| ClientError::BadAddress(address.to_string()))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)

@@ -11,11 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use super::app::{
     Action, ChangeKind, ClusterInfo, Command, EtcdMemberName, EtcdProbe, EtcdStatus, Failure,
@@ -23,26 +19,14 @@ use super::app::{
 };
 use crate::proto::admin::{
     self, AddNodeRequest, ClusterStatusRequest, PlanChangeRequest, RemoveNodeRequest,
-    WatchMigrationRequest, video_content_admin_service_client::VideoContentAdminServiceClient,
+    WatchMigrationRequest,
 };
-
-/// gRPC metadata key carrying the admin token.
-pub const TOKEN_HEADER: &str = "x-tritontube-token";
 
 const STATUS_PERIOD: Duration = Duration::from_secs(1);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const ETCD_PERIOD: Duration = Duration::from_millis(1500);
 const ETCD_TIMEOUT: Duration = Duration::from_secs(1);
 const PLAN_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("invalid admin address {address:?}: {reason}")]
-    BadAdminAddress { address: String, reason: String },
-    #[error("the admin token must be printable ASCII")]
-    BadToken,
-}
 
 /// Where the console gets its data.
 #[derive(Clone, Debug)]
@@ -53,46 +37,9 @@ pub struct Config {
     pub etcd: Vec<String>,
 }
 
-/// Adds the admin token to every call.
-#[derive(Clone)]
-pub struct TokenInterceptor(Option<AsciiMetadataValue>);
-
-impl Interceptor for TokenInterceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(token) = &self.0 {
-            request.metadata_mut().insert(TOKEN_HEADER, token.clone());
-        }
-        Ok(request)
-    }
-}
-
-pub type AdminClient =
-    VideoContentAdminServiceClient<InterceptedService<Channel, TokenInterceptor>>;
-
-/// A client of the admin service. The channel connects lazily, so a dead admin service
-/// shows up as failed calls, never as a console that does not start.
-pub fn admin_client(address: &str, token: Option<&str>) -> Result<AdminClient, SourceError> {
-    let bad = |reason: String| SourceError::BadAdminAddress {
-        address: address.to_string(),
-        reason,
-    };
-    let uri = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    let channel = Endpoint::from_shared(uri)
-        .map_err(|e| bad(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_lazy();
-    let token = token
-        .map(|t| MetadataValue::try_from(t).map_err(|_| SourceError::BadToken))
-        .transpose()?;
-    Ok(VideoContentAdminServiceClient::with_interceptor(
-        channel,
-        TokenInterceptor(token),
-    ))
-}
+pub use crate::cluster::admin_client::{
+    AdminClient, AdminClientError as SourceError, connect as admin_client,
+};
 
 /// The running sources; dropping this stops them.
 pub struct Sources {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::cluster::{Cluster, ClusterError, OpenFile};
+use crate::cluster::files::OpenFile;
+use crate::cluster::{Cluster, ClusterError};
 use tokio::io::AsyncReadExt;
 
 use crate::node::client::{CHUNK_BYTES, ClientError, FileStat};

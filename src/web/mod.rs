@@ -6,14 +6,10 @@
 //! - [`transcode`]: ffprobe and ffmpeg as child processes.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
-//! - [`cluster`]: the ring state (persisted), node clients, reads with fallback.
-//! - [`migration`]: ring changes that never lose a file.
-//! - [`admin`]: the VideoContentAdminService.
+//!
+//! The ring, ring changes and the admin service are the control plane, in [`crate::cluster`].
 
-pub mod admin;
-pub mod cluster;
 pub mod content;
-pub mod migration;
 pub mod pages;
 pub mod routes;
 pub mod serve;
@@ -24,16 +20,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{ControlPlane, Seed};
 use crate::meta::MetaStore;
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
-use cluster::Cluster;
 use content::Content;
-use migration::Migrator;
 
 /// Settings of the HTTP side.
 #[derive(Clone, Debug)]
@@ -213,6 +207,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
+    let mut control_plane = None;
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -227,15 +222,19 @@ pub async fn run(
             replicas,
             admin_token,
         } => {
-            let cluster = Cluster::load(meta.clone(), &seed_nodes, virtual_nodes, replicas).await?;
-            cluster.register_spares(&spares).await?;
-            let migrator = Migrator::new(cluster.clone(), migration::DEFAULT_PARALLELISM);
-            follow_cluster_changes(cluster.clone(), shutdown.clone()).await?;
-            resume_pending_change(migrator.clone());
+            let seed = Seed {
+                nodes: &seed_nodes,
+                spares: &spares,
+                virtual_nodes,
+                replicas,
+            };
+            let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
             tracing::info!(address = %listener.local_addr()?, "admin service listening");
-            let server = admin::server(migrator, admin_token);
-            (Content::Ring(cluster), Some((listener, server)))
+            let server = plane.admin_server(admin_token);
+            let content = Content::Ring(plane.cluster.clone());
+            control_plane = Some(plane);
+            (content, Some((listener, server)))
         }
     };
     abandon_stale_uploads(&meta, &content).await;
@@ -261,6 +260,9 @@ pub async fn run(
             http_result?;
             admin_result?;
         }
+    }
+    if let Some(plane) = control_plane {
+        plane.shutdown().await;
     }
     Ok(())
 }
@@ -301,39 +303,4 @@ async fn abandon_stale_uploads(meta: &MetaStore, content: &Content) {
             Err(e) => tracing::warn!(%id, error = %e, "cannot remove an abandoned upload's files"),
         }
     }
-}
-
-/// Adopts ring changes made by other web nodes sharing the metadata store.
-async fn follow_cluster_changes(
-    cluster: Arc<Cluster>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut changes = cluster.meta().watch_cluster_state().await?;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                change = changes.next() => match change {
-                    Some(json) => {
-                        if let Err(e) = cluster.adopt_saved_state(&json).await {
-                            tracing::warn!(error = %e, "ignoring an unreadable cluster state");
-                        }
-                    }
-                    None => break,
-                },
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Finishes, in the background, a change a previous run of this node left unfinished.
-fn resume_pending_change(migrator: Arc<Migrator>) {
-    tokio::spawn(async move {
-        match migrator.resume_pending().await {
-            Ok(Some(moved)) => tracing::info!(moved, "finished the interrupted ring change"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not finish the interrupted ring change"),
-        }
-    });
 }

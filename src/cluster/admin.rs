@@ -10,17 +10,20 @@ use futures::Stream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::cluster::ChangeKind;
+use super::admin_client::TOKEN_METADATA;
 use super::migration::Migrator;
+use super::state::ChangeKind;
+use super::worker::WorkerStatus;
 use crate::node::address::validate_address;
 use crate::proto::admin::video_content_admin_service_server::{
     VideoContentAdminService, VideoContentAdminServiceServer,
 };
 use crate::proto::admin::{self, MigrationProgress};
 
-pub const TOKEN_METADATA: &str = "x-tritontube-token";
 /// How long a node may take to answer a status probe.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a watcher of a change run by another web node is sent its saved progress.
+const REMOTE_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct AdminService {
     migrator: Arc<Migrator>,
@@ -106,7 +109,7 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::ListNodesRequest>,
     ) -> Result<Response<admin::ListNodesResponse>, Status> {
-        let state = self.migrator.cluster().snapshot().await;
+        let state = self.migrator.cluster().snapshot();
         Ok(Response::new(admin::ListNodesResponse {
             nodes: state.ring.nodes().map(String::from).collect(),
         }))
@@ -117,7 +120,7 @@ impl VideoContentAdminService for AdminService {
         _request: Request<admin::ClusterStatusRequest>,
     ) -> Result<Response<admin::ClusterStatusResponse>, Status> {
         let cluster = self.migrator.cluster();
-        let state = cluster.snapshot().await;
+        let state = cluster.snapshot();
         let shares = &state.ring.shares();
         let mut addresses = state.data_nodes();
         addresses.extend(state.spares.iter().cloned());
@@ -158,7 +161,7 @@ impl VideoContentAdminService for AdminService {
                     position,
                 })
                 .collect(),
-            migration: self.migrator.watch().borrow().clone(),
+            migration: self.migrator.latest_progress(),
         }))
     }
 
@@ -167,13 +170,7 @@ impl VideoContentAdminService for AdminService {
         request: Request<admin::PlanChangeRequest>,
     ) -> Result<Response<admin::PlanChangeResponse>, Status> {
         let request = request.into_inner();
-        let kind = match request.kind() {
-            admin::ChangeKind::Add => {
-                node_address(&request.node_address)?;
-                ChangeKind::Add
-            }
-            admin::ChangeKind::Remove => ChangeKind::Remove,
-        };
+        let kind = change_kind(&request.kind(), &request.node_address)?;
         let plan = self.migrator.plan(kind, &request.node_address).await?;
         Ok(Response::new(plan.to_proto()))
     }
@@ -185,23 +182,115 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::WatchMigrationRequest>,
     ) -> Result<Response<Self::WatchMigrationStream>, Status> {
+        let migrator = self.migrator.clone();
         let mut updates = self.migrator.watch();
         let stream = async_stream::stream! {
+            // A change run by another web node, as last seen: when its journal is gone
+            // from the shared state, it is over.
+            let mut remote: Option<MigrationProgress> = None;
             loop {
-                let current = updates.borrow_and_update().clone();
-                if let Some(progress) = current {
+                updates.borrow_and_update();
+                let latest = migrator.latest_progress();
+                if let Some(mut last) = remote.take() {
+                    if latest.as_ref().is_none_or(|p| p.id != last.id) {
+                        last.finished = true;
+                        last.events.push("finished on the web node that ran it".to_string());
+                        yield Ok(last);
+                        break;
+                    }
+                }
+                if let Some(progress) = latest {
                     let finished = progress.finished;
+                    if !finished && !migrator.runs_change(&progress.id) {
+                        remote = Some(progress.clone());
+                    }
                     yield Ok(progress);
                     if finished {
                         break;
                     }
                 }
-                if updates.changed().await.is_err() {
-                    break;
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { break },
+                    _ = tokio::time::sleep(REMOTE_PROGRESS_EVERY) => {}
                 }
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn start_change(
+        &self,
+        request: Request<admin::StartChangeRequest>,
+    ) -> Result<Response<admin::StartChangeResponse>, Status> {
+        let request = request.into_inner();
+        let kind = change_kind(&request.kind(), &request.node_address)?;
+        let handle = self.migrator.start(kind, &request.node_address).await?;
+        let change_id = self
+            .migrator
+            .cluster()
+            .snapshot()
+            .migration
+            .as_ref()
+            .map(|j| j.id.clone())
+            .unwrap_or_default();
+        Ok(Response::new(admin::StartChangeResponse {
+            change_id,
+            worker_id: handle.id,
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<admin::ListWorkersRequest>,
+    ) -> Result<Response<admin::ListWorkersResponse>, Status> {
+        let workers = self.migrator.runner().statuses();
+        let journal = self.migrator.cluster().snapshot().migration.clone();
+        let journaled = journal.as_ref().and(self.migrator.latest_progress());
+        Ok(Response::new(admin::ListWorkersResponse {
+            workers: workers.iter().map(worker_info).collect(),
+            journaled,
+            journaled_runner: journal.map(|j| j.runner).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_change(
+        &self,
+        _request: Request<admin::CancelChangeRequest>,
+    ) -> Result<Response<admin::CancelChangeResponse>, Status> {
+        let description = self.migrator.cancel().await?;
+        Ok(Response::new(admin::CancelChangeResponse { description }))
+    }
+}
+
+/// The kind of a requested change, with its node address checked for an add.
+fn change_kind(kind: &admin::ChangeKind, node: &str) -> Result<ChangeKind, Status> {
+    Ok(match kind {
+        admin::ChangeKind::Add => {
+            node_address(node)?;
+            ChangeKind::Add
+        }
+        admin::ChangeKind::Remove => ChangeKind::Remove,
+    })
+}
+
+fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
+    admin::WorkerInfo {
+        id: status.id,
+        kind: status.kind.clone(),
+        description: status.description.clone(),
+        state: status.state.name().to_string(),
+        files_done: status.files_done,
+        files_total: status.files_total,
+        bytes_done: status.bytes_done,
+        bytes_total: status.bytes_total,
+        queue: status.queue,
+        errors: status.errors,
+        last_error: status.last_error.clone(),
+        throttle: status.throttle.clone(),
+        bytes_per_second: status.bytes_per_second,
+        started_at_ms: status.started_at.timestamp_millis(),
+        finished_at_ms: status.finished_at.map_or(0, |t| t.timestamp_millis()),
+        outcome: status.outcome.clone(),
     }
 }
 

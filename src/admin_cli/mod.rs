@@ -1,0 +1,173 @@
+//! `tritontube admin add|remove|list|status|cancel ADMIN …`: the scriptable admin client.
+//! `add`, `remove` and `list` print what the original Tritontube's admin CLI printed (on
+//! stdout) and exit non-zero on any error; progress goes to stderr.
+//!
+//! - [`progress`]: a change followed live: a bar on a terminal, plain lines otherwise.
+
+pub mod progress;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use crate::cluster::admin_client::{AdminClient, connect as connect_client};
+use crate::proto::admin::{
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ListNodesRequest, ListWorkersRequest,
+    RemoveNodeRequest, StartChangeRequest,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+    /// Shared secret of the admin service, when it has one.
+    #[arg(
+        long,
+        global = true,
+        env = "TRITONTUBE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Add a storage node to the ring and move its files onto it.
+    Add { admin: String, node: String },
+    /// Move a storage node's files to the others and drop it from the ring.
+    Remove { admin: String, node: String },
+    /// List the storage nodes in the ring.
+    List { admin: String },
+    /// Show the background work of a web node: ring changes running or finished.
+    Status { admin: String },
+    /// Cancel the running ring change: every file goes back to the ring as it was.
+    Cancel { admin: String },
+}
+
+/// Connects lazily to the admin service at `address` (`host:port`).
+pub fn connect(address: &str, token: Option<&str>) -> anyhow::Result<AdminClient> {
+    Ok(connect_client(address, token)?)
+}
+
+fn describe(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
+    let token = args.token.as_deref();
+    match args.command {
+        AdminCommand::Add { admin, node } => {
+            let moved = change(&admin, token, ChangeKind::Add, &node).await?;
+            println!("Successfully added node: {node}");
+            println!("Number of files migrated: {moved}");
+        }
+        AdminCommand::Remove { admin, node } => {
+            let moved = change(&admin, token, ChangeKind::Remove, &node).await?;
+            println!("Successfully removed node: {node}");
+            println!("Number of files migrated: {moved}");
+        }
+        AdminCommand::List { admin } => {
+            let mut client = connect(&admin, token)?;
+            let mut request = tonic::Request::new(ListNodesRequest {});
+            request.set_timeout(Duration::from_secs(10));
+            let reply = client
+                .list_nodes(request)
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("Nodes in cluster:");
+            for node in reply.nodes {
+                println!("{node}");
+            }
+        }
+        AdminCommand::Status { admin } => {
+            let mut client = connect(&admin, token)?;
+            let reply = client
+                .list_workers(ListWorkersRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print!("{}", progress::status_report(&reply));
+        }
+        AdminCommand::Cancel { admin } => {
+            let mut client = connect(&admin, token)?;
+            let reply = client
+                .cancel_change(CancelChangeRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!(
+                "{}: every file goes back where it was; follow it with `tritontube admin status {admin}`",
+                reply.description
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts a ring change and follows it to its end; returns the files moved. Ctrl-C stops
+/// only the following: the change goes on in the web node.
+async fn change(
+    admin: &str,
+    token: Option<&str>,
+    kind: ChangeKind,
+    node: &str,
+) -> anyhow::Result<u64> {
+    let mut client = connect(admin, token)?;
+    let started = client
+        .start_change(StartChangeRequest {
+            kind: kind as i32,
+            node_address: node.to_string(),
+        })
+        .await;
+    let change_id = match started {
+        Ok(reply) => reply.into_inner().change_id,
+        // A web node of the original system: only the blocking RPCs.
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            return blocking_change(&mut client, kind, node).await;
+        }
+        Err(status) => return Err(describe(status)),
+    };
+    let follow = progress::follow(&mut client, &change_id);
+    tokio::select! {
+        outcome = follow => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "\nStopped following. The change goes on in the web node: follow it with \
+                 `tritontube admin status {admin}`, or roll it back with `tritontube admin cancel {admin}`."
+            );
+            std::process::exit(130);
+        }
+    }
+    .context("the ring change did not finish")
+}
+
+async fn blocking_change(
+    client: &mut AdminClient,
+    kind: ChangeKind,
+    node: &str,
+) -> anyhow::Result<u64> {
+    let moved = match kind {
+        ChangeKind::Add => {
+            client
+                .add_node(AddNodeRequest {
+                    node_address: node.to_string(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .migrated_file_count
+        }
+        ChangeKind::Remove => {
+            client
+                .remove_node(RemoveNodeRequest {
+                    node_address: node.to_string(),
+                })
+                .await
+                .map_err(describe)?
+                .into_inner()
+                .migrated_file_count
+        }
+    };
+    Ok(u64::try_from(moved).unwrap_or(0))
+}

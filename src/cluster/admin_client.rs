@@ -1,0 +1,60 @@
+//! The client side of the admin service, shared by `tritontube admin` and the console:
+//! one way to reach it and one way to send the admin token.
+
+use std::time::Duration;
+
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::node::address::with_scheme;
+use crate::proto::admin::video_content_admin_service_client::VideoContentAdminServiceClient;
+
+/// gRPC metadata key carrying the admin token.
+pub const TOKEN_METADATA: &str = "x-tritontube-token";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminClientError {
+    #[error("invalid admin address {address:?}: {reason}")]
+    BadAddress { address: String, reason: String },
+    #[error("the admin token must be printable ASCII")]
+    BadToken,
+}
+
+/// Adds the admin token, when there is one, to every call.
+#[derive(Clone)]
+pub struct TokenInterceptor(Option<AsciiMetadataValue>);
+
+impl Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert(TOKEN_METADATA, token.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type AdminClient =
+    VideoContentAdminServiceClient<InterceptedService<Channel, TokenInterceptor>>;
+
+/// A client of the admin service at `address` (`host:port`, a scheme is accepted). The
+/// channel connects lazily, so a dead admin service shows up as failed calls.
+pub fn connect(address: &str, token: Option<&str>) -> Result<AdminClient, AdminClientError> {
+    let channel = Channel::from_shared(with_scheme(address))
+        .map_err(|e| AdminClientError::BadAddress {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_lazy();
+    let token = token
+        .map(|t| AsciiMetadataValue::try_from(t).map_err(|_| AdminClientError::BadToken))
+        .transpose()?;
+    Ok(VideoContentAdminServiceClient::with_interceptor(
+        channel,
+        TokenInterceptor(token),
+    ))
+}

@@ -1,0 +1,218 @@
+//! What the nodes really hold, and the copy → verify → delete step that moves one file
+//! to where a ring wants it. Ring changes use it (and repair will): since the work is
+//! computed from what the nodes hold, running it again after a crash finishes the job.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+
+use super::files::with_transfer_deadline;
+use super::membership::Cluster;
+use crate::node::client::{ClientError, StorageClient};
+use crate::ring::Ring;
+
+/// One file as the nodes hold it.
+#[derive(Clone, Debug)]
+pub struct Holding {
+    pub size: u64,
+    pub sha256: String,
+    pub holders: Vec<String>,
+}
+
+/// key → its size, hash and holders (in address order of the nodes).
+pub type Inventory = BTreeMap<String, Holding>;
+
+/// The work for one key: copy to `missing`, then delete from `extra`.
+#[derive(Clone, Debug)]
+pub struct KeyWork {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Nodes to copy from, best first.
+    pub sources: Vec<String>,
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node {node} is unreachable: {why}")]
+pub struct Unreachable {
+    pub node: String,
+    pub why: String,
+}
+
+/// Lists every node of `nodes` with sizes and hashes. A node in `may_skip` that does not
+/// answer is left out (a node being removed: its copies elsewhere are used); any other
+/// node that does not answer stops the inventory, since files it holds would be missed.
+pub async fn take(
+    cluster: &Cluster,
+    nodes: &BTreeSet<String>,
+    may_skip: Option<&str>,
+) -> Result<Inventory, Unreachable> {
+    let listings = futures::future::join_all(nodes.iter().map(|node| async move {
+        let listing = match cluster.client(node) {
+            Ok(client) => client.keys(true).await,
+            Err(e) => Err(e),
+        };
+        (node.clone(), listing)
+    }))
+    .await;
+    let mut inventory = Inventory::new();
+    for (node, listing) in listings {
+        let keys = match listing {
+            Ok(keys) => keys,
+            Err(e) if may_skip == Some(node.as_str()) => {
+                tracing::warn!(%node, error = %e, "node being removed does not answer; using other copies");
+                continue;
+            }
+            Err(e) => {
+                return Err(Unreachable {
+                    node,
+                    why: e.to_string(),
+                });
+            }
+        };
+        for info in keys {
+            let holding = inventory.entry(info.key).or_insert_with(|| Holding {
+                size: info.size,
+                sha256: info.sha256.clone(),
+                holders: Vec::new(),
+            });
+            if holding.sha256 == info.sha256 {
+                holding.holders.push(node.clone());
+            } else {
+                // A copy that disagrees is treated as absent, so a good copy overwrites it.
+                tracing::warn!(%node, "copy differs from another node's; it will be replaced");
+            }
+        }
+    }
+    Ok(inventory)
+}
+
+/// Every key whose holders differ from what `target` wants.
+pub fn work_list(inventory: &Inventory, target: &Ring) -> Vec<KeyWork> {
+    inventory
+        .iter()
+        .filter_map(|(key, holding)| {
+            let wanted = target.owners(key);
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|n| !holding.holders.iter().any(|h| h == *n))
+                .map(|n| n.to_string())
+                .collect();
+            let extra: Vec<String> = holding
+                .holders
+                .iter()
+                .filter(|h| !wanted.contains(&h.as_str()))
+                .cloned()
+                .collect();
+            if missing.is_empty() && extra.is_empty() {
+                return None;
+            }
+            // Read from holders that stay first: they are the healthy part of the cluster.
+            let mut sources = holding.holders.clone();
+            sources.sort_by_key(|h| !wanted.contains(&h.as_str()));
+            Some(KeyWork {
+                key: key.clone(),
+                size: holding.size,
+                sha256: holding.sha256.clone(),
+                sources,
+                missing,
+                extra,
+            })
+        })
+        .collect()
+}
+
+/// Copies one key to the holders that lack it, then deletes it where it is no longer
+/// wanted. Returns the bytes copied.
+pub async fn move_key(cluster: &Cluster, item: &KeyWork) -> Result<u64, ClientError> {
+    let mut copied = 0;
+    for target in &item.missing {
+        let to = cluster.client(target)?;
+        let mut last_error = None;
+        let mut done = false;
+        for source in &item.sources {
+            match copy(cluster, source, &to, item).await {
+                Ok(()) => {
+                    done = true;
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if !done {
+            return Err(last_error.unwrap_or_else(|| ClientError::Rpc {
+                node: target.clone(),
+                status: tonic::Status::not_found("no copy left to read from"),
+            }));
+        }
+        copied += item.size;
+    }
+    for node in &item.extra {
+        cluster.client(node)?.delete(&item.key).await?;
+    }
+    Ok(copied)
+}
+
+/// Copies one key from `source` to `to`: the target pulls it straight from the source
+/// (the bytes never pass through this node); a node without that RPC (the original
+/// system's) gets it relayed through here instead. Either way the target keeps the copy
+/// only if it has the inventory's SHA-256.
+async fn copy(
+    cluster: &Cluster,
+    source: &str,
+    to: &StorageClient,
+    item: &KeyWork,
+) -> Result<(), ClientError> {
+    let pulled = to.pull(&item.key, source, &item.sha256);
+    match with_transfer_deadline(to.address(), item.size, pulled).await {
+        Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {}
+        other => return other.map(|_| ()),
+    }
+    let from = cluster.client(source)?;
+    let Some((_, body)) = from.get_stream(&item.key, 0, 0).await? else {
+        return Err(ClientError::Rpc {
+            node: source.to_string(),
+            status: tonic::Status::not_found("file vanished during the change"),
+        });
+    };
+    // Chunks that fail to read end the stream; the target then refuses the copy, because
+    // its hash no longer matches.
+    let chunks = body.take_while(|chunk| futures::future::ready(chunk.is_ok()));
+    let chunks = chunks.filter_map(|chunk| futures::future::ready(chunk.ok()));
+    let put = to.put_stream(&item.key, Some(&item.sha256), chunks);
+    with_transfer_deadline(to.address(), item.size, put).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holding(holders: &[&str]) -> Holding {
+        Holding {
+            size: 10,
+            sha256: "ab".into(),
+            holders: holders.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn work_list_copies_missing_and_deletes_extra() {
+        let target = Ring::with_nodes(1, 1, ["localhost:8090", "localhost:8091", "localhost:8092"]);
+        let mut inventory = Inventory::new();
+        // Owned by 8091: held by 8090 only → copy to 8091, delete from 8090.
+        inventory.insert("v1/manifest.mpd".to_string(), holding(&["localhost:8090"]));
+        // Owned by 8092 and held there: nothing to do.
+        inventory.insert(
+            "v1/chunk-0-00001.m4s".to_string(),
+            holding(&["localhost:8092"]),
+        );
+        let work = work_list(&inventory, &target);
+        assert_eq!(work.len(), 1);
+        assert_eq!(work[0].key, "v1/manifest.mpd");
+        assert_eq!(work[0].missing, ["localhost:8091"]);
+        assert_eq!(work[0].extra, ["localhost:8090"]);
+    }
+}

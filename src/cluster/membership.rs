@@ -1,0 +1,251 @@
+//! The cluster as this web node sees it: the state saved in the metadata store, held as a
+//! snapshot that readers take without waiting, changed only by compare-and-swap so that
+//! of several web nodes sharing one store exactly one wins each change.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::NodePool;
+use super::state::{ClusterState, to_json};
+use super::write_gate::{WriteGate, WriteTicket};
+use crate::meta::{MetaError, MetaStore};
+use crate::node::client::{ClientError, StorageClient};
+use crate::ring::Ring;
+
+/// How many times a change is recomputed when other web nodes keep changing the state.
+const CAS_ATTEMPTS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no storage node in the ring")]
+    NoNodes,
+    #[error("{0}")]
+    Node(#[from] ClientError),
+    #[error("copies of {key} disagree: {detail}")]
+    Mismatch { key: String, detail: String },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("cluster state in the metadata store is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the cluster state kept changing under this web node; try again")]
+    Contended,
+}
+
+/// The state in use and the exact document it was read from (what a compare-and-swap
+/// compares against).
+struct Current {
+    state: Arc<ClusterState>,
+    stored: Option<String>,
+}
+
+pub struct Cluster {
+    meta: MetaStore,
+    current: RwLock<Current>,
+    pool: NodePool,
+    writes: WriteGate,
+}
+
+impl Cluster {
+    /// Loads the saved cluster state, or seeds it with `seed_nodes` when the store has
+    /// none. A saved state wins over the seed: nodes changed at run time are kept.
+    pub async fn load(
+        meta: MetaStore,
+        seed_nodes: &[String],
+        virtual_nodes: u32,
+        replicas: u32,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let cluster = Arc::new(Cluster {
+            meta,
+            current: RwLock::new(Current {
+                state: Arc::new(ClusterState {
+                    ring: Ring::new(virtual_nodes, replicas),
+                    spares: BTreeSet::new(),
+                    migration: None,
+                    version: 0,
+                }),
+                stored: None,
+            }),
+            pool: NodePool::default(),
+            writes: WriteGate::default(),
+        });
+        cluster.reload().await?;
+        let seeded = cluster
+            .update(|state| {
+                if state.version > 0 {
+                    return Ok::<_, ClusterError>(None);
+                }
+                Ok(Some(ClusterState {
+                    ring: Ring::with_nodes(virtual_nodes, replicas, seed_nodes.iter().cloned()),
+                    spares: BTreeSet::new(),
+                    migration: None,
+                    version: 0,
+                }))
+            })
+            .await?;
+        let saved: BTreeSet<&str> = seeded.ring.nodes().collect();
+        let seed: BTreeSet<&str> = seed_nodes.iter().map(String::as_str).collect();
+        if saved != seed {
+            tracing::warn!(
+                ?saved,
+                ?seed,
+                "the saved ring differs from the command line; using the saved ring"
+            );
+        }
+        if seeded.ring.virtual_nodes() != virtual_nodes || seeded.ring.replicas() != replicas {
+            tracing::warn!(
+                saved_v = seeded.ring.virtual_nodes(),
+                saved_r = seeded.ring.replicas(),
+                "virtual nodes / replicas differ from the saved ring; using the saved values"
+            );
+        }
+        Ok(cluster)
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The state now. Never waits on I/O: a reader keeps its snapshot however long it
+    /// needs it, while changes install newer ones.
+    pub fn snapshot(&self) -> Arc<ClusterState> {
+        self.current.read().expect("cluster state lock").state.clone()
+    }
+
+    /// The state to place a new file with, and a ticket that keeps a ring change from
+    /// taking its inventory until the write is over.
+    pub fn begin_write(&self) -> (Arc<ClusterState>, WriteTicket<'_>) {
+        let current = self.current.read().expect("cluster state lock");
+        let ticket = self.writes.enter(current.state.version);
+        (current.state.clone(), ticket)
+    }
+
+    /// Waits until every write that placed its files on a state older than `version` is
+    /// over (finished or failed).
+    pub async fn wait_for_writes_before(&self, version: u64) {
+        self.writes.wait_older_than(version).await
+    }
+
+    /// Writes still running on states older than `version`.
+    pub fn writes_before(&self, version: u64) -> usize {
+        self.writes.older_than(version)
+    }
+
+    pub fn client(&self, address: &str) -> Result<StorageClient, ClientError> {
+        self.pool.client(address)
+    }
+
+    /// Changes the saved state: `change` gets the latest state and returns the next one
+    /// (None: nothing to do). The save is a compare-and-swap on the document this node
+    /// last read; when another web node saved in between, the state is read again and
+    /// `change` runs on it, so its checks (one change at a time, …) see the truth.
+    pub async fn update<E>(
+        &self,
+        mut change: impl FnMut(&ClusterState) -> Result<Option<ClusterState>, E>,
+    ) -> Result<Arc<ClusterState>, E>
+    where
+        E: From<ClusterError>,
+    {
+        for _ in 0..CAS_ATTEMPTS {
+            let (state, stored) = {
+                let current = self.current.read().expect("cluster state lock");
+                (current.state.clone(), current.stored.clone())
+            };
+            let Some(mut next) = change(&state)? else {
+                return Ok(state);
+            };
+            next.version = state.version + 1;
+            let json = to_json(&next);
+            let swapped = self
+                .meta
+                .compare_and_swap_cluster_state(stored.as_deref(), &json)
+                .await
+                .map_err(ClusterError::from)?;
+            if swapped {
+                let next = Arc::new(next);
+                self.install(next.clone(), json);
+                return Ok(next);
+            }
+            tracing::info!("the cluster state changed elsewhere; reading it again");
+            self.reload().await?;
+        }
+        Err(ClusterError::Contended.into())
+    }
+
+    /// Records nodes to offer the operator; those already in the ring are left alone.
+    pub async fn register_spares(&self, spares: &[String]) -> Result<(), ClusterError> {
+        self.update(|state| {
+            let outside: Vec<&String> = spares
+                .iter()
+                .filter(|n| !state.ring.contains(n) && !state.spares.contains(*n))
+                .collect();
+            if outside.is_empty() {
+                return Ok::<_, ClusterError>(None);
+            }
+            let mut next = state.clone();
+            next.spares.extend(outside.into_iter().cloned());
+            Ok(Some(next))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the saved state again and uses it if it is newer.
+    pub async fn reload(&self) -> Result<(), ClusterError> {
+        if let Some(json) = self.meta.load_cluster_state().await? {
+            self.adopt_saved_state(&json)?;
+        }
+        Ok(())
+    }
+
+    /// Adopts a state saved by another web node (seen through the store's watch) if it is
+    /// newer than the one in use.
+    pub fn adopt_saved_state(&self, json: &str) -> Result<(), ClusterError> {
+        let next: ClusterState =
+            serde_json::from_str(json).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
+        if self.install(Arc::new(next), json.to_string()) {
+            tracing::debug!("adopted a cluster state saved elsewhere");
+        }
+        Ok(())
+    }
+
+    /// Makes `state` (saved as `json`) the one in use unless a newer one already is.
+    fn install(&self, state: Arc<ClusterState>, json: String) -> bool {
+        let mut current = self.current.write().expect("cluster state lock");
+        let newer = state.version > current.state.version || current.stored.is_none();
+        if newer {
+            *current = Current {
+                state,
+                stored: Some(json),
+            };
+        }
+        newer
+    }
+
+    /// Follows, until `shutdown`, the changes other web nodes save to the shared store.
+    pub async fn follow_changes(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ClusterError> {
+        let mut changes = self.meta.watch_cluster_state().await?;
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    change = changes.next() => match change {
+                        Some(json) => {
+                            if let Err(e) = cluster.adopt_saved_state(&json) {
+                                tracing::warn!(error = %e, "ignoring an unreadable cluster state");
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        Ok(())
+    }
+}

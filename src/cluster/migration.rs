@@ -1,0 +1,774 @@
+//! Changing the ring without losing a file (DESIGN §6), as a background worker (§6a).
+//!
+//! A change is journaled in the metadata store before anything moves, with a
+//! compare-and-swap, so of several web nodes asked at once exactly one starts it; from
+//! then on new files go to the target ring and reads fall back to the old holders. The
+//! worker waits for writes placed on the old ring, takes an inventory of what the nodes
+//! really hold, copies each file to the holders that lack it (the receiving node verifies
+//! its SHA-256) and only then deletes it where it is no longer wanted. The ring switches
+//! when every file is in place. The worker belongs to the web node, not to the request:
+//! a client that goes away cancels nothing, and a web node that stops leaves the journal
+//! for the next start to finish.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::inventory::{self, KeyWork, Unreachable};
+use super::membership::{Cluster, ClusterError};
+use super::state::{ChangeKind, ClusterState, Journal, JournalProgress};
+use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
+use crate::proto::admin::{self, MigrationProgress};
+use crate::ring::Ring;
+
+/// Files copied at once.
+pub const DEFAULT_PARALLELISM: usize = 16;
+/// The kind of worker that runs ring changes.
+pub const RING_CHANGE: &str = "ring change";
+/// How long a node may take to answer before it counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a running change saves its progress for the other web nodes to show.
+const SHARE_PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("node {0} is already in the ring")]
+    Duplicate(String),
+    #[error("node {0} is not in the ring")]
+    Unknown(String),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error("{0}")]
+    Refused(String),
+    #[error("a ring change is already running ({0})")]
+    Busy(String),
+    #[error("no ring change is running")]
+    NothingToCancel,
+    #[error("{0}")]
+    Failed(String),
+    #[error("the web node is stopping; the change is journaled and resumes when it starts again")]
+    Interrupted,
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+impl From<MigrationError> for tonic::Status {
+    fn from(e: MigrationError) -> Self {
+        let message = e.to_string();
+        match e {
+            MigrationError::Duplicate(_) => tonic::Status::already_exists(message),
+            MigrationError::Unknown(_) => tonic::Status::not_found(message),
+            MigrationError::Unreachable(_) | MigrationError::Interrupted => {
+                tonic::Status::unavailable(message)
+            }
+            MigrationError::Refused(_)
+            | MigrationError::Busy(_)
+            | MigrationError::NothingToCancel => tonic::Status::failed_precondition(message),
+            MigrationError::Failed(_) => tonic::Status::aborted(message),
+            MigrationError::Cluster(ClusterError::Meta(crate::meta::MetaError::Unavailable(_))) => {
+                tonic::Status::unavailable(message)
+            }
+            MigrationError::Cluster(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// What a change would do: files (keys whose holders change) and bytes copied, grouped
+/// by source → target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub files: u64,
+    pub bytes: u64,
+    pub moves: BTreeMap<(String, String), (u64, u64)>,
+}
+
+impl Plan {
+    fn of(work: &[KeyWork]) -> Plan {
+        let mut plan = Plan::default();
+        for item in work {
+            plan.files += 1;
+            let source = item.sources.first().cloned().unwrap_or_default();
+            for to in &item.missing {
+                plan.bytes += item.size;
+                let entry = plan.moves.entry((source.clone(), to.clone())).or_default();
+                entry.0 += 1;
+                entry.1 += item.size;
+            }
+        }
+        plan
+    }
+
+    pub fn to_proto(&self) -> admin::PlanChangeResponse {
+        admin::PlanChangeResponse {
+            files: self.files,
+            bytes: self.bytes,
+            moves: self
+                .moves
+                .iter()
+                .map(|((from, to), (files, bytes))| admin::PlanMove {
+                    from: from.clone(),
+                    to: to.clone(),
+                    files: *files,
+                    bytes: *bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Starts, resumes and cancels ring changes; each one runs as a worker of `runner`.
+pub struct Migrator {
+    cluster: Arc<Cluster>,
+    runner: Arc<Runner>,
+    parallelism: usize,
+    /// Names this web node in the journals it runs, so a cancel is only accepted where
+    /// the change really runs.
+    instance: String,
+    /// The latest change's progress in the original admin shape, for WatchMigration.
+    progress: watch::Sender<Option<MigrationProgress>>,
+    /// Serialises the checks and the journal write of changes asked of this web node.
+    starting: tokio::sync::Mutex<()>,
+    /// The change this node runs now, with the journal it runs.
+    current: Mutex<Option<(WorkerHandle, Journal)>>,
+}
+
+impl Migrator {
+    pub fn new(cluster: Arc<Cluster>, runner: Arc<Runner>, parallelism: usize) -> Arc<Self> {
+        let instance = format!(
+            "web-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        Arc::new(Migrator {
+            cluster,
+            runner,
+            parallelism: parallelism.max(1),
+            instance,
+            progress: watch::channel(None).0,
+            starting: tokio::sync::Mutex::new(()),
+            current: Mutex::new(None),
+        })
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// The latest progress, then every update. A change run by another web node sharing
+    /// the store shows here too, from the progress it saves in the journal.
+    pub fn watch(&self) -> watch::Receiver<Option<MigrationProgress>> {
+        self.progress.subscribe()
+    }
+
+    /// The latest progress: this node's change, else one another web node runs.
+    pub fn latest_progress(&self) -> Option<MigrationProgress> {
+        let local = self.progress.borrow().clone();
+        match (&local, &self.cluster.snapshot().migration) {
+            (Some(p), _) if !p.finished => local,
+            (_, Some(journal)) if !self.runs(journal) => Some(remote_progress(journal)),
+            _ => local,
+        }
+    }
+
+    fn runs(&self, journal: &Journal) -> bool {
+        self.runs_change(&journal.id)
+    }
+
+    /// Whether this web node runs the change `id` now.
+    pub fn runs_change(&self, id: &str) -> bool {
+        self.current
+            .lock()
+            .expect("current change lock")
+            .as_ref()
+            .is_some_and(|(h, j)| j.id == id && !h.status().state.is_finished())
+    }
+
+    /// Adds `node` and moves onto it the files it now owns; returns the files moved.
+    /// Waits for the change, but the change does not wait for the caller.
+    pub async fn add_node(self: &Arc<Self>, node: &str) -> Result<u64, MigrationError> {
+        let handle = self.start(ChangeKind::Add, node).await?;
+        outcome(handle.finished().await)
+    }
+
+    /// Moves the files of `node` to their new holders, then drops it from the ring.
+    pub async fn remove_node(self: &Arc<Self>, node: &str) -> Result<u64, MigrationError> {
+        let handle = self.start(ChangeKind::Remove, node).await?;
+        outcome(handle.finished().await)
+    }
+
+    /// Journals a change and starts its worker; returns as soon as it runs. Asking for
+    /// the change that is journaled but not running (left by a crash) resumes it.
+    pub async fn start(
+        self: &Arc<Self>,
+        kind: ChangeKind,
+        node: &str,
+    ) -> Result<WorkerHandle, MigrationError> {
+        let _starting = self.starting.lock().await;
+        if let Some((handle, journal)) = self.running() {
+            return Err(MigrationError::Busy(format!(
+                "{}, worker {}",
+                journal.describe(),
+                handle.id
+            )));
+        }
+        let state = self.cluster.snapshot();
+        if let Some(journal) = &state.migration {
+            if journal.kind == kind && journal.node == node && !journal.cancelled {
+                return self.take_over(journal.clone()).await;
+            }
+            return Err(busy(journal));
+        }
+        let target = match kind {
+            ChangeKind::Add => {
+                if state.ring.contains(node) {
+                    return Err(MigrationError::Duplicate(node.to_string()));
+                }
+                self.probe(node).await?;
+                let mut target = state.ring.clone();
+                target.add(node);
+                target
+            }
+            ChangeKind::Remove => removal_target(&state.ring, node)?,
+        };
+        let journal = Journal {
+            id: format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), kind.name()),
+            kind,
+            node: node.to_string(),
+            target,
+            started_at: Utc::now(),
+            cancelled: false,
+            runner: self.instance.clone(),
+            progress: None,
+        };
+        // Journal first, and only if nobody journaled a change meanwhile (another web node
+        // on the same store): from here on new files go to the target ring.
+        self.cluster
+            .update(|current: &ClusterState| {
+                if let Some(other) = &current.migration {
+                    return Err(busy(other));
+                }
+                if kind == ChangeKind::Add && current.ring.contains(node) {
+                    return Err(MigrationError::Duplicate(node.to_string()));
+                }
+                if current.ring != state.ring {
+                    return Err(MigrationError::Busy(
+                        "the ring changed while this change was checked; ask again".into(),
+                    ));
+                }
+                let mut next = current.clone();
+                next.migration = Some(journal.clone());
+                Ok(Some(next))
+            })
+            .await?;
+        Ok(self.spawn(journal))
+    }
+
+    /// Finishes, in the background, a change journaled but not running here (left by a
+    /// web node that stopped or crashed). None when there is none.
+    pub async fn resume_pending(self: &Arc<Self>) -> Result<Option<WorkerHandle>, MigrationError> {
+        let _starting = self.starting.lock().await;
+        if self.running().is_some() {
+            return Ok(None);
+        }
+        let Some(journal) = self.cluster.snapshot().migration.clone() else {
+            return Ok(None);
+        };
+        tracing::info!(id = %journal.id, change = %journal.describe(), "resuming an unfinished ring change");
+        self.take_over(journal).await.map(Some)
+    }
+
+    /// Cancels the change this web node runs by moving every file back to the ring as it
+    /// was before it: safe for an add and for a remove alike, because nothing has left
+    /// the old ring's nodes for good until the switch. Refused when a node of the old
+    /// ring does not answer (the files could not all go back), when the change runs on
+    /// another web node (two workers moving files in opposite directions could delete the
+    /// last copy), and for a cancel already under way.
+    pub async fn cancel(self: &Arc<Self>) -> Result<String, MigrationError> {
+        let _starting = self.starting.lock().await;
+        let state = self.cluster.snapshot();
+        let Some(journal) = state.migration.clone() else {
+            return Err(MigrationError::NothingToCancel);
+        };
+        if journal.cancelled {
+            return Err(MigrationError::Refused(format!(
+                "{} is already being cancelled",
+                journal.describe()
+            )));
+        }
+        let running_here = self.running().filter(|(_, j)| j.id == journal.id);
+        if running_here.is_none() && journal.runner != self.instance {
+            return Err(MigrationError::Refused(format!(
+                "{} runs on another web node ({}); cancel it there",
+                journal.describe(),
+                journal.runner
+            )));
+        }
+        for node in state.ring.nodes() {
+            self.probe(node).await.map_err(|e| {
+                MigrationError::Refused(format!(
+                    "cannot cancel: every file must go back to {node}, which does not answer ({e})"
+                ))
+            })?;
+        }
+        // Stop the forward copies before anything moves back.
+        if let Some((handle, _)) = running_here {
+            handle.stop();
+            handle.finished().await;
+        }
+        let rollback = Journal {
+            cancelled: true,
+            target: state.ring.clone(),
+            runner: self.instance.clone(),
+            progress: None,
+            ..journal.clone()
+        };
+        self.cluster
+            .update(|current: &ClusterState| match &current.migration {
+                Some(j) if j.id == journal.id && !j.cancelled => {
+                    let mut next = current.clone();
+                    next.migration = Some(rollback.clone());
+                    Ok(Some(next))
+                }
+                _ => Err(MigrationError::Refused(
+                    "the change finished or was replaced meanwhile".into(),
+                )),
+            })
+            .await?;
+        let description = rollback.describe();
+        self.spawn(rollback);
+        Ok(description)
+    }
+
+    /// What adding or removing `node` would move, changing nothing.
+    pub async fn plan(&self, kind: ChangeKind, node: &str) -> Result<Plan, MigrationError> {
+        let state = self.cluster.snapshot();
+        let current = state.write_ring();
+        let target = match kind {
+            ChangeKind::Add => {
+                if current.contains(node) {
+                    return Err(MigrationError::Duplicate(node.to_string()));
+                }
+                self.probe(node).await?;
+                let mut target = current.clone();
+                target.add(node);
+                target
+            }
+            ChangeKind::Remove => removal_target(current, node)?,
+        };
+        let mut nodes = state.data_nodes();
+        nodes.extend(target.nodes().map(String::from));
+        let inventory = inventory::take(&self.cluster, &nodes, None).await?;
+        Ok(Plan::of(&inventory::work_list(&inventory, &target)))
+    }
+
+    fn running(&self) -> Option<(WorkerHandle, Journal)> {
+        self.current
+            .lock()
+            .expect("current change lock")
+            .clone()
+            .filter(|(h, _)| !h.status().state.is_finished())
+    }
+
+    /// Marks `journal` as run by this web node (so exactly one of several web nodes
+    /// resuming it at once does), then runs it.
+    async fn take_over(
+        self: &Arc<Self>,
+        journal: Journal,
+    ) -> Result<WorkerHandle, MigrationError> {
+        let mut mine = journal.clone();
+        mine.runner = self.instance.clone();
+        self.cluster
+            .update(|current: &ClusterState| match &current.migration {
+                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
+                    if j.runner == journal.runner {
+                        let mut next = current.clone();
+                        next.migration = Some(Journal {
+                            progress: j.progress.clone(),
+                            ..mine.clone()
+                        });
+                        Ok(Some(next))
+                    } else {
+                        Err(MigrationError::Busy(format!(
+                            "{} was taken over by {}",
+                            j.describe(),
+                            j.runner
+                        )))
+                    }
+                }
+                Some(other) => Err(busy(other)),
+                None => Err(MigrationError::Refused(
+                    "the change finished meanwhile".into(),
+                )),
+            })
+            .await?;
+        Ok(self.spawn(mine))
+    }
+
+    fn spawn(self: &Arc<Self>, journal: Journal) -> WorkerHandle {
+        let migrator = self.clone();
+        let job = journal.clone();
+        let handle = self
+            .runner
+            .spawn(RING_CHANGE, &journal.describe(), move |ctx| async move {
+                migrator.execute(job, ctx).await
+            });
+        *self.current.lock().expect("current change lock") = Some((handle.clone(), journal));
+        handle
+    }
+
+    async fn probe(&self, node: &str) -> Result<(), MigrationError> {
+        let unreachable = |why: String| Unreachable {
+            node: node.to_string(),
+            why,
+        };
+        let client = self
+            .cluster
+            .client(node)
+            .map_err(|e| unreachable(e.to_string()))?;
+        match tokio::time::timeout(PROBE_TIMEOUT, client.stats()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unreachable(e.to_string()).into()),
+            Err(_) => Err(unreachable("no answer within 3 s".to_string()).into()),
+        }
+    }
+
+    /// The worker's body: runs a journaled change to the end, publishing progress.
+    async fn execute(&self, journal: Journal, ctx: WorkerContext) -> Result<String, String> {
+        let started = Instant::now();
+        let mut run = Run {
+            migrator: self,
+            journal: &journal,
+            ctx: &ctx,
+            started,
+            last_shared: Instant::now(),
+        };
+        ctx.report(|s| {
+            s.throttle = format!("{} copies at once", self.parallelism);
+        });
+        let outcome = run.go().await;
+        let finished = match &outcome {
+            Ok(moved) => format!(
+                "{moved} files moved in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => e.to_string(),
+        };
+        // The final state is set by the runner from the result; publish it in the
+        // original shape too.
+        let mut last = ctx.status.borrow().clone();
+        last.state = if outcome.is_ok() {
+            WorkerState::Done
+        } else if ctx.stop.is_cancelled() {
+            WorkerState::Interrupted
+        } else {
+            WorkerState::Failed
+        };
+        if outcome.is_err() {
+            last.errors = last.errors.max(1);
+            last.last_error = finished.clone();
+        }
+        last.event(format!(
+            "{}: {finished}",
+            if outcome.is_ok() { "done" } else { "stopped" }
+        ));
+        self.progress
+            .send_replace(Some(to_progress(&journal, &last, true)));
+        outcome.map(|_| finished.clone()).map_err(|_| finished)
+    }
+}
+
+/// One execution of a journal.
+struct Run<'a> {
+    migrator: &'a Migrator,
+    journal: &'a Journal,
+    ctx: &'a WorkerContext,
+    started: Instant,
+    last_shared: Instant,
+}
+
+impl Run<'_> {
+    fn publish(&self) {
+        let status = self.ctx.status.borrow().clone();
+        self.migrator
+            .progress
+            .send_replace(Some(to_progress(self.journal, &status, false)));
+    }
+
+    fn event(&self, text: String) {
+        self.ctx.report(|s| s.event(text));
+        self.publish();
+    }
+
+    async fn go(&mut self) -> Result<u64, MigrationError> {
+        let cluster = &self.migrator.cluster;
+        let journal = self.journal;
+        // Writes that placed files on the ring before this journal must land before the
+        // inventory, or their files would be missed.
+        let version = cluster.snapshot().version;
+        let pending = cluster.writes_before(version);
+        if pending > 0 {
+            self.event(format!(
+                "{}: waiting for {pending} writes on the previous ring",
+                journal.describe()
+            ));
+            cluster.wait_for_writes_before(version).await;
+        }
+        self.event(format!("{}: taking inventory", journal.describe()));
+
+        let mut nodes = cluster.snapshot().data_nodes();
+        nodes.extend(journal.target.nodes().map(String::from));
+        // A node being removed that no longer answers: its copies elsewhere are used.
+        let may_skip = (journal.kind == ChangeKind::Remove && !journal.cancelled)
+            .then_some(journal.node.as_str());
+        let inventory = inventory::take(cluster, &nodes, may_skip).await?;
+        let work = inventory::work_list(&inventory, &journal.target);
+        let files_total = work.len() as u64;
+        let bytes_total = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
+        self.ctx.report(|s| {
+            s.files_total = files_total;
+            s.bytes_total = bytes_total;
+            s.queue = files_total;
+        });
+        self.event(format!(
+            "{files_total} files to move ({bytes_total} bytes to copy)"
+        ));
+
+        // Stop taking new files when asked to stop; those in flight finish.
+        let stop = self.ctx.stop.clone();
+        let items = work
+            .into_iter()
+            .take_while(move |_| !stop.is_cancelled());
+        let mut results = futures::stream::iter(items.map(|item| async move {
+            let outcome = inventory::move_key(cluster, &item).await;
+            (item, outcome)
+        }))
+        .buffer_unordered(self.migrator.parallelism);
+        let mut failed = 0u64;
+        while let Some((item, outcome)) = results.next().await {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let mut error = None;
+            self.ctx.report(|s| {
+                match outcome {
+                    Ok(copied) => {
+                        s.files_done += 1;
+                        s.bytes_done += copied;
+                    }
+                    Err(e) => {
+                        s.errors += 1;
+                        s.last_error = format!("{}: {e}", item.key);
+                        error = Some(s.last_error.clone());
+                    }
+                }
+                s.queue = s.queue.saturating_sub(1);
+                s.current_item = item.key;
+                if elapsed > 0.0 {
+                    s.bytes_per_second = s.bytes_done as f64 / elapsed;
+                }
+            });
+            match error {
+                Some(e) => {
+                    failed += 1;
+                    self.event(format!("error: {e}"));
+                }
+                None => self.publish(),
+            }
+            self.share_progress().await;
+        }
+        drop(results);
+        let status = self.ctx.status.borrow().clone();
+        if self.ctx.stop.is_cancelled() {
+            return Err(MigrationError::Interrupted);
+        }
+        if failed > 0 {
+            return Err(MigrationError::Failed(format!(
+                "{failed} of {files_total} files could not be moved (last error: {}); the change stays journaled: run it again to finish",
+                status.last_error
+            )));
+        }
+
+        // Every file is where the target ring wants it: switch, if the journal is still
+        // this one (a cancel replaces it).
+        cluster
+            .update(|current: &ClusterState| match &current.migration {
+                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
+                    let mut next = current.clone();
+                    next.ring = journal.target.clone();
+                    next.migration = None;
+                    match (journal.kind, journal.cancelled) {
+                        (ChangeKind::Add, false) => {
+                            next.spares.remove(&journal.node);
+                        }
+                        (ChangeKind::Remove, false) => {
+                            next.spares.insert(journal.node.clone());
+                        }
+                        // A cancelled change leaves the ring and spares as they were.
+                        (_, true) => {}
+                    }
+                    Ok(Some(next))
+                }
+                _ => Err(MigrationError::Refused(format!(
+                    "{} was replaced in the journal before it could switch the ring",
+                    journal.describe()
+                ))),
+            })
+            .await?;
+        Ok(status.files_done)
+    }
+
+    /// Saves the progress in the journal now and then, so every web node sharing the
+    /// store can show it. Best effort: a failed save only delays the next one.
+    async fn share_progress(&mut self) {
+        if self.last_shared.elapsed() < SHARE_PROGRESS_EVERY {
+            return;
+        }
+        self.last_shared = Instant::now();
+        let status = self.ctx.status.borrow().clone();
+        let progress = JournalProgress::of(&status);
+        let journal = self.journal;
+        let saved = self
+            .migrator
+            .cluster
+            .update(|current: &ClusterState| match &current.migration {
+                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
+                    let mut next = current.clone();
+                    if let Some(j) = next.migration.as_mut() {
+                        j.progress = Some(progress.clone());
+                    }
+                    Ok::<_, ClusterError>(Some(next))
+                }
+                _ => Ok(None),
+            })
+            .await;
+        if let Err(e) = saved {
+            tracing::debug!(error = %e, "could not share the change's progress");
+        }
+    }
+}
+
+/// What the original admin RPCs return for a finished worker: the files moved, or why not.
+fn outcome(status: WorkerStatus) -> Result<u64, MigrationError> {
+    match status.state {
+        WorkerState::Done => Ok(status.files_done),
+        WorkerState::Interrupted => Err(MigrationError::Interrupted),
+        _ => Err(MigrationError::Failed(status.outcome)),
+    }
+}
+
+fn busy(journal: &Journal) -> MigrationError {
+    MigrationError::Busy(format!(
+        "{} is journaled{}; finish it (ask for it again) or cancel it first",
+        journal.describe(),
+        if journal.runner.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", journal.runner)
+        }
+    ))
+}
+
+/// The ring without `node`, refused if that leaves fewer nodes than replicas (or none).
+fn removal_target(ring: &Ring, node: &str) -> Result<Ring, MigrationError> {
+    if !ring.contains(node) {
+        return Err(MigrationError::Unknown(node.to_string()));
+    }
+    let left = ring.len() - 1;
+    if left == 0 {
+        return Err(MigrationError::Refused(format!(
+            "{node} is the last node in the ring; removing it would leave nowhere to store files"
+        )));
+    }
+    if left < ring.replicas() as usize {
+        return Err(MigrationError::Refused(format!(
+            "removing {node} would leave {left} nodes, fewer than the {} replicas each file needs",
+            ring.replicas()
+        )));
+    }
+    let mut target = ring.clone();
+    target.remove(node);
+    Ok(target)
+}
+
+pub fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
+    match kind {
+        ChangeKind::Add => admin::ChangeKind::Add,
+        ChangeKind::Remove => admin::ChangeKind::Remove,
+    }
+}
+
+/// A worker's status in the original admin shape.
+fn to_progress(journal: &Journal, status: &WorkerStatus, finished: bool) -> MigrationProgress {
+    MigrationProgress {
+        id: journal.id.clone(),
+        kind: proto_kind(journal.kind) as i32,
+        node_address: journal.node.clone(),
+        files_total: status.files_total,
+        files_done: status.files_done,
+        bytes_total: status.bytes_total,
+        bytes_done: status.bytes_done,
+        bytes_per_second: status.bytes_per_second,
+        current_key: status.current_item.clone(),
+        errors: status.errors,
+        last_error: status.last_error.clone(),
+        finished,
+        started_at_ms: journal.started_at.timestamp_millis(),
+        events: status.events.iter().cloned().collect(),
+    }
+}
+
+/// A change another web node runs, from the progress it saved in the journal.
+fn remote_progress(journal: &Journal) -> MigrationProgress {
+    let p = journal.progress.clone().unwrap_or_default();
+    MigrationProgress {
+        id: journal.id.clone(),
+        kind: proto_kind(journal.kind) as i32,
+        node_address: journal.node.clone(),
+        files_total: p.files_total,
+        files_done: p.files_done,
+        bytes_total: p.bytes_total,
+        bytes_done: p.bytes_done,
+        bytes_per_second: p.bytes_per_second,
+        current_key: String::new(),
+        errors: p.errors,
+        last_error: p.last_error,
+        finished: false,
+        started_at_ms: journal.started_at.timestamp_millis(),
+        events: vec![format!(
+            "{} runs on web node {}",
+            journal.describe(),
+            journal.runner
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_refuses_unknown_last_and_below_replicas() {
+        let ring = Ring::with_nodes(4, 2, ["a:1", "b:2"]);
+        assert!(matches!(
+            removal_target(&ring, "c:3"),
+            Err(MigrationError::Unknown(_))
+        ));
+        assert!(matches!(
+            removal_target(&ring, "a:1"),
+            Err(MigrationError::Refused(_))
+        ));
+        let single = Ring::with_nodes(4, 1, ["a:1"]);
+        assert!(matches!(
+            removal_target(&single, "a:1"),
+            Err(MigrationError::Refused(_))
+        ));
+        let three = Ring::with_nodes(4, 2, ["a:1", "b:2", "c:3"]);
+        assert!(!removal_target(&three, "a:1").unwrap().contains("a:1"));
+    }
+}

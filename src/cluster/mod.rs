@@ -1,0 +1,100 @@
+//! The control plane of a web node: the cluster state shared through the metadata store,
+//! the background workers that change it, and the admin service operators drive them
+//! with. The HTTP side (`web`) and the console (`tui`) use it; it knows nothing of HTTP.
+//!
+//! - [`state`]: what the cluster is made of (ring, spares, the journaled change), pure.
+//! - [`membership`]: that state as this node holds it: snapshots for readers,
+//!   compare-and-swap changes, following other web nodes' changes.
+//! - [`write_gate`]: writes counted per state version, so a change waits for them.
+//! - [`files`]: files on the ring: write to every holder, read with fallback, delete.
+//! - [`pool`]: one client per storage node.
+//! - [`worker`]: the runner that owns long work, and the status each worker reports.
+//! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
+//! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
+//! - [`admin`]: the admin gRPC service (the original's three RPCs and the console's).
+//! - [`admin_client`]: the client side of it, with the admin token.
+
+pub mod admin;
+pub mod admin_client;
+pub mod files;
+pub mod inventory;
+pub mod membership;
+pub mod migration;
+pub mod pool;
+pub mod state;
+pub mod worker;
+pub mod write_gate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::meta::MetaStore;
+pub use membership::{Cluster, ClusterError};
+use migration::Migrator;
+use worker::Runner;
+
+/// How long workers get on shutdown to finish what they have in flight.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The ring, its workers and the migrator of one web node.
+pub struct ControlPlane {
+    pub cluster: Arc<Cluster>,
+    pub runner: Arc<Runner>,
+    pub migrator: Arc<Migrator>,
+}
+
+/// How the ring is seeded when the metadata store has none yet.
+pub struct Seed<'a> {
+    pub nodes: &'a [String],
+    /// Nodes to offer the operator without putting them in the ring.
+    pub spares: &'a [String],
+    pub virtual_nodes: u32,
+    pub replicas: u32,
+}
+
+impl ControlPlane {
+    /// Loads (or seeds) the cluster state, follows other web nodes' changes until
+    /// `shutdown`, and resumes in the background a change left unfinished.
+    pub async fn start(
+        meta: MetaStore,
+        seed: Seed<'_>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ClusterError> {
+        let cluster = Cluster::load(meta, seed.nodes, seed.virtual_nodes, seed.replicas).await?;
+        cluster.register_spares(seed.spares).await?;
+        cluster.follow_changes(shutdown).await?;
+        let runner = Arc::new(Runner::default());
+        let migrator = Migrator::new(
+            cluster.clone(),
+            runner.clone(),
+            migration::DEFAULT_PARALLELISM,
+        );
+        let resuming = migrator.clone();
+        tokio::spawn(async move {
+            match resuming.resume_pending().await {
+                Ok(Some(worker)) => tracing::info!(worker = worker.id, "resumed an interrupted ring change"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not resume the interrupted ring change"),
+            }
+        });
+        Ok(ControlPlane {
+            cluster,
+            runner,
+            migrator,
+        })
+    }
+
+    pub fn admin_server(&self, token: Option<String>) -> admin::AdminServer {
+        admin::server(self.migrator.clone(), token)
+    }
+
+    /// Stops every worker, waiting up to [`DRAIN_DEADLINE`] for what is in flight; their
+    /// journals let the next start resume.
+    pub async fn shutdown(&self) {
+        if !self.runner.shutdown(DRAIN_DEADLINE).await {
+            tracing::warn!("workers still busy at the drain deadline; their journals resume them on start");
+        }
+    }
+}
