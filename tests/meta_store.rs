@@ -168,6 +168,49 @@ async fn cluster_state(store: MetaStore) {
     assert!(store.list_videos().await.unwrap().value.is_empty());
 }
 
+/// Of several web nodes changing the cluster state at once, exactly one wins; a stale
+/// expectation never overwrites.
+async fn cluster_state_compare_and_swap(store: MetaStore) {
+    assert!(
+        store
+            .compare_and_swap_cluster_state(None, r#"{"version":1}"#)
+            .await
+            .unwrap()
+    );
+    // Absent is no longer true, and a wrong expectation changes nothing.
+    assert!(
+        !store
+            .compare_and_swap_cluster_state(None, r#"{"version":9}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_swap_cluster_state(Some(r#"{"version":0}"#), r#"{"version":9}"#)
+            .await
+            .unwrap()
+    );
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .compare_and_swap_cluster_state(
+                    Some(r#"{"version":1}"#),
+                    &format!(r#"{{"version":2,"writer":{i}}}"#),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures::future::join_all(racers).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let winner = won.iter().position(|w| *w).unwrap();
+    assert_eq!(
+        store.load_cluster_state().await.unwrap(),
+        Some(format!(r#"{{"version":2,"writer":{winner}}}"#))
+    );
+}
+
 type Behaviour = fn(MetaStore) -> futures::future::BoxFuture<'static, ()>;
 
 fn suite() -> Vec<(&'static str, Behaviour)> {
@@ -178,6 +221,9 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
         ("concurrent_claims", |s| Box::pin(concurrent_claims(s))),
         ("details_round_trip", |s| Box::pin(details_round_trip(s))),
         ("cluster_state", |s| Box::pin(cluster_state(s))),
+        ("cluster_state_compare_and_swap", |s| {
+            Box::pin(cluster_state_compare_and_swap(s))
+        }),
     ]
 }
 

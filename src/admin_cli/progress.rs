@@ -116,7 +116,11 @@ fn details(p: &MigrationProgress) -> String {
     );
     if !p.finished && p.bytes_per_second > 0.0 && p.bytes_total > p.bytes_done {
         let left = (p.bytes_total - p.bytes_done) as f64 / p.bytes_per_second;
-        let _ = write!(text, ", ETA {}", HumanDuration(Duration::from_secs_f64(left)));
+        let _ = write!(
+            text,
+            ", ETA {}",
+            HumanDuration(Duration::from_secs_f64(left))
+        );
     }
     if p.errors > 0 {
         let _ = write!(text, ", {} errors (last: {})", p.errors, p.last_error);

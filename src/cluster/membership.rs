@@ -111,7 +111,11 @@ impl Cluster {
     /// The state now. Never waits on I/O: a reader keeps its snapshot however long it
     /// needs it, while changes install newer ones.
     pub fn snapshot(&self) -> Arc<ClusterState> {
-        self.current.read().expect("cluster state lock").state.clone()
+        self.current
+            .read()
+            .expect("cluster state lock")
+            .state
+            .clone()
     }
 
     /// The state to place a new file with, and a ticket that keeps a ring change from

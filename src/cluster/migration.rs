@@ -239,7 +239,11 @@ impl Migrator {
             ChangeKind::Remove => removal_target(&state.ring, node)?,
         };
         let journal = Journal {
-            id: format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), kind.name()),
+            id: format!(
+                "{}-{}",
+                Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+                kind.name()
+            ),
             kind,
             node: node.to_string(),
             target,
@@ -379,10 +383,7 @@ impl Migrator {
 
     /// Marks `journal` as run by this web node (so exactly one of several web nodes
     /// resuming it at once does), then runs it.
-    async fn take_over(
-        self: &Arc<Self>,
-        journal: Journal,
-    ) -> Result<WorkerHandle, MigrationError> {
+    async fn take_over(self: &Arc<Self>, journal: Journal) -> Result<WorkerHandle, MigrationError> {
         let mut mine = journal.clone();
         mine.runner = self.instance.clone();
         self.cluster
@@ -543,9 +544,7 @@ impl Run<'_> {
 
         // Stop taking new files when asked to stop; those in flight finish.
         let stop = self.ctx.stop.clone();
-        let items = work
-            .into_iter()
-            .take_while(move |_| !stop.is_cancelled());
+        let items = work.into_iter().take_while(move |_| !stop.is_cancelled());
         let mut results = futures::stream::iter(items.map(|item| async move {
             let outcome = inventory::move_key(cluster, &item).await;
             (item, outcome)

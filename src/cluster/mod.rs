@@ -74,9 +74,13 @@ impl ControlPlane {
         let resuming = migrator.clone();
         tokio::spawn(async move {
             match resuming.resume_pending().await {
-                Ok(Some(worker)) => tracing::info!(worker = worker.id, "resumed an interrupted ring change"),
+                Ok(Some(worker)) => {
+                    tracing::info!(worker = worker.id, "resumed an interrupted ring change")
+                }
                 Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "could not resume the interrupted ring change"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not resume the interrupted ring change")
+                }
             }
         });
         Ok(ControlPlane {
@@ -94,7 +98,9 @@ impl ControlPlane {
     /// journals let the next start resume.
     pub async fn shutdown(&self) {
         if !self.runner.shutdown(DRAIN_DEADLINE).await {
-            tracing::warn!("workers still busy at the drain deadline; their journals resume them on start");
+            tracing::warn!(
+                "workers still busy at the drain deadline; their journals resume them on start"
+            );
         }
     }
 }

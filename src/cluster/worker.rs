@@ -140,7 +140,9 @@ impl WorkerHandle {
         let mut status = self.status.subscribe();
         // The handle holds a sender, so the channel cannot close while we wait.
         let finished = status.wait_for(|s| s.state.is_finished()).await;
-        finished.map(|s| s.clone()).unwrap_or_else(|_| self.status())
+        finished
+            .map(|s| s.clone())
+            .unwrap_or_else(|_| self.status())
     }
 }
 
@@ -232,7 +234,10 @@ impl Runner {
             .filter(|(_, e)| e.handle.status.borrow().state.is_finished())
             .map(|(id, _)| *id)
             .collect();
-        for id in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
+        for id in finished
+            .iter()
+            .take(finished.len().saturating_sub(KEEP_FINISHED))
+        {
             workers.remove(id);
         }
     }
@@ -291,10 +296,12 @@ mod tests {
         let handle = {
             // The caller's future is dropped right away, as a request's is when its client
             // goes away: the worker still runs to its end.
-            let start = async { runner.spawn("test", "wait", |_| async move {
-                wait.await.map_err(|e| e.to_string())?;
-                Ok("finished".to_string())
-            }) };
+            let start = async {
+                runner.spawn("test", "wait", |_| async move {
+                    wait.await.map_err(|e| e.to_string())?;
+                    Ok("finished".to_string())
+                })
+            };
             start.await
         };
         assert_eq!(handle.status().state, WorkerState::Running);

@@ -86,7 +86,10 @@ mod tests {
             tokio::spawn(async move { gate.wait_older_than(2).await })
         };
         tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "returned while a version-1 write runs");
+        assert!(
+            !waiter.is_finished(),
+            "returned while a version-1 write runs"
+        );
         drop(old);
         waiter.await.unwrap();
         // A write on the new version never holds the change up.

@@ -56,7 +56,10 @@ mod tests {
         assert_eq!(with_scheme("127.0.0.1:2379"), "http://127.0.0.1:2379");
         assert_eq!(with_scheme(" localhost:8081 "), "http://localhost:8081");
         assert_eq!(with_scheme("https://e:2379"), "https://e:2379");
-        assert_eq!(with_scheme(" http://10.0.0.1:2379/ "), "http://10.0.0.1:2379");
+        assert_eq!(
+            with_scheme(" http://10.0.0.1:2379/ "),
+            "http://10.0.0.1:2379"
+        );
     }
 
     #[test]
