@@ -3,7 +3,8 @@
 //! types like an operator — `a`, an address, Enter — reads the screen with capture-pane,
 //! watches the migration reach 100 %, removes a node through the plan confirmation, sees
 //! an etcd member die and the admin service go away, then quits with `q` and checks the
-//! shell got its terminal back.
+//! shell got its terminal back. A second test quits the console in the middle of a change
+//! and checks that the change goes on without it.
 
 mod support;
 
@@ -13,8 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
 use support::start_storage_node;
-use support::web::{WebOptions, start_web};
+use support::web::{WebOptions, free_port, holdings, start_web};
+use tritontube::admin_cli::connect;
 use tritontube::meta::MetaStore;
+use tritontube::proto::admin::{ListNodesRequest, WatchMigrationRequest};
 use tritontube::ring::Ring;
 use tritontube::web::ContentSpec;
 
@@ -36,9 +39,10 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn start(width: u16, height: u16) -> Tmux {
+    /// `name` keeps the tmux servers of tests running at once apart.
+    fn start(name: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
-            socket: format!("tritontube-console-test-{}", std::process::id()),
+            socket: format!("tritontube-console-{name}-{}", std::process::id()),
         };
         let shell = format!(
             "env -i PATH=/usr/bin:/bin HOME=/tmp TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
@@ -167,7 +171,7 @@ async fn operator_adds_a_node_and_watches_the_migration() {
     let web = start_web(tempfile::tempdir().unwrap(), meta, content, options).await;
 
     let log = tempfile::tempdir().unwrap();
-    let tmux = Tmux::start(100, 30);
+    let tmux = Tmux::start("watch", 100, 30);
     tmux.wait_for("the shell prompt", |s| s.contains(PROMPT))
         .await;
     let command = format!(
@@ -274,4 +278,176 @@ async fn operator_adds_a_node_and_watches_the_migration() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("the shell to run a command", |s| s.contains("restored-42"))
         .await;
+}
+
+/// A storage node in its own process, so the test can pause it (SIGSTOP) and hold a ring
+/// change in the middle for as long as it needs.
+struct StorageProcess {
+    child: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl StorageProcess {
+    async fn start() -> StorageProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_tritontube"))
+            .args([
+                "storage",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg(dir.path().join("store"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tritontube storage");
+        let address = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the storage node never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        StorageProcess {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for StorageProcess {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_the_console_leaves_a_change_running() {
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run scripts/setup.sh (Debian package tmux)"
+    );
+    let a = start_storage_node().await;
+    let b = start_storage_node().await;
+    let newcomer = StorageProcess::start().await;
+    let ring = Ring::with_nodes(
+        tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        1,
+        [a.address(), b.address()],
+    );
+    for i in 0..120 {
+        let key = format!("video-{}/chunk-{i:05}.m4s", i % 4);
+        let node = if ring.primary(&key).unwrap() == a.address() {
+            &a
+        } else {
+            &b
+        };
+        let data = Bytes::from(vec![(i % 251) as u8; 32 * 1024 + i]);
+        node.client().put(&key, data, None).await.unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let meta = MetaStore::sqlite(&work.path().join("meta.db"))
+        .await
+        .unwrap();
+    let content = ContentSpec::Ring {
+        seed_nodes: vec![a.address(), b.address()],
+        spares: Vec::new(),
+        virtual_nodes: tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        replicas: 1,
+        admin_token: None,
+    };
+    let web = start_web(work, meta, content, WebOptions::default()).await;
+    let mut admin = connect(&web.admin, None).unwrap();
+
+    let log = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("quit", 100, 30);
+    tmux.wait_for("the shell prompt", |s| s.contains(PROMPT))
+        .await;
+    tmux.type_text(&format!(
+        "{} tui {} --log-file {}",
+        env!("CARGO_BIN_EXE_tritontube"),
+        web.admin,
+        log.path().join("console.log").display()
+    ));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the console", |s| {
+        s.contains("● up") && s.contains(&a.address())
+    })
+    .await;
+
+    // The operator adds the node from the console; once the change has taken its
+    // inventory, the new node is paused so the change is held in the middle.
+    let mut progress = admin
+        .watch_migration(WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    tmux.keys(&["a"]);
+    tmux.wait_for("the add prompt", |s| s.contains("Add a storage node"))
+        .await;
+    tmux.type_text(&newcomer.address);
+    tmux.keys(&["Enter"]);
+    loop {
+        let report = tokio::time::timeout(PATIENCE, progress.message())
+            .await
+            .expect("progress")
+            .unwrap()
+            .expect("an open stream");
+        assert!(!report.finished, "finished before the node was paused");
+        if report.files_total > 0 {
+            newcomer.signal("-STOP");
+            break;
+        }
+    }
+
+    // Quit while the change is held: the console leaves, the change does not.
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell prompt after quitting", |s| {
+        last_line(s).trim_end() == PROMPT && !s.contains("Storage nodes")
+    })
+    .await;
+    newcomer.signal("-CONT");
+    let last = loop {
+        let report = tokio::time::timeout(PATIENCE, progress.message())
+            .await
+            .expect("the change goes on")
+            .unwrap()
+            .expect("the stream ends with the finished report");
+        if report.finished {
+            break report;
+        }
+    };
+    assert_eq!(last.errors, 0, "{}", last.last_error);
+    assert!(last.files_done > 0);
+    let nodes = admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert!(nodes.contains(&newcomer.address), "{nodes:?}");
+    let moved = tritontube::node::client::StorageClient::connect_lazy(&newcomer.address)
+        .unwrap()
+        .keys(false)
+        .await
+        .unwrap();
+    assert_eq!(moved.len() as u64, last.files_done);
+    assert_eq!(holdings(&[&a, &b]).await.len() + moved.len(), 120);
 }

@@ -206,6 +206,46 @@ fn no_second_change_while_one_runs() {
 }
 
 #[test]
+fn a_running_change_can_be_cancelled_after_a_confirmation() {
+    // Nothing runs: nothing to cancel, and no popup.
+    let mut s = normal();
+    assert!(update(&mut s, Action::OpenCancelChange).is_empty());
+    assert_eq!(s.mode, Mode::Normal);
+    assert!(error_message(&s).contains("no ring change is running"));
+
+    let mut s = migrating();
+    update(&mut s, Action::OpenCancelChange);
+    assert_eq!(
+        s.mode,
+        Mode::ConfirmCancelChange {
+            change: format!("add {NEW_NODE}")
+        }
+    );
+    // "n" lets it run.
+    assert!(update(&mut s, Action::Cancel).is_empty());
+    assert_eq!(s.mode, Mode::Normal);
+    update(&mut s, Action::OpenCancelChange);
+    assert_eq!(update(&mut s, Action::Confirm), vec![Command::CancelChange]);
+    assert_eq!(s.mode, Mode::Normal);
+    assert_eq!(
+        update(
+            &mut s,
+            Action::ChangeCancelled(Ok(format!("cancelling add {NEW_NODE}")))
+        ),
+        vec![Command::Refresh]
+    );
+    assert!(log_has(&s, "every file goes back"));
+    update(
+        &mut s,
+        Action::ChangeCancelled(Err(Failure::new(
+            "FAILED_PRECONDITION",
+            "runs on another web node",
+        ))),
+    );
+    assert!(error_message(&s).contains("cancel refused"));
+}
+
+#[test]
 fn remove_asks_for_the_plan_then_confirms() {
     let mut s = normal();
     update(&mut s, Action::Down);
@@ -542,6 +582,9 @@ fn every_binding_maps_its_keys_to_its_action() {
             Context::Confirm => Mode::ConfirmRemove {
                 node: NODES[0].into(),
                 plan: PlanView::Loading,
+            },
+            Context::ConfirmCancel => Mode::ConfirmCancelChange {
+                change: format!("add {NEW_NODE}"),
             },
         };
         for (code, mods) in b.keys {

@@ -257,6 +257,10 @@ pub enum Mode {
         node: String,
         plan: PlanView,
     },
+    /// The confirmation before cancelling the running change `change` (e.g. "add h:p").
+    ConfirmCancelChange {
+        change: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,6 +290,7 @@ pub enum Action {
     ToggleHelp,
     OpenAdd,
     OpenRemove,
+    OpenCancelChange,
     Input(char),
     Backspace,
     Submit,
@@ -308,6 +313,8 @@ pub enum Action {
         node: String,
         result: Result<u64, Failure>,
     },
+    /// The answer to a cancel: what now runs (the roll-back), or why not.
+    ChangeCancelled(Result<String, Failure>),
 }
 
 /// Work `update` asks the runtime to start; results come back as actions.
@@ -318,6 +325,7 @@ pub enum Command {
     AddNode(String),
     RemoveNode(String),
     PlanRemove(String),
+    CancelChange,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -514,6 +522,16 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![Command::Refresh]
         }
+        Action::ChangeCancelled(result) => {
+            match result {
+                Ok(rollback) => state.say(
+                    Level::Success,
+                    format!("{rollback}: every file goes back where it was"),
+                ),
+                Err(f) => state.say(Level::Error, format!("cancel refused: {f}")),
+            }
+            vec![Command::Refresh]
+        }
         key => on_key(state, key),
     }
 }
@@ -580,6 +598,16 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.say(Level::Info, format!("removing {node}…"));
             vec![Command::RemoveNode(node)]
         }
+        (Mode::ConfirmCancelChange { .. }, Action::Cancel) => {
+            state.mode = Mode::Normal;
+            vec![]
+        }
+        (Mode::ConfirmCancelChange { change }, Action::Confirm) => {
+            let text = format!("cancelling {change}…");
+            state.mode = Mode::Normal;
+            state.say(Level::Info, text);
+            vec![Command::CancelChange]
+        }
         (Mode::Normal, action) => on_normal_key(state, action),
         // Keys that mean nothing in the current mode.
         _ => vec![],
@@ -633,6 +661,17 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
                 input: String::new(),
                 error: None,
             };
+            vec![]
+        }
+        Action::OpenCancelChange => {
+            match &state.migration {
+                Some(m) if !m.finished => {
+                    state.mode = Mode::ConfirmCancelChange {
+                        change: format!("{} {}", m.kind.verb(), m.node),
+                    };
+                }
+                _ => state.message = Some((Level::Error, "no ring change is running".into())),
+            }
             vec![]
         }
         Action::OpenRemove => {

@@ -11,6 +11,7 @@ pub enum Context {
     Normal,
     AddPrompt,
     Confirm,
+    ConfirmCancel,
     Help,
 }
 
@@ -21,6 +22,7 @@ impl Context {
             Mode::Help => Context::Help,
             Mode::AddNode { .. } => Context::AddPrompt,
             Mode::ConfirmRemove { .. } => Context::Confirm,
+            Mode::ConfirmCancelChange { .. } => Context::ConfirmCancel,
         }
     }
 
@@ -29,6 +31,7 @@ impl Context {
             Context::Normal => "Console",
             Context::AddPrompt => "Add-node prompt",
             Context::Confirm => "Remove confirmation",
+            Context::ConfirmCancel => "Cancel confirmation",
             Context::Help => "Help",
         }
     }
@@ -67,6 +70,14 @@ pub static BINDINGS: &[Binding] = &[
         help: "remove the selected node (shows the plan first)",
         action: Some(Action::OpenRemove),
         short: "remove",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('x'), NONE)],
+        label: "x",
+        help: "cancel the running ring change (asks first)",
+        action: Some(Action::OpenCancelChange),
+        short: "",
     },
     Binding {
         context: Context::Normal,
@@ -163,6 +174,22 @@ pub static BINDINGS: &[Binding] = &[
         help: "keep the node",
         action: Some(Action::Cancel),
         short: "keep",
+    },
+    Binding {
+        context: Context::ConfirmCancel,
+        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
+        label: "y/Enter",
+        help: "cancel the change: every file goes back to the ring as it was",
+        action: Some(Action::Confirm),
+        short: "cancel it",
+    },
+    Binding {
+        context: Context::ConfirmCancel,
+        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+        label: "n/Esc",
+        help: "let the change run",
+        action: Some(Action::Cancel),
+        short: "let it run",
     },
     Binding {
         context: Context::Help,

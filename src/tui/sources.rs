@@ -118,6 +118,17 @@ impl Sources {
                     });
                 });
             }
+            Command::CancelChange => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin
+                        .cancel_change(admin::CancelChangeRequest {})
+                        .await
+                        .map(|r| r.into_inner().description)
+                        .map_err(|s| failure(&s));
+                    let _ = tx.send(Action::ChangeCancelled(result));
+                });
+            }
             Command::PlanRemove(node) => {
                 let (admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {

@@ -64,6 +64,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Mode::Help => draw_help(frame, area),
         Mode::AddNode { input, error } => draw_add(frame, area, input, error.as_deref()),
         Mode::ConfirmRemove { node, plan } => draw_confirm(frame, area, node, plan),
+        Mode::ConfirmCancelChange { change } => draw_confirm_cancel(frame, area, change),
     }
 }
 
@@ -709,6 +710,23 @@ fn draw_confirm(frame: &mut Frame, area: Rect, node: &str, plan: &PlanView) {
     lines.push(key_hints(Context::Confirm));
     let h = lines.len() as u16 + 2;
     popup(frame, centered(area, 70, h), "Remove a storage node", lines);
+}
+
+fn draw_confirm_cancel(frame: &mut Frame, area: Rect, change: &str) {
+    let lines = vec![
+        Line::styled(format!("Cancel {change}?"), BOLD),
+        Line::raw("Every file already moved goes back to the ring as it was,"),
+        Line::raw("then the ring stays unchanged."),
+        Line::raw(""),
+        key_hints(Context::ConfirmCancel),
+    ];
+    let h = lines.len() as u16 + 2;
+    popup(
+        frame,
+        centered(area, 70, h),
+        "Cancel the ring change",
+        lines,
+    );
 }
 
 pub fn fmt_bytes(n: u64) -> String {
