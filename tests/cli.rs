@@ -6,10 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::start_storage_node;
 use support::web::{WebOptions, free_port, http_client, start_web_ring};
+use support::{StorageNode, StorageProcess, start_storage_node};
 use tritontube::admin_cli::connect;
-use tritontube::proto::admin::ClusterStatusRequest;
+use tritontube::proto::admin::{ClusterStatusRequest, WatchMigrationRequest};
+use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
 fn tritontube() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tritontube"))
@@ -77,6 +78,115 @@ async fn admin_cli_prints_what_the_original_printed() {
     let dead_admin = format!("127.0.0.1:{}", free_port());
     let unreachable = run(vec!["list".into(), dead_admin]).await.unwrap();
     assert!(!unreachable.status.success());
+}
+
+/// Ctrl-C on `admin add` stops the following, not the change, and says how to follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_on_admin_add_leaves_the_change_running() {
+    let a = start_storage_node().await;
+    let b = start_storage_node().await;
+    let newcomer = StorageProcess::start().await;
+    let ring = Ring::with_nodes(DEFAULT_VIRTUAL_NODES, 1, [a.address(), b.address()]);
+    for i in 0..80 {
+        let key = format!("v{}/chunk-0-{i:05}.m4s", i % 3);
+        let node: &StorageNode = if ring.primary(&key).unwrap() == a.address() {
+            &a
+        } else {
+            &b
+        };
+        let data = bytes::Bytes::from(vec![(i % 251) as u8; 16 * 1024 + i]);
+        node.client().put(&key, data, None).await.unwrap();
+    }
+    let web = start_web_ring(&[&a, &b], WebOptions::default()).await;
+    let mut watch = connect(&web.admin, None)
+        .unwrap()
+        .watch_migration(WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut child = tritontube()
+        .args(["admin", "add", &web.admin, &newcomer.address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The change has taken its inventory: hold it by pausing the new node, then Ctrl-C.
+    loop {
+        let report = tokio::time::timeout(Duration::from_secs(60), watch.message())
+            .await
+            .expect("progress")
+            .unwrap()
+            .expect("open stream");
+        assert!(!report.finished, "finished before the test could hold it");
+        if report.files_total > 0 {
+            newcomer.signal("-STOP");
+            break;
+        }
+    }
+    // Plain progress lines (stderr is not a terminal) name the change.
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a progress line");
+    assert!(
+        line.starts_with(&format!("add {}: ", newcomer.address)),
+        "{line}"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let said: Vec<String> = rx.iter().collect();
+    let said = said.join("\n");
+    assert!(
+        said.contains("The change goes on in the web node"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("tritontube admin status {}", web.admin)),
+        "{said}"
+    );
+
+    newcomer.signal("-CONT");
+    let last = loop {
+        let report = tokio::time::timeout(Duration::from_secs(60), watch.message())
+            .await
+            .expect("the change goes on")
+            .unwrap()
+            .expect("open stream");
+        if report.finished {
+            break report;
+        }
+    };
+    assert_eq!(last.errors, 0, "{}", last.last_error);
+    assert!(last.files_done > 0);
+    let status = tritontube()
+        .args(["admin", "status", &web.admin])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("No ring change is journaled."), "{text}");
+    assert!(
+        text.contains(&format!("ring change — add {}: done", newcomer.address)),
+        "{text}"
+    );
 }
 
 #[test]

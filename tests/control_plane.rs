@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
 use support::web::{WebOptions, holdings, start_web, start_web_ring};
-use support::{StorageNode, pseudo_random_bytes, start_storage_node};
+use support::{StorageNode, StorageProcess, pseudo_random_bytes, start_storage_node};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -19,7 +19,8 @@ use tritontube::admin_cli::connect;
 use tritontube::cluster::{ControlPlane, Seed};
 use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{
-    AddNodeRequest, ListNodesRequest, ListWorkersRequest, WatchMigrationRequest,
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ListNodesRequest, ListWorkersRequest,
+    StartChangeRequest, WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 use tritontube::web::ContentSpec;
@@ -353,4 +354,96 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
     assert_placed(&holdings(&every).await, &ring_of(&three, 1), &keys);
     shutdown.cancel();
     plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_add_moves_every_file_back() {
+    let a = start_storage_node().await;
+    let b = start_storage_node().await;
+    let newcomer = StorageProcess::start().await;
+    let two = vec![a.address(), b.address()];
+    let web = start_web_ring(&[&a, &b], WebOptions::default()).await;
+    let keys = seed_files(&[&a, &b], &ring_of(&two, 1), 150).await;
+    let mut admin = connect(&web.admin, None).unwrap();
+
+    // Nothing runs: nothing to cancel.
+    let refused = admin
+        .cancel_change(CancelChangeRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    let mut progress = admin
+        .watch_migration(WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    admin
+        .start_change(StartChangeRequest {
+            kind: ChangeKind::Add as i32,
+            node_address: newcomer.address.clone(),
+        })
+        .await
+        .unwrap();
+    // Held in the middle: the new node is paused once the inventory is taken.
+    loop {
+        let report = tokio::time::timeout(PATIENCE, progress.message())
+            .await
+            .expect("progress")
+            .unwrap()
+            .expect("open stream");
+        assert!(!report.finished, "finished before it could be held");
+        if report.files_total > 0 {
+            newcomer.signal("-STOP");
+            break;
+        }
+    }
+    let cancel = {
+        let mut admin = admin.clone();
+        tokio::spawn(async move { admin.cancel_change(CancelChangeRequest {}).await })
+    };
+    // The forward copies in flight finish once the node runs again; then the roll-back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    newcomer.signal("-CONT");
+    let description = cancel.await.unwrap().unwrap().into_inner().description;
+    assert_eq!(description, format!("cancelling add {}", newcomer.address));
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let rollback = loop {
+        let workers = admin
+            .list_workers(ListWorkersRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let last = workers.workers.last().cloned().unwrap();
+        if last.description == description && last.state == "done" && workers.journaled.is_none() {
+            // The stopped forward worker is listed before it, with why it stopped.
+            let forward = &workers.workers[workers.workers.len() - 2];
+            assert_eq!(forward.state, "interrupted");
+            assert!(
+                forward.outcome.contains("cancelled by the operator"),
+                "{forward:?}"
+            );
+            break last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the roll-back never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rollback.errors, 0, "{}", rollback.last_error);
+    // The ring is as it was, every file is back on its old owner, the new node is empty.
+    assert_eq!(ring_nodes(&web.admin).await, two.iter().cloned().collect());
+    assert_placed(&holdings(&[&a, &b]).await, &ring_of(&two, 1), &keys);
+    let left = tritontube::node::client::StorageClient::connect_lazy(&newcomer.address)
+        .unwrap()
+        .keys(false)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{} files left on the cancelled node",
+        left.len()
+    );
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
-use support::start_storage_node;
-use support::web::{WebOptions, free_port, holdings, start_web};
+use support::web::{WebOptions, holdings, start_web};
+use support::{StorageProcess, start_storage_node};
 use tritontube::admin_cli::connect;
 use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{ListNodesRequest, WatchMigrationRequest};
@@ -278,64 +278,6 @@ async fn operator_adds_a_node_and_watches_the_migration() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("the shell to run a command", |s| s.contains("restored-42"))
         .await;
-}
-
-/// A storage node in its own process, so the test can pause it (SIGSTOP) and hold a ring
-/// change in the middle for as long as it needs.
-struct StorageProcess {
-    child: std::process::Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl StorageProcess {
-    async fn start() -> StorageProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_tritontube"))
-            .args([
-                "storage",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .arg(dir.path().join("store"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn tritontube storage");
-        let address = format!("127.0.0.1:{port}");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "the storage node never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        StorageProcess {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-}
-
-impl Drop for StorageProcess {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,8 +50,8 @@ pub enum MigrationError {
     NothingToCancel,
     #[error("{0}")]
     Failed(String),
-    #[error("the web node is stopping; the change is journaled and resumes when it starts again")]
-    Interrupted,
+    #[error("stopped: {0}")]
+    Interrupted(String),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
 }
@@ -62,7 +62,7 @@ impl From<MigrationError> for tonic::Status {
         match e {
             MigrationError::Duplicate(_) => tonic::Status::already_exists(message),
             MigrationError::Unknown(_) => tonic::Status::not_found(message),
-            MigrationError::Unreachable(_) | MigrationError::Interrupted => {
+            MigrationError::Unreachable(_) | MigrationError::Interrupted(_) => {
                 tonic::Status::unavailable(message)
             }
             MigrationError::Refused(_)
@@ -324,7 +324,7 @@ impl Migrator {
         }
         // Stop the forward copies before anything moves back.
         if let Some((handle, _)) = running_here {
-            handle.stop();
+            handle.stop("cancelled by the operator: every file goes back where it was");
             handle.finished().await;
         }
         let rollback = Journal {
@@ -584,7 +584,7 @@ impl Run<'_> {
         drop(results);
         let status = self.ctx.status.borrow().clone();
         if self.ctx.stop.is_cancelled() {
-            return Err(MigrationError::Interrupted);
+            return Err(MigrationError::Interrupted(status.stop_reason));
         }
         if failed > 0 {
             return Err(MigrationError::Failed(format!(
@@ -656,7 +656,7 @@ impl Run<'_> {
 fn outcome(status: WorkerStatus) -> Result<u64, MigrationError> {
     match status.state {
         WorkerState::Done => Ok(status.files_done),
-        WorkerState::Interrupted => Err(MigrationError::Interrupted),
+        WorkerState::Interrupted => Err(MigrationError::Interrupted(status.stop_reason)),
         _ => Err(MigrationError::Failed(status.outcome)),
     }
 }

@@ -78,6 +78,8 @@ pub struct WorkerStatus {
     pub events: VecDeque<String>,
     /// The outcome once finished: what it did, or why it stopped.
     pub outcome: String,
+    /// Why it was asked to stop, if it was ("cancelled by the operator", …).
+    pub stop_reason: String,
 }
 
 impl WorkerStatus {
@@ -125,14 +127,15 @@ impl WorkerHandle {
         self.status.subscribe()
     }
 
-    /// Asks the worker to stop; it finishes what is in flight.
-    pub fn stop(&self) {
-        self.stop.cancel();
+    /// Asks the worker to stop, saying why; it finishes what is in flight.
+    pub fn stop(&self, reason: &str) {
         self.status.send_modify(|s| {
             if !s.state.is_finished() {
                 s.state = WorkerState::Stopping;
+                s.stop_reason = reason.to_string();
             }
         });
+        self.stop.cancel();
     }
 
     /// Waits until the worker has finished and returns its final status.
@@ -277,7 +280,9 @@ impl Runner {
     /// flight. Returns false when some were still running at the deadline.
     pub async fn shutdown(&self, drain: Duration) -> bool {
         for entry in self.workers.lock().expect("worker table lock").values() {
-            entry.handle.stop();
+            entry.handle.stop(
+                "the web node is stopping; its journal resumes the work when it starts again",
+            );
         }
         self.shutdown.cancel();
         self.tasks.close();

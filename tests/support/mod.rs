@@ -7,6 +7,7 @@ pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -133,4 +134,63 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// A storage node in its own process, so the test can pause it (SIGSTOP) and hold a ring
+/// change in the middle for as long as it needs.
+pub struct StorageProcess {
+    child: std::process::Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl StorageProcess {
+    pub async fn start() -> StorageProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let port = web::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tritontube"))
+            .args([
+                "storage",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg(dir.path().join("store"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tritontube storage");
+        let address = format!("127.0.0.1:{port}");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the storage node never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        StorageProcess {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for StorageProcess {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
