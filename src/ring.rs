@@ -154,7 +154,18 @@ impl Ring {
 
     /// The nodes holding `key`, first replica first: min(replicas, nodes) distinct nodes.
     pub fn owners(&self, key: &str) -> Vec<&str> {
-        let wanted = (self.replicas as usize).min(self.nodes.len());
+        self.walk(key, self.replicas as usize)
+    }
+
+    /// Every node in the order met walking the ring from `key`: the owners first, then
+    /// the nodes that stand in for an owner that is down (hinted copies).
+    pub fn preference_list(&self, key: &str) -> Vec<&str> {
+        self.walk(key, self.nodes.len())
+    }
+
+    /// The first `count` distinct nodes met walking from `key` (fewer if the ring has fewer).
+    fn walk(&self, key: &str, count: usize) -> Vec<&str> {
+        let wanted = count.min(self.nodes.len());
         let mut owners: Vec<&str> = Vec::with_capacity(wanted);
         if wanted == 0 {
             return owners;
@@ -235,6 +246,18 @@ mod tests {
 
     fn original(nodes: &[&str]) -> Ring {
         Ring::with_nodes(1, 1, nodes.iter().copied())
+    }
+
+    #[test]
+    fn the_preference_list_starts_with_the_owners_and_names_every_node_once() {
+        let ring = Ring::with_nodes(64, 2, ["a:1", "b:2", "c:3", "d:4"]);
+        for key in ["v1/manifest.mpd", "v1/chunk-0-00001.m4s", "x/y"] {
+            let list = ring.preference_list(key);
+            assert_eq!(list[..2], ring.owners(key)[..]);
+            let mut sorted = list.clone();
+            sorted.sort();
+            assert_eq!(sorted, ["a:1", "b:2", "c:3", "d:4"]);
+        }
     }
 
     #[test]

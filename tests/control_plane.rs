@@ -275,7 +275,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
     let upload = {
         let cluster = cluster.clone();
         let pipe = pipe.clone();
-        tokio::spawn(async move { cluster.put_file("big/chunk-0-00001.m4s", &pipe).await })
+        tokio::spawn(async move { cluster.put_file("big/chunk-0-00001.m4s", &pipe, None).await })
     };
     keys.insert("big/chunk-0-00001.m4s".to_string());
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -6,10 +6,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use tonic::Code;
 
 use super::membership::{Cluster, ClusterError};
+use crate::meta::Hint;
 use crate::node::client::{ClientError, FileStat};
 
 /// A readable file: its size and hash, and its bytes (from `offset`) as a stream.
@@ -19,21 +21,75 @@ pub struct OpenFile {
 }
 
 impl Cluster {
-    /// Stores the file at `path` under `key` on every holder; all copies must agree. The
-    /// holders come from a snapshot: no lock is held while the bytes travel, and the write
-    /// is counted so a ring change waits for it before it takes its inventory.
-    pub async fn put_file(&self, key: &str, path: &Path) -> Result<FileStat, ClusterError> {
+    /// Stores the file at `path` under `key` on its R owners; with `expected_sha256` each
+    /// node keeps its copy only if it has that hash, which it records as the truth. An
+    /// owner that does not answer (or whose disk is full) is replaced by the next node on
+    /// the ring that does, as a hinted copy that repair hands to the owner later; with
+    /// fewer than R nodes answering, the write fails (the caller removes what it wrote).
+    ///
+    /// The holders come from a snapshot: no lock is held while the bytes travel, and the
+    /// write is counted so a ring change waits for it before it takes its inventory.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        expected_sha256: Option<&str>,
+    ) -> Result<FileStat, ClusterError> {
         let size = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
         let (state, _ticket) = self.begin_write();
-        let holders = state.write_holders(key);
-        if holders.is_empty() {
+        let ring = state.write_ring();
+        let preference = ring.preference_list(key);
+        let wanted = (ring.replicas() as usize).min(preference.len());
+        if wanted == 0 {
             return Err(ClusterError::NoNodes);
         }
-        let puts = holders.iter().map(|node| async move {
-            let client = self.client(node)?;
-            with_transfer_deadline(node, size, client.put_file(key, path, None)).await
-        });
-        let stats = futures::future::try_join_all(puts).await?;
+        let put = |node: &str| {
+            let node = node.to_string();
+            async move {
+                let client = self.client(&node)?;
+                let sent = client.put_file(key, path, expected_sha256);
+                with_transfer_deadline(&node, size, sent).await
+            }
+        };
+        let owners = &preference[..wanted];
+        let results = futures::future::join_all(owners.iter().map(|node| put(node))).await;
+        let mut stats = Vec::with_capacity(wanted);
+        let mut down = Vec::new();
+        for (owner, result) in owners.iter().zip(results) {
+            match result {
+                Ok(stat) => stats.push(stat),
+                Err(e) if stands_aside(&e) => {
+                    tracing::warn!(%owner, %key, error = %e, "owner cannot take the file; writing a hinted copy");
+                    down.push((owner.to_string(), e));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut stand_ins = preference[wanted..].iter();
+        let mut hints = Vec::new();
+        for (owner, why) in down {
+            let placed = loop {
+                let Some(candidate) = stand_ins.next() else {
+                    return Err(ClusterError::TooFewNodes {
+                        key: key.to_string(),
+                        wanted,
+                        last_error: why.to_string(),
+                    });
+                };
+                match put(candidate).await {
+                    Ok(stat) => break (candidate.to_string(), stat),
+                    Err(e) if stands_aside(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            stats.push(placed.1);
+            hints.push(Hint {
+                key: key.to_string(),
+                owner,
+                stand_in: placed.0,
+                at: chrono::Utc::now(),
+            });
+        }
         let first = stats[0].clone();
         if let Some(other) = stats.iter().find(|s| **s != first) {
             return Err(ClusterError::Mismatch {
@@ -41,7 +97,56 @@ impl Cluster {
                 detail: format!("{first:?} vs {other:?}"),
             });
         }
+        for hint in &hints {
+            // The hint is for the operator's view and repair's bookkeeping; repair finds
+            // the misplaced copy from the nodes' listings even if this record is lost.
+            if let Err(e) = self.meta().record_hint(hint).await {
+                tracing::warn!(key = %hint.key, error = %e, "could not record a hinted copy");
+            }
+        }
         Ok(first)
+    }
+
+    /// Reads all of `key` (at most `limit` bytes) from the first holder that serves it
+    /// whole: a holder whose copy fails verification (DATA_LOSS) or breaks mid-way is
+    /// passed over for the next, so a corrupt copy never reaches the caller. Ok(None):
+    /// no holder has it; Err(TooLarge) when it is larger than `limit`.
+    pub async fn read_whole(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<(FileStat, Bytes)>, ClusterError> {
+        let holders = self.snapshot().read_holders(key);
+        if holders.is_empty() {
+            return Err(ClusterError::NoNodes);
+        }
+        let mut last_error = None;
+        for node in &holders {
+            let client = self.client(node)?;
+            let (stat, body) = match client.get_stream(key, 0, 0).await {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            if stat.size > limit {
+                return Err(ClusterError::TooLarge(stat.size));
+            }
+            match body.try_collect::<Vec<Bytes>>().await {
+                Ok(chunks) => return Ok(Some((stat, chunks.concat().into()))),
+                Err(e) => {
+                    tracing::warn!(%node, %key, error = %e, "copy unreadable; trying the next holder");
+                    last_error = Some(e);
+                }
+            }
+        }
+        match last_error {
+            Some(e) => Err(e.into()),
+            None => Ok(None),
+        }
     }
 
     /// Opens `key` from the first holder that has it, from `offset` for `length` bytes
@@ -104,6 +209,17 @@ impl Cluster {
             None => Ok(()),
         }
     }
+}
+
+/// Whether a write failure means "this node cannot take it now" (down, not answering,
+/// disk full), so another node stands in, rather than a fault of the write itself.
+pub fn stands_aside(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled
+        )
+    ) || matches!(e, ClientError::BadAddress(_))
 }
 
 /// Bounds a file transfer by its size (at least 1 MiB/s, plus 30 s), so a node that stops

@@ -32,6 +32,14 @@ pub enum ClusterError {
     Corrupt(String),
     #[error("the cluster state kept changing under this web node; try again")]
     Contended,
+    #[error("{key}: fewer than {wanted} storage nodes can take it (last error: {last_error})")]
+    TooFewNodes {
+        key: String,
+        wanted: usize,
+        last_error: String,
+    },
+    #[error("file of {0} bytes is larger than this read allows")]
+    TooLarge(u64),
 }
 
 /// The state in use and the exact document it was read from (what a compare-and-swap

@@ -25,13 +25,15 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use super::{MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
+use super::{Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
 use crate::node::address::with_scheme;
 
 /// The original system's prefix.
 const LEGACY_PREFIX: &str = "videos/";
 const RECORD_PREFIX: &str = "tritontube/videos/";
 const CLUSTER_KEY: &str = "tritontube/cluster";
+/// `tritontube/hints/{owner}/{key}` → the stand-in and when (an owner has no `/`).
+const HINT_PREFIX: &str = "tritontube/hints/";
 
 /// Time to open a TCP connection to one member.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
@@ -541,6 +543,49 @@ impl EtcdStore {
         Ok(resp.succeeded())
     }
 
+    pub async fn record_hint(&self, hint: &Hint) -> MetaResult<()> {
+        let value = serde_json::to_string(&HintRecord {
+            stand_in: hint.stand_in.clone(),
+            at: hint.at,
+        })
+        .map_err(|e| MetaError::Internal(e.to_string()))?;
+        let txn = Txn::new().and_then([TxnOp::put(hint_key(&hint.key, &hint.owner), value, None)]);
+        self.txn("recording a hinted copy", txn).await?;
+        Ok(())
+    }
+
+    pub async fn hints(&self) -> MetaResult<Vec<Hint>> {
+        let (resp, _) = self
+            .read("listing hinted copies", &[(HINT_PREFIX.to_owned(), true)])
+            .await?;
+        let mut hints = Vec::new();
+        for kv in first_kvs(&resp) {
+            let name = String::from_utf8_lossy(kv.key());
+            let Some((owner, key)) = name
+                .strip_prefix(HINT_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            match serde_json::from_slice::<HintRecord>(kv.value()) {
+                Ok(record) => hints.push(Hint {
+                    key: key.to_string(),
+                    owner: owner.to_string(),
+                    stand_in: record.stand_in,
+                    at: record.at,
+                }),
+                Err(e) => tracing::warn!(%name, error = %e, "unreadable hint; ignored"),
+            }
+        }
+        Ok(hints)
+    }
+
+    pub async fn remove_hint(&self, key: &str, owner: &str) -> MetaResult<()> {
+        let txn = Txn::new().and_then([TxnOp::delete(hint_key(key, owner), None)]);
+        self.txn("removing a hinted copy", txn).await?;
+        Ok(())
+    }
+
     /// Every change of `tritontube/cluster` after this call, through an etcd watch that is
     /// re-established (on any member, from the last revision seen) whenever it breaks.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
@@ -653,6 +698,16 @@ impl EtcdStore {
             }
         }
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct HintRecord {
+    stand_in: String,
+    at: DateTime<Utc>,
+}
+
+fn hint_key(key: &str, owner: &str) -> String {
+    format!("{HINT_PREFIX}{owner}/{key}")
 }
 
 fn legacy_key(id: &str) -> String {

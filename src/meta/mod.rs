@@ -54,6 +54,16 @@ pub struct Video {
     pub details: Option<VideoDetails>,
 }
 
+/// A copy written to a stand-in node because its owner did not answer (hinted handoff):
+/// repair hands it to `owner` when it answers again, then deletes it from `stand_in`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    pub key: String,
+    pub owner: String,
+    pub stand_in: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A read result and whether it may be stale (served by a member without quorum).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Read<T> {
@@ -162,6 +172,21 @@ impl MetaStore {
     /// writer (this process), so its stream never yields.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
         dispatch!(self, s => s.watch_cluster_state().await)
+    }
+
+    /// Records a hinted copy (replacing an older hint for the same key and owner).
+    pub async fn record_hint(&self, hint: &Hint) -> MetaResult<()> {
+        dispatch!(self, s => s.record_hint(hint).await)
+    }
+
+    /// Every hinted copy waiting for its owner, by owner then key.
+    pub async fn hints(&self) -> MetaResult<Vec<Hint>> {
+        dispatch!(self, s => s.hints().await)
+    }
+
+    /// Forgets the hint for `key` on `owner` (handed off, or no longer needed). Idempotent.
+    pub async fn remove_hint(&self, key: &str, owner: &str) -> MetaResult<()> {
+        dispatch!(self, s => s.remove_hint(key, owner).await)
     }
 
     /// A short name for logs and pages: "sqlite" or "etcd".

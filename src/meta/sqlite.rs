@@ -20,7 +20,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus, parse_time};
+use super::{Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus, parse_time};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -247,6 +247,55 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn record_hint(&self, hint: &Hint) -> MetaResult<()> {
+        let hint = hint.clone();
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO hints (key, owner, stand_in, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key, owner) DO UPDATE SET stand_in = excluded.stand_in,
+                     at = excluded.at",
+                params![hint.key, hint.owner, hint.stand_in, format_time(hint.at)],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn hints(&self) -> MetaResult<Vec<Hint>> {
+        self.call(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key, owner, stand_in, at FROM hints ORDER BY owner, key")
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let at: String = r.get(3)?;
+                    Ok(Hint {
+                        key: r.get(0)?,
+                        owner: r.get(1)?,
+                        stand_in: r.get(2)?,
+                        at: super::parse_time(&at).unwrap_or_default(),
+                    })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<_, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    pub async fn remove_hint(&self, key: &str, owner: &str) -> MetaResult<()> {
+        let (key, owner) = (key.to_owned(), owner.to_owned());
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM hints WHERE key = ?1 AND owner = ?2",
+                params![key, owner],
+            )
+            .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// One process writes a SQLite store, so no change ever comes from elsewhere.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
         Ok(futures::stream::pending().boxed())
@@ -269,6 +318,18 @@ fn open_connection(path: &Path) -> MetaResult<Connection> {
         tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL mode");
     }
     migrate(&mut conn)?;
+    // Hints have their own table, created whatever the schema version: they hold only
+    // work in flight, so no migration of old rows is ever needed.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS hints (
+             key TEXT NOT NULL,
+             owner TEXT NOT NULL,
+             stand_in TEXT NOT NULL,
+             at TEXT NOT NULL,
+             PRIMARY KEY (key, owner)
+         );",
+    )
+    .map_err(sql_error)?;
     Ok(conn)
 }
 

@@ -25,6 +25,8 @@ pub enum Content {
 pub enum ContentError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error("file of {0} bytes is too large to read whole")]
+    TooLarge(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -36,10 +38,46 @@ impl From<ClientError> for ContentError {
 }
 
 impl Content {
+    /// Stores the file at `path` under `key`. On the ring every copy is checked against
+    /// the file's SHA-256, which the nodes keep as the truth for verified reads and repair.
     pub async fn put_file(&self, key: &str, path: &Path) -> Result<FileStat, ContentError> {
         match self {
             Content::Local(store) => Ok(put_local(store, key, path).await?),
-            Content::Ring(cluster) => Ok(cluster.put_file(key, path).await?),
+            Content::Ring(cluster) => {
+                let sha256 = sha256_of_file(path)
+                    .await
+                    .map_err(|source| ClientError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                Ok(cluster.put_file(key, path, Some(&sha256)).await?)
+            }
+        }
+    }
+
+    /// All of `key` if it is at most `limit` bytes, from a copy that verifies (the ring
+    /// passes over a corrupt copy for the next holder). Ok(None) when absent;
+    /// `ContentError::TooLarge` above the limit.
+    pub async fn read_whole(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<(FileStat, bytes::Bytes)>, ContentError> {
+        match self {
+            Content::Local(_) => {
+                let Some(opened) = self.open(key, 0, 0).await? else {
+                    return Ok(None);
+                };
+                if opened.stat.size > limit {
+                    return Err(ContentError::TooLarge(opened.stat.size));
+                }
+                let chunks: Vec<bytes::Bytes> = opened.body.try_collect().await?;
+                Ok(Some((opened.stat, chunks.concat().into())))
+            }
+            Content::Ring(cluster) => match cluster.read_whole(key, limit).await {
+                Err(ClusterError::TooLarge(size)) => Err(ContentError::TooLarge(size)),
+                other => Ok(other?),
+            },
         }
     }
 
@@ -98,6 +136,20 @@ impl Content {
             Content::Ring(cluster) => Ok(cluster.delete(key).await?),
         }
     }
+}
+
+/// The SHA-256 (lowercase hex) of the file at `path`, hashed off the async threads.
+pub async fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Streams the file at `path` into the local store, never holding it whole.

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::TryStreamExt;
 
+use super::content::ContentError;
 use super::routes::{SharedState, WebError};
 use crate::node::client::FileStat;
 use crate::node::keys;
@@ -218,23 +218,14 @@ enum FetchError {
 async fn fetch_small(state: &SharedState, key: &str) -> Result<CachedFile, FetchError> {
     let unavailable =
         |e: &dyn std::fmt::Display| FetchError::Failed(format!("storage is unavailable: {e}"));
-    let opened = match state.content.open(key, 0, 0).await {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Err(FetchError::Missing),
-        Err(e) => return Err(unavailable(&e)),
-    };
-    if opened.stat.size > MAX_CACHED_FILE_BYTES {
-        return Err(FetchError::Large);
+    // Read whole before anything is sent: a copy that fails verification is passed over
+    // for the next holder, so corrupt bytes reach neither the viewer nor this cache.
+    match state.content.read_whole(key, MAX_CACHED_FILE_BYTES).await {
+        Ok(Some((stat, data))) => Ok(CachedFile { stat, data }),
+        Ok(None) => Err(FetchError::Missing),
+        Err(ContentError::TooLarge(_)) => Err(FetchError::Large),
+        Err(e) => Err(unavailable(&e)),
     }
-    let chunks: Vec<Bytes> = opened
-        .body
-        .try_collect()
-        .await
-        .map_err(|e| unavailable(&e))?;
-    Ok(CachedFile {
-        stat: opened.stat,
-        data: chunks.concat().into(),
-    })
 }
 
 pub async fn serve_content(
