@@ -598,7 +598,12 @@ async fn bad_keys_are_refused_on_every_rpc_and_touch_nothing() {
             })
             .await;
         expect_invalid("GetFile", r.err().map(|s| s.code()));
-        let r = raw.stat_file(StatFileRequest { key: key.into(), verify: false }).await;
+        let r = raw
+            .stat_file(StatFileRequest {
+                key: key.into(),
+                verify: false,
+            })
+            .await;
         expect_invalid("StatFile", r.err().map(|s| s.code()));
 
         // And through the client the web node uses.

@@ -109,9 +109,15 @@ impl StorageService {
         };
         let mut pending = self.store.begin_write(&key).await?;
         let mut body = std::pin::pin!(body);
-        // A failed read returns early; dropping `pending` removes the temp file.
         while let Some(chunk) = body.next().await {
-            pending.write(chunk.map_err(source_failed)?).await?;
+            match chunk {
+                Ok(chunk) => pending.write(chunk).await?,
+                Err(e) => {
+                    // Nothing of a failed pull stays, not even the folder it made.
+                    pending.abandon().await;
+                    return Err(source_failed(e));
+                }
+            }
         }
         let stat = pending.commit(Some(expected)).await?;
         tracing::debug!(key, source = source_address, size = stat.size, "pulled");
@@ -139,10 +145,19 @@ impl StorageService {
         let expected = parse_expected_sha256(&first.expected_sha256)?;
         let mut pending = self.store.begin_write(&first.key).await?;
         pending.write(first.data).await?;
-        // An error or a dropped stream returns early; dropping `pending` removes the temp
-        // file, so nothing of a partial upload stays.
-        while let Some(chunk) = chunks.message().await? {
+        // Nothing of a partial upload stays: a failed stream abandons the write here, a
+        // failed write has cleaned up after itself, and a dropped request drops `pending`.
+        loop {
+            let chunk = match chunks.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(status) => {
+                    pending.abandon().await;
+                    return Err(status);
+                }
+            };
             if !chunk.key.is_empty() && chunk.key != pending.key() {
+                pending.abandon().await;
                 return Err(Status::invalid_argument(
                     "only the first chunk may name the key",
                 ));

@@ -143,6 +143,15 @@ impl PendingWrite {
         &self.key
     }
 
+    /// Gives the write up: removes its temp file (and its video folder when that is left
+    /// empty) before returning.
+    pub async fn abandon(mut self) {
+        if let Some(state) = self.state.take() {
+            let store = Arc::clone(&self.store);
+            let _ = tokio::task::spawn_blocking(move || abandon(&store, state)).await;
+        }
+    }
+
     /// Appends `data` to the temp file (and to the running hash). Refused, and the write
     /// abandoned, when the bytes would not fit above the reserve.
     pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
@@ -186,6 +195,20 @@ impl PendingWrite {
         let store = Arc::clone(&self.store);
         let key = std::mem::take(&mut self.key);
         blocking(move || commit_blocking(&store, &key, state, expected_sha256)).await
+    }
+}
+
+impl Drop for PendingWrite {
+    /// A write dropped half way (its request was cancelled) cleans up in the background.
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || abandon(&store, state))),
+            Err(_) => abandon(&store, state),
+        }
     }
 }
 
