@@ -17,9 +17,9 @@ use super::store::{StoreResult, io_err, is_absent};
 pub const MARKER_NAME: &str = ".tritontube-store";
 const MARKER_FORMAT: &str = "tritontube-store-v1";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreIdentity {
-    /// 32 hex digits, random, fixed for the life of the folder.
+    /// 32 hex digits, random, fixed for the life of the folder; empty when unknown.
     pub id: String,
     pub created_unix_ms: u64,
     /// True when this process found no (readable) marker and wrote a new one: the folder

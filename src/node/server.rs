@@ -72,7 +72,7 @@ pub async fn run_with(
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .add_service(health_service)
-        .add_service(StorageService::new(store, scrubber, identity).into_server())
+        .add_service(StorageService::with_healing(store, scrubber, identity).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     stop_scrub.cancel();

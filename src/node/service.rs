@@ -11,13 +11,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::address::validate_address;
 use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
 use super::identity::StoreIdentity;
 use super::keys::split_key;
-use super::scrub::{PassProgress, Scrubber};
+use super::scrub::{PassProgress, ScrubConfig, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
@@ -60,7 +61,22 @@ pub struct StorageService {
 }
 
 impl StorageService {
-    pub fn new(store: Store, scrubber: Scrubber, identity: StoreIdentity) -> Self {
+    /// The service over `store` alone: no scrub, and no store identity to report (as
+    /// the original system's nodes, which have none).
+    pub fn new(store: Store) -> Self {
+        let (scrubber, _) = Scrubber::start(
+            store.clone(),
+            ScrubConfig {
+                rate_bytes_per_sec: 0,
+                ..ScrubConfig::default()
+            },
+            CancellationToken::new(),
+        );
+        Self::with_healing(store, scrubber, StoreIdentity::default())
+    }
+
+    /// The service over `store`, reporting its scrub and identity.
+    pub fn with_healing(store: Store, scrubber: Scrubber, identity: StoreIdentity) -> Self {
         StorageService {
             store,
             scrubber,
