@@ -82,7 +82,10 @@ impl Drop for Node {
 /// space) unless a test sets one.
 fn options() -> NodeOptions {
     NodeOptions {
-        store: StoreOptions { min_free_bytes: 0 },
+        store: StoreOptions {
+            min_free_bytes: 0,
+            ..StoreOptions::default()
+        },
         scrub: ScrubConfig::default(),
     }
 }
@@ -598,6 +601,7 @@ async fn writes_below_the_reserve_are_refused_and_leave_nothing() {
         NodeOptions {
             store: StoreOptions {
                 min_free_bytes: u64::MAX / 2,
+                ..StoreOptions::default()
             },
             ..options()
         },
@@ -672,6 +676,7 @@ async fn a_full_disk_answers_resource_exhausted_and_leaves_nothing() {
         NodeOptions {
             store: StoreOptions {
                 min_free_bytes: 3 * MIB,
+                ..StoreOptions::default()
             },
             ..options()
         },

@@ -106,6 +106,10 @@ pub struct StorageArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "TRITONTUBE_MIN_FREE_BYTES", default_value_t = DEFAULT_MIN_FREE_BYTES)]
     pub min_free_bytes: u64,
+    /// Serve reads without checking them against the recorded SHA-256: only to measure
+    /// what verification costs. Rotted bytes are then served.
+    #[arg(long, hide = true)]
+    pub unverified_reads: bool,
 }
 
 impl StorageArgs {
@@ -113,6 +117,7 @@ impl StorageArgs {
         NodeOptions {
             store: StoreOptions {
                 min_free_bytes: self.min_free_bytes,
+                verify_reads: !self.unverified_reads,
             },
             scrub: ScrubConfig {
                 rate_bytes_per_sec: self.scrub_mbps.saturating_mul(1_000_000),

@@ -139,12 +139,16 @@ pub(crate) struct Meta {
 pub struct StoreOptions {
     /// Writes that would leave less free space than this are refused ([`StoreError::DiskFull`]).
     pub min_free_bytes: u64,
+    /// Check reads against the recorded SHA-256. Only ever off to measure what the check
+    /// costs: without it, rotted bytes are served.
+    pub verify_reads: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            verify_reads: true,
         }
     }
 }
