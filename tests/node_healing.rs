@@ -736,3 +736,49 @@ async fn a_full_disk_answers_resource_exhausted_and_leaves_nothing() {
         .unwrap();
     node.stop().await;
 }
+
+#[tokio::test]
+async fn an_interrupted_scrub_pass_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow enough that the pass is still under way when the node stops.
+    let slow = NodeOptions {
+        scrub: ScrubConfig {
+            rate_bytes_per_sec: 400_000,
+            ..ScrubConfig::default()
+        },
+        ..options()
+    };
+    let node = Node::start(dir.path(), slow).await;
+    let client = node.client();
+    for i in 0..8u64 {
+        let data = pseudo_random_bytes(200_000, i);
+        client
+            .put(&format!("v/seg-{i}.m4s"), Bytes::from(data), None)
+            .await
+            .unwrap();
+    }
+    assert!(client.scrub(true).await.unwrap().started);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let interrupted = loop {
+        let report = client.scrub(false).await.unwrap();
+        let current = report.current.expect("a pass under way");
+        if current.files_checked >= 2 {
+            break current;
+        }
+        assert!(Instant::now() < deadline, "the pass did not progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    node.stop().await;
+
+    // Restarted (faster): the pass resumes by itself, without being asked, and checks
+    // each file once.
+    let node = Node::start(dir.path(), options()).await;
+    let client = node.client();
+    let report = scrub_until(&client, 1).await;
+    let last = report.last.expect("the resumed pass finished");
+    assert_eq!(last.started_unix_ms, interrupted.started_unix_ms);
+    assert_eq!((last.files_checked, last.files_total), (8, 8));
+    assert_eq!(last.bytes_checked, 8 * 200_000);
+    assert_eq!(last.corrupt_found, 0);
+    node.stop().await;
+}

@@ -390,7 +390,7 @@ async fn scrub_file(
             Ok((next, read)) => {
                 hasher = next;
                 position += read as u64;
-                pacer.pace(read as u64).await;
+                pacer.pace(read as u64, shutdown).await;
             }
             Err(e) => {
                 tracing::warn!(key, error = %e, "scrub: cannot read");
@@ -422,13 +422,17 @@ impl Pacer {
         }
     }
 
-    async fn pace(&mut self, bytes: u64) {
+    /// Waits until `bytes` more fit the rate (or the node shuts down).
+    async fn pace(&mut self, bytes: u64, shutdown: &CancellationToken) {
         let now = Instant::now();
         let earliest = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
         self.next =
             self.next.max(earliest) + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
         if self.next > now {
-            tokio::time::sleep_until(self.next.into()).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(self.next.into()) => {}
+                _ = shutdown.cancelled() => {}
+            }
         }
     }
 }

@@ -54,7 +54,13 @@ pub async fn run_with(
     let root = store.root().to_path_buf();
     let identity = tokio::task::spawn_blocking(move || StoreIdentity::load_or_create(&root))
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .unwrap_or_else(|e| {
+            // A folder the node cannot write to can still be served; it then reports no
+            // identity, as the original system's nodes do.
+            tracing::warn!(error = %e, "cannot keep a store marker; reporting no store identity");
+            StoreIdentity::default()
+        });
     if identity.recreated && store.stats().file_count > 0 {
         tracing::info!(
             "adopting a folder with files and no store marker (the original system's layout)"
