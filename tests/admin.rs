@@ -517,6 +517,15 @@ mod original_node {
         ) -> Result<Response<PutFileResponse>, Status> {
             Err(Status::unimplemented("not in the original contract"))
         }
+        async fn scrub(&self, _: Request<ScrubRequest>) -> Result<Response<ScrubResponse>, Status> {
+            Err(Status::unimplemented("not in the original contract"))
+        }
+        async fn list_quarantine(
+            &self,
+            _: Request<ListQuarantineRequest>,
+        ) -> Result<Response<ListQuarantineResponse>, Status> {
+            Err(Status::unimplemented("not in the original contract"))
+        }
     }
 
     pub fn server(service: StorageService) -> StorageServiceServer<WithoutPull> {

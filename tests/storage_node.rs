@@ -80,6 +80,15 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Everything under a node's folder but the node's own bookkeeping at its top (the store
+/// marker and the scrub's progress), which every running node has.
+fn store_files(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| !f.starts_with(".tritontube-"))
+        .collect()
+}
+
 fn temp_files(dir: &Path) -> Vec<String> {
     files_under(dir)
         .into_iter()
@@ -266,11 +275,12 @@ async fn missing_files_are_not_found_everywhere() {
     let status = raw
         .stat_file(StatFileRequest {
             key: "v1/nothing.m4s".into(),
+            verify: true,
         })
         .await
         .expect_err("not found");
     assert_eq!(status.code(), Code::NotFound);
-    assert!(files_under(&node.dir).is_empty());
+    assert!(store_files(&node.dir).is_empty());
 }
 
 #[tokio::test]
@@ -305,7 +315,7 @@ async fn overwrite_replaces_the_whole_file_and_keeps_totals_exact() {
             total_bytes: long.len() as u64
         }
     );
-    let visible: Vec<_> = files_under(&node.dir)
+    let visible: Vec<_> = store_files(&node.dir)
         .into_iter()
         .filter(|f| !f.contains("/."))
         .collect();
@@ -476,13 +486,13 @@ async fn delete_is_idempotent_and_cleans_up() {
         list_files(&mut raw).await,
         BTreeSet::from(["v1/b.m4s".into()])
     );
-    assert!(!files_under(&node.dir).iter().any(|f| f.contains("a.m4s")));
+    assert!(!store_files(&node.dir).iter().any(|f| f.contains("a.m4s")));
 
     client.delete("v1/b.m4s").await.unwrap();
     client.delete("v1/b.m4s").await.unwrap();
     client.delete("never/there").await.unwrap();
     assert!(
-        files_under(&node.dir).is_empty(),
+        store_files(&node.dir).is_empty(),
         "the empty video folder goes too"
     );
     assert_eq!(stats(&client).await, NodeStats::default());
@@ -588,7 +598,12 @@ async fn bad_keys_are_refused_on_every_rpc_and_touch_nothing() {
             })
             .await;
         expect_invalid("GetFile", r.err().map(|s| s.code()));
-        let r = raw.stat_file(StatFileRequest { key: key.into() }).await;
+        let r = raw
+            .stat_file(StatFileRequest {
+                key: key.into(),
+                verify: false,
+            })
+            .await;
         expect_invalid("StatFile", r.err().map(|s| s.code()));
 
         // And through the client the web node uses.
@@ -600,9 +615,9 @@ async fn bad_keys_are_refused_on_every_rpc_and_touch_nothing() {
         expect_invalid("delete", r.err().and_then(|e| e.code()));
     }
     assert!(
-        files_under(&node.dir).is_empty(),
+        store_files(&node.dir).is_empty(),
         "{:?}",
-        files_under(&node.dir)
+        store_files(&node.dir)
     );
 
     // The message says which rule was broken.
@@ -678,7 +693,7 @@ async fn nothing_escapes_the_storage_folder() {
         std::fs::read_to_string(outer.path().join("secret.txt")).unwrap(),
         "outside"
     );
-    let inside: Vec<_> = files_under(&dir)
+    let inside: Vec<_> = store_files(&dir)
         .into_iter()
         .filter(|f| !f.contains("/."))
         .collect();
@@ -699,7 +714,7 @@ async fn checksum_mismatch_stores_nothing() {
     assert_eq!(err.code(), Some(Code::DataLoss));
     assert_eq!(client.stat("v1/chunk.m4s").await.unwrap(), None);
     eventually("temp files to go", || temp_files(&node.dir).is_empty()).await;
-    assert!(!files_under(&node.dir).iter().any(|f| f.contains("chunk")));
+    assert!(!store_files(&node.dir).iter().any(|f| f.contains("chunk")));
 
     // A mismatching overwrite leaves the old file as it was.
     let old = Bytes::from_static(b"old content");
@@ -781,7 +796,7 @@ async fn a_stream_lost_midway_leaves_no_file_and_no_temp_file() {
         temp_files(&node.dir).is_empty()
     })
     .await;
-    assert!(!files_under(&node.dir).iter().any(|f| f.contains("partial")));
+    assert!(!store_files(&node.dir).iter().any(|f| f.contains("partial")));
     let client = node.client();
     assert_eq!(client.stat("v1/partial.m4s").await.unwrap(), None);
     assert_eq!(stats(&client).await, NodeStats::default());
@@ -874,21 +889,24 @@ async fn a_folder_laid_out_by_the_original_system_is_served_and_hashed() {
     );
     assert_eq!(client.get("my video/nested").await.unwrap(), None);
 
-    // Changed by hand after it was hashed: the recorded hash is stale and recomputed.
+    // Changed by hand after it was hashed: the hash recorded on first sight stays the
+    // truth, so the changed copy is refused as corrupt and set aside, not re-hashed.
     let changed = b"<MPD>changed</MPD>".to_vec();
     std::fs::write(dir.path().join("my video/chunk-0-00001.m4s"), &changed).unwrap();
-    let stat = client
+    let error = client
         .stat("my video/chunk-0-00001.m4s")
         .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stat.sha256, sha256_hex(&changed));
+        .expect_err("a copy that no longer matches its record");
+    assert!(error.is_data_loss(), "{error}");
     let keys = client.keys(true).await.unwrap();
-    let listed = keys
-        .iter()
-        .find(|k| k.key == "my video/chunk-0-00001.m4s")
-        .unwrap();
-    assert_eq!(listed.sha256, sha256_hex(&changed));
+    assert_eq!(
+        keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["my video/manifest.mpd"]
+    );
+    let quarantined = client.quarantine().await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].key, "my video/chunk-0-00001.m4s");
+    assert_eq!(quarantined[0].expected_sha256, sha256_hex(&segment));
 }
 
 #[tokio::test]
@@ -925,7 +943,7 @@ async fn an_empty_put_stream_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(files_under(&node.dir).is_empty());
+    assert!(store_files(&node.dir).is_empty());
 }
 
 // ---- the binary ----

@@ -27,9 +27,15 @@ pub struct StorageProcess {
 
 impl StorageProcess {
     pub fn start(dir: &Path) -> StorageProcess {
+        Self::start_with(dir, &[])
+    }
+
+    /// The same with extra command-line flags.
+    pub fn start_with(dir: &Path, flags: &[&str]) -> StorageProcess {
         std::fs::create_dir_all(dir).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tritontube"))
             .args(["storage", "--host", "127.0.0.1", "--port", "0"])
+            .args(flags)
             .arg(dir)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")

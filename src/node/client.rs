@@ -14,8 +14,9 @@ use tonic::{Code, Status};
 use crate::node::address::with_scheme;
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
-    DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PullFileRequest, PutFileChunk,
-    PutFileResponse, StatFileRequest, StreamKeysRequest,
+    DeleteRequest, GetFileRequest, KeyInfo, ListQuarantineRequest, NodeStatsRequest,
+    PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile, ScrubRequest, ScrubResponse,
+    StatFileRequest, StatFileResponse, StreamKeysRequest,
 };
 
 /// Size of the chunks a file is streamed in.
@@ -48,6 +49,19 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The node's copy is corrupt (DATA_LOSS): it has been quarantined there; read the
+    /// next holder. Also a pull whose source copy was corrupt or whose bytes did not hash
+    /// to the expected SHA-256 (nothing was stored).
+    pub fn is_data_loss(&self) -> bool {
+        self.code() == Some(Code::DataLoss)
+    }
+
+    /// The node refused a write for lack of space (RESOURCE_EXHAUSTED); nothing of it was
+    /// kept: place that copy elsewhere.
+    pub fn is_disk_full(&self) -> bool {
+        self.code() == Some(Code::ResourceExhausted)
+    }
 }
 
 pub type ClientResult<T> = Result<T, ClientError>;
@@ -72,6 +86,21 @@ impl From<PutFileResponse> for FileStat {
 pub struct NodeStats {
     pub file_count: u64,
     pub total_bytes: u64,
+}
+
+/// A node's health as NodeStats reports it (fields documented in proto/storage.proto).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeHealth {
+    pub stats: NodeStats,
+    pub free_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub min_free_bytes: u64,
+    pub quarantined_count: u64,
+    pub checksum_failures: u64,
+    /// Empty from a node that predates store identities (or the original system's).
+    pub store_id: String,
+    pub store_created_unix_ms: u64,
+    pub store_recreated: bool,
 }
 
 /// A cheap-to-clone handle on one node; the underlying HTTP/2 connection is shared and
@@ -306,9 +335,32 @@ impl StorageClient {
     pub async fn stat(&self, key: &str) -> ClientResult<Option<FileStat>> {
         let request = StatFileRequest {
             key: key.to_string(),
+            verify: false,
         };
         let mut inner = self.inner.clone();
-        match self.answer(inner.stat_file(request)).await {
+        let reply = self.answer(inner.stat_file(request)).await;
+        self.stat_reply(reply)
+    }
+
+    /// Has the node read the whole file and check it against its recorded SHA-256: the
+    /// size and hash when it matches, None if absent, and an error for which
+    /// [`ClientError::is_data_loss`] holds when it does not (the copy is quarantined).
+    pub async fn verify(&self, key: &str) -> ClientResult<Option<FileStat>> {
+        let request = StatFileRequest {
+            key: key.to_string(),
+            verify: true,
+        };
+        let mut inner = self.inner.clone();
+        // Reads the whole file: allow the time a big one takes.
+        let reply = within(HASHING_BATCH_TIMEOUT, inner.stat_file(request)).await;
+        self.stat_reply(reply)
+    }
+
+    fn stat_reply(
+        &self,
+        reply: Result<tonic::Response<StatFileResponse>, Status>,
+    ) -> ClientResult<Option<FileStat>> {
+        match reply {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 Ok(Some(FileStat {
@@ -379,6 +431,53 @@ impl StorageClient {
             },
             started.elapsed(),
         ))
+    }
+}
+
+impl StorageClient {
+    /// Counts, free disk, verification findings and the store's identity.
+    pub async fn health(&self) -> ClientResult<NodeHealth> {
+        let mut inner = self.inner.clone();
+        let reply = self
+            .answer(inner.node_stats(NodeStatsRequest {}))
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner();
+        Ok(NodeHealth {
+            stats: NodeStats {
+                file_count: reply.file_count,
+                total_bytes: reply.total_bytes,
+            },
+            free_bytes: reply.free_bytes,
+            disk_total_bytes: reply.disk_total_bytes,
+            min_free_bytes: reply.min_free_bytes,
+            quarantined_count: reply.quarantined_count,
+            checksum_failures: reply.checksum_failures,
+            store_id: reply.store_id,
+            store_created_unix_ms: reply.store_created_unix_ms,
+            store_recreated: reply.store_recreated,
+        })
+    }
+
+    /// The scrub's progress and findings; with `start_now`, starts a pass first.
+    pub async fn scrub(&self, start_now: bool) -> ClientResult<ScrubResponse> {
+        let mut inner = self.inner.clone();
+        Ok(self
+            .answer(inner.scrub(ScrubRequest { start_now }))
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner())
+    }
+
+    /// The copies this node has quarantined, oldest first.
+    pub async fn quarantine(&self) -> ClientResult<Vec<QuarantinedFile>> {
+        let mut inner = self.inner.clone();
+        Ok(self
+            .answer(inner.list_quarantine(ListQuarantineRequest {}))
+            .await
+            .map_err(|s| self.rpc(s))?
+            .into_inner()
+            .files)
     }
 }
 

@@ -2,14 +2,34 @@
 //!
 //! - [`address`]: validation of node addresses given by operators.
 //! - [`keys`]: validation of keys before they touch the file system.
-//! - [`store`]: the on-disk store (atomic writes, SHA-256 of every file).
+//! - [`store`]: the on-disk store (counts, deletes, listing), built from:
+//!   [`record`] (the SHA-256 recorded for each file), [`write`] (atomic writes, disk
+//!   reserve), [`verify`] (reads checked against the record), [`quarantine`] (corrupt
+//!   copies moved aside), [`walk`] (listing and the start-up scan), [`disk`] (free space).
+//! - [`scrub`]: the background re-hashing of every file at a bounded rate.
+//! - [`identity`]: the store's creation marker, so a wiped or replaced folder shows.
 //! - [`service`]: the StorageService gRPC implementation over the store.
-//! - [`server`]: `run(listener, dir, shutdown)`, with the health service.
-//! - [`client`]: the client the web node, migration and console use.
+//! - [`server`]: `run(listener, dir, shutdown)`, with the health service and the scrub.
+//! - [`client`]: the client the web node, migration, repair and console use.
 
 pub mod address;
 pub mod client;
+pub mod disk;
+pub mod identity;
 pub mod keys;
+pub mod quarantine;
+pub mod record;
+pub mod scrub;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod verify;
+pub mod walk;
+pub mod write;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -4,13 +4,17 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
+use super::identity::StoreIdentity;
+use super::scrub::{DEFAULT_SCRUB_MBPS, ScrubConfig, Scrubber};
 use super::service::StorageService;
-use super::store::{Store, StoreError};
+use super::store::{DEFAULT_MIN_FREE_BYTES, Store, StoreError, StoreOptions};
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,27 +25,67 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the store in `dir` on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// How a storage node runs, beyond where.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeOptions {
+    pub store: StoreOptions,
+    pub scrub: ScrubConfig,
+}
+
+/// Serves the store in `dir` on `listener` with the default options until `shutdown`
+/// completes, then lets the requests in flight finish.
 pub async fn run(
     listener: TcpListener,
     dir: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let store = Store::open(dir).await?;
+    run_with(listener, dir, NodeOptions::default(), shutdown).await
+}
+
+/// Serves the store in `dir` on `listener`, with its scrub, until `shutdown` completes;
+/// then lets the requests in flight finish and stops the scrub (saving where it got to).
+pub async fn run_with(
+    listener: TcpListener,
+    dir: PathBuf,
+    options: NodeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let store = Store::open_with(dir, options.store).await?;
+    let root = store.root().to_path_buf();
+    let identity = tokio::task::spawn_blocking(move || StoreIdentity::load_or_create(&root))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .unwrap_or_else(|e| {
+            // A folder the node cannot write to can still be served; it then reports no
+            // identity, as the original system's nodes do.
+            tracing::warn!(error = %e, "cannot keep a store marker; reporting no store identity");
+            StoreIdentity::default()
+        });
+    if identity.recreated && store.stats().file_count > 0 {
+        tracing::info!(
+            "adopting a folder with files and no store marker (the original system's layout)"
+        );
+    }
+    let stop_scrub = CancellationToken::new();
+    let (scrubber, scrub_task) = Scrubber::start(store.clone(), options.scrub, stop_scrub.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<StorageServiceServer<StorageService>>()
         .await;
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         // Wider windows than the 64 KiB default so one stream can fill a fast link.
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .add_service(health_service)
-        .add_service(StorageService::new(store).into_server())
+        .add_service(StorageService::with_healing(store, scrubber, identity).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .await;
+    stop_scrub.cancel();
+    if let Some(task) = scrub_task {
+        let _ = task.await;
+    }
+    served?;
     Ok(())
 }
 
@@ -57,6 +101,59 @@ pub struct StorageArgs {
     /// Folder holding the files as DIR/{videoId}/{filename}; created if missing.
     #[arg(env = "TRITONTUBE_STORAGE_DIR")]
     pub dir: PathBuf,
+    /// Scrub rate in MB/s: every file is re-read and re-hashed in the background at most
+    /// this fast, and corrupt copies quarantined. 0 turns the scrub off.
+    #[arg(long, env = "TRITONTUBE_SCRUB_MBPS", default_value_t = DEFAULT_SCRUB_MBPS)]
+    pub scrub_mbps: u64,
+    /// Time from the end of one scrub pass to the start of the next (e.g. 24h, 90m, 3600s).
+    #[arg(long, env = "TRITONTUBE_SCRUB_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    pub scrub_interval: Duration,
+    /// Free space to keep on the disk: writes that would leave less are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TRITONTUBE_MIN_FREE_BYTES", default_value_t = DEFAULT_MIN_FREE_BYTES)]
+    pub min_free_bytes: u64,
+    /// Serve reads without checking them against the recorded SHA-256: only to measure
+    /// what verification costs. Rotted bytes are then served.
+    #[arg(long, hide = true)]
+    pub unverified_reads: bool,
+}
+
+impl StorageArgs {
+    pub fn options(&self) -> NodeOptions {
+        NodeOptions {
+            store: StoreOptions {
+                min_free_bytes: self.min_free_bytes,
+                verify_reads: !self.unverified_reads,
+            },
+            scrub: ScrubConfig {
+                rate_bytes_per_sec: self.scrub_mbps.saturating_mul(1_000_000),
+                interval: self.scrub_interval,
+            },
+        }
+    }
+}
+
+/// `90s`, `15m`, `24h`, `2d` or a number of seconds; at least one second.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 24h or 2d"))?;
+    let seconds = match unit {
+        "s" => count,
+        "m" => count.saturating_mul(60),
+        "h" => count.saturating_mul(3600),
+        "d" => count.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be at least one second".into());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Resolves the listening address, preferring IPv4 as the original (Go) node did, so
@@ -88,7 +185,24 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
         "storage node listening on {local}, serving {}",
         args.dir.display()
     );
-    run(listener, args.dir, shutdown).await?;
+    let options = args.options();
+    run_with(listener, args.dir, options, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "h", "0s", "-5s", "5w", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,25 +3,30 @@
 //! Keys are validated before anything touches the disk (INVALID_ARGUMENT with the rule
 //! broken); a missing file is `found = false` on the compatible DownloadFile and NOT_FOUND
 //! on the new RPCs; internal failures are logged here and answered with INTERNAL, never
-//! with a path.
+//! with a path. A copy that fails verification is DATA_LOSS, a full disk
+//! RESOURCE_EXHAUSTED (see the self-healing block in proto/storage.proto).
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::address::validate_address;
 use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
+use super::identity::StoreIdentity;
 use super::keys::split_key;
+use super::scrub::{PassProgress, ScrubConfig, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
     DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
-    KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, NodeStatsRequest, NodeStatsResponse,
-    PullFileRequest, PutFileChunk, PutFileResponse, StatFileRequest, StatFileResponse,
-    StreamKeysRequest, UploadRequest, UploadResponse,
+    KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, ListQuarantineRequest,
+    ListQuarantineResponse, NodeStatsRequest, NodeStatsResponse, PullFileRequest, PutFileChunk,
+    PutFileResponse, QuarantinedFile, ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse,
+    StatFileRequest, StatFileResponse, StreamKeysRequest, UploadRequest, UploadResponse,
 };
 
 impl From<StoreError> for Status {
@@ -32,6 +37,11 @@ impl From<StoreError> for Status {
             StoreError::NotFound => Status::not_found("no such file"),
             StoreError::ChecksumMismatch { .. } => Status::data_loss(error.to_string()),
             StoreError::OutOfRange { .. } => Status::out_of_range(error.to_string()),
+            StoreError::Corrupt { .. } => Status::data_loss(error.to_string()),
+            StoreError::DiskFull(_) => {
+                tracing::warn!(error = %error, "write refused");
+                Status::resource_exhausted(format!("storage node {error}"))
+            }
             StoreError::Io { .. } | StoreError::Task(_) => {
                 // The details (paths, OS errors) stay in the node's log.
                 tracing::error!(error = %error, "storage failure");
@@ -44,14 +54,33 @@ impl From<StoreError> for Status {
 #[derive(Clone, Debug)]
 pub struct StorageService {
     store: Store,
+    scrubber: Scrubber,
+    identity: StoreIdentity,
     /// Clients of the nodes this one pulls files from, one connection each.
     sources: Arc<Mutex<HashMap<String, StorageClient>>>,
 }
 
 impl StorageService {
+    /// The service over `store` alone: no scrub, and no store identity to report (as
+    /// the original system's nodes, which have none).
     pub fn new(store: Store) -> Self {
+        let (scrubber, _) = Scrubber::start(
+            store.clone(),
+            ScrubConfig {
+                rate_bytes_per_sec: 0,
+                ..ScrubConfig::default()
+            },
+            CancellationToken::new(),
+        );
+        Self::with_healing(store, scrubber, StoreIdentity::default())
+    }
+
+    /// The service over `store`, reporting its scrub and identity.
+    pub fn with_healing(store: Store, scrubber: Scrubber, identity: StoreIdentity) -> Self {
         StorageService {
             store,
+            scrubber,
+            identity,
             sources: Arc::default(),
         }
     }
@@ -80,17 +109,31 @@ impl StorageService {
         let expected = parse_expected_sha256(&expected_sha256)?
             .ok_or_else(|| Status::invalid_argument("a pull needs the expected SHA-256"))?;
         let source = self.source(&source_address)?;
-        let unavailable = |e: ClientError| Status::unavailable(format!("reading the source: {e}"));
-        let Some((_, body)) = source.get_stream(&key, 0, 0).await.map_err(unavailable)? else {
+        // A corrupt source copy is DATA_LOSS, as a mismatch on arrival is: the caller
+        // should pull from another holder. Anything else is the source being unreachable.
+        let source_failed = |e: ClientError| {
+            if e.is_data_loss() {
+                Status::data_loss(format!("the source's copy is corrupt: {e}"))
+            } else {
+                Status::unavailable(format!("reading the source: {e}"))
+            }
+        };
+        let Some((_, body)) = source.get_stream(&key, 0, 0).await.map_err(source_failed)? else {
             return Err(Status::not_found(format!(
                 "{source_address} does not hold {key}"
             )));
         };
         let mut pending = self.store.begin_write(&key).await?;
         let mut body = std::pin::pin!(body);
-        // A failed read returns early; dropping `pending` removes the temp file.
         while let Some(chunk) = body.next().await {
-            pending.write(chunk.map_err(unavailable)?).await?;
+            match chunk {
+                Ok(chunk) => pending.write(chunk).await?,
+                Err(e) => {
+                    // Nothing of a failed pull stays, not even the folder it made.
+                    pending.abandon().await;
+                    return Err(source_failed(e));
+                }
+            }
         }
         let stat = pending.commit(Some(expected)).await?;
         tracing::debug!(key, source = source_address, size = stat.size, "pulled");
@@ -118,10 +161,19 @@ impl StorageService {
         let expected = parse_expected_sha256(&first.expected_sha256)?;
         let mut pending = self.store.begin_write(&first.key).await?;
         pending.write(first.data).await?;
-        // An error or a dropped stream returns early; dropping `pending` removes the temp
-        // file, so nothing of a partial upload stays.
-        while let Some(chunk) = chunks.message().await? {
+        // Nothing of a partial upload stays: a failed stream abandons the write here, a
+        // failed write has cleaned up after itself, and a dropped request drops `pending`.
+        loop {
+            let chunk = match chunks.message().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(status) => {
+                    pending.abandon().await;
+                    return Err(status);
+                }
+            };
             if !chunk.key.is_empty() && chunk.key != pending.key() {
+                pending.abandon().await;
                 return Err(Status::invalid_argument(
                     "only the first chunk may name the key",
                 ));
@@ -246,7 +298,12 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         request: Request<StatFileRequest>,
     ) -> Result<Response<StatFileResponse>, Status> {
-        let stat = self.store.stat(&request.into_inner().key).await?;
+        let StatFileRequest { key, verify } = request.into_inner();
+        let stat = if verify {
+            self.store.verify(&key).await?
+        } else {
+            self.store.stat(&key).await?
+        };
         Ok(Response::new(StatFileResponse {
             size: stat.size,
             sha256: stat.sha256,
@@ -284,10 +341,79 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         _request: Request<NodeStatsRequest>,
     ) -> Result<Response<NodeStatsResponse>, Status> {
-        let stats = self.store.stats();
+        let health = self.store.health().await?;
         Ok(Response::new(NodeStatsResponse {
-            file_count: stats.file_count,
-            total_bytes: stats.total_bytes,
+            file_count: health.stats.file_count,
+            total_bytes: health.stats.total_bytes,
+            free_bytes: health.disk.free_bytes,
+            disk_total_bytes: health.disk.total_bytes,
+            min_free_bytes: health.min_free_bytes,
+            quarantined_count: health.quarantined,
+            checksum_failures: health.checksum_failures,
+            store_id: self.identity.id.clone(),
+            store_created_unix_ms: self.identity.created_unix_ms,
+            store_recreated: self.identity.recreated,
         }))
+    }
+
+    async fn scrub(
+        &self,
+        request: Request<ScrubRequest>,
+    ) -> Result<Response<ScrubResponse>, Status> {
+        let started = if request.into_inner().start_now {
+            self.scrubber
+                .start_now()
+                .map_err(|e| Status::failed_precondition(e.to_string()))?
+        } else {
+            false
+        };
+        let report = self.scrubber.report();
+        let pass = |p: PassProgress| ScrubPass {
+            started_unix_ms: p.started_unix_ms,
+            finished_unix_ms: p.finished_unix_ms,
+            files_checked: p.files_checked,
+            bytes_checked: p.bytes_checked,
+            files_total: p.files_total,
+            bytes_total: p.bytes_total,
+            corrupt_found: p.corrupt_found,
+            errors: p.errors,
+        };
+        Ok(Response::new(ScrubResponse {
+            enabled: report.enabled,
+            rate_bytes_per_sec: report.rate_bytes_per_sec,
+            interval_secs: report.interval.as_secs(),
+            running: report.running || started,
+            current: report.current.map(pass),
+            last: report.last.map(pass),
+            last_finding: report.last_finding.map(|f| ScrubFinding {
+                key: f.key,
+                found_unix_ms: f.found_unix_ms,
+                reason: f.reason,
+            }),
+            next_pass_unix_ms: report.next_pass_unix_ms,
+            passes_completed: report.passes_completed,
+            started,
+        }))
+    }
+
+    async fn list_quarantine(
+        &self,
+        _request: Request<ListQuarantineRequest>,
+    ) -> Result<Response<ListQuarantineResponse>, Status> {
+        let files = self
+            .store
+            .quarantined()
+            .into_iter()
+            .map(|copy| QuarantinedFile {
+                key: copy.key,
+                size: copy.size,
+                quarantined_unix_ms: copy.quarantined_unix_ms,
+                reason: copy.reason,
+                expected_sha256: copy.expected_sha256,
+                actual_sha256: copy.actual_sha256,
+                found_by: copy.found_by.as_str().to_string(),
+            })
+            .collect();
+        Ok(Response::new(ListQuarantineResponse { files }))
     }
 }

@@ -1,0 +1,336 @@
+//! Verified reads: a stored file is served only as far as its bytes are known to match the
+//! SHA-256 recorded when it was stored.
+//!
+//! - A whole-file read hashes the bytes as they stream and holds back the last chunk until
+//!   the hash is confirmed, so a reader never receives a complete-looking corrupt file: it
+//!   gets every chunk but the last, then DATA_LOSS.
+//! - A byte range hashes the whole file first and only then sends the range. A range
+//!   cannot be checked on its own against a whole-file hash; per-block hashes would need a
+//!   new on-disk format that the original system's folders do not have. The price is one
+//!   sequential read of the whole file per range, which for DASH segments (≈ 1–2 MB) is
+//!   about a millisecond, and leaves the file in the page cache for the range itself.
+//! - A file with no record at all (the original system's folders) is hashed on first sight
+//!   and that hash recorded (trust on first use); a record is never replaced because the
+//!   file looks changed.
+//!
+//! On a mismatch the copy is moved to the quarantine and the read fails with
+//! [`StoreError::Corrupt`] (DATA_LOSS on the wire).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use sha2::{Digest, Sha256};
+
+use super::client::{CHUNK_BYTES, FileStat};
+use super::quarantine::{FoundBy, QuarantinedCopy};
+use super::record::{Record, hash_file, read_record, write_record};
+use super::store::{Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, open_regular};
+
+/// What to do with a file that has no record yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FirstSight {
+    /// Hash it now and record that (reads: they need the hash before the first byte).
+    HashNow,
+    /// Leave it to the caller, who hashes it anyway (the scrub, at its own pace).
+    Defer,
+}
+
+/// Everything needed to judge a hash and quarantine the copy; cheap to clone.
+#[derive(Clone, Debug)]
+struct Judge {
+    store: Arc<Inner>,
+    key: String,
+    paths: KeyPaths,
+    /// (device, inode) of the version opened: only that version may be quarantined.
+    version: (u64, u64),
+    /// The record; None for a file seen for the first time by the scrub.
+    record: Option<Record>,
+}
+
+impl Judge {
+    /// Blocking. Ok when `actual` is the recorded hash; otherwise quarantines the copy.
+    fn check(&self, size: u64, actual: String, found_by: FoundBy) -> StoreResult<()> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        if actual == record.sha256 {
+            return Ok(());
+        }
+        Err(self.store.quarantine(
+            &self.paths,
+            self.version,
+            QuarantinedCopy {
+                key: self.key.clone(),
+                size,
+                quarantined_unix_ms: crate::node::now_unix_ms(),
+                reason: format!(
+                    "bytes hash to {actual}, recorded {} when stored",
+                    record.sha256
+                ),
+                expected_sha256: record.sha256.clone(),
+                actual_sha256: actual,
+                found_by,
+            },
+        ))
+    }
+}
+
+/// A stored file opened for reading, with the size and hash recorded for it.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The recorded size and SHA-256 (what a good copy is). The hash is empty only for a
+    /// file the scrub opened before anything recorded it.
+    pub stat: FileStat,
+    file: Arc<File>,
+    judge: Judge,
+}
+
+/// Blocking: the file under `paths` and its record, seen together under the lock so a
+/// concurrent write never pairs new bytes with an old record.
+fn open_with_record(
+    store: &Inner,
+    paths: &KeyPaths,
+) -> StoreResult<(File, fs::Metadata, Option<Record>)> {
+    let _meta = store.lock();
+    let (file, meta) = open_regular(&paths.file)?;
+    Ok((file, meta, read_record(&paths.sidecar)))
+}
+
+/// Blocking: hashes a file that has no record and records that hash, if the file under
+/// the name is still the one hashed and nobody recorded another meanwhile.
+fn trust_on_first_use(
+    store: &Inner,
+    file: &File,
+    meta: &fs::Metadata,
+    paths: &KeyPaths,
+) -> StoreResult<Record> {
+    let record = Record::describing(meta, hash_file(file, &paths.file)?);
+    remember_first_sight(store, paths, &record);
+    Ok(record)
+}
+
+fn remember_first_sight(store: &Inner, paths: &KeyPaths, record: &Record) {
+    let _meta = store.lock();
+    let unchanged = fs::metadata(&paths.file).is_ok_and(|m| record.same_version(&m));
+    if unchanged && read_record(&paths.sidecar).is_none() {
+        tracing::info!(path = %paths.file.display(), "no checksum record: recording the hash of the bytes found (first sight)");
+        write_record(&paths.dir, &paths.sidecar, record);
+    }
+}
+
+/// Blocking: the recorded size and hash of the file at `paths` (hashed now if it has no
+/// record), for listings. Reads no bytes of a recorded file.
+pub(crate) fn recorded_stat(store: &Inner, paths: &KeyPaths) -> StoreResult<FileStat> {
+    let (file, meta, record) = open_with_record(store, paths)?;
+    let record = match record {
+        Some(record) => record,
+        None => trust_on_first_use(store, &file, &meta, paths)?,
+    };
+    Ok(FileStat {
+        size: record.size,
+        sha256: record.sha256,
+    })
+}
+
+impl OpenFile {
+    pub(crate) async fn open(
+        store: Arc<Inner>,
+        key: &str,
+        first_sight: FirstSight,
+        found_by: FoundBy,
+    ) -> StoreResult<OpenFile> {
+        let paths = store.paths(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let (file, meta, record) = open_with_record(&store, &paths)?;
+            let record = match (record, first_sight) {
+                (Some(record), _) => Some(record),
+                (None, FirstSight::HashNow) => {
+                    Some(trust_on_first_use(&store, &file, &meta, &paths)?)
+                }
+                (None, FirstSight::Defer) => None,
+            };
+            let stat = record.as_ref().map_or(
+                FileStat {
+                    size: meta.len(),
+                    sha256: String::new(),
+                },
+                |r| FileStat {
+                    size: r.size,
+                    sha256: r.sha256.clone(),
+                },
+            );
+            let judge = Judge {
+                store: Arc::clone(&store),
+                key,
+                paths,
+                version: (meta.dev(), meta.ino()),
+                record,
+            };
+            if stat.size != meta.len() {
+                // Truncated or grown since it was stored: no need to read a byte.
+                let recorded = judge.record.clone().expect("a size mismatch has a record");
+                return Err(judge.store.quarantine(
+                    &judge.paths,
+                    judge.version,
+                    QuarantinedCopy {
+                        key: judge.key.clone(),
+                        size: meta.len(),
+                        quarantined_unix_ms: crate::node::now_unix_ms(),
+                        reason: format!(
+                            "size is {} bytes, recorded {} when stored",
+                            meta.len(),
+                            recorded.size
+                        ),
+                        expected_sha256: recorded.sha256,
+                        actual_sha256: String::new(),
+                        found_by,
+                    },
+                ));
+            }
+            Ok(OpenFile {
+                stat,
+                file: Arc::new(file),
+                judge,
+            })
+        })
+        .await
+    }
+
+    /// Streams `length` bytes from `offset` (0 = to the end) in chunks of [`CHUNK_BYTES`],
+    /// each read only when the previous one has been taken, verified as the module says:
+    /// the stream ends with [`StoreError::Corrupt`] instead of the last chunk (whole
+    /// file) or before the first (a range) when the bytes do not match.
+    pub fn range(
+        self,
+        offset: u64,
+        length: u64,
+    ) -> StoreResult<impl Stream<Item = StoreResult<Bytes>> + Send + 'static> {
+        let size = self.stat.size;
+        if offset > size {
+            return Err(StoreError::OutOfRange { offset, size });
+        }
+        let end = if length == 0 {
+            size
+        } else {
+            offset.saturating_add(length).min(size)
+        };
+        let verify = self.judge.store.options.verify_reads;
+        let whole = verify && offset == 0 && end == size;
+        Ok(async_stream::try_stream! {
+            let OpenFile { file, judge, .. } = self;
+            if verify && !whole {
+                check_whole(Arc::clone(&file), judge.clone(), size, FoundBy::Read).await?;
+            }
+            let mut hasher = Sha256::new();
+            let mut position = offset;
+            while position < end {
+                let want = (end - position).min(CHUNK_BYTES as u64) as usize;
+                let (chunk, next) = read_chunk(Arc::clone(&file), &judge, position, want, hasher).await?;
+                hasher = next;
+                position += chunk.len() as u64;
+                if whole && position == end {
+                    break_with_check(&judge, size, hasher.clone()).await?;
+                }
+                yield chunk;
+            }
+            if whole && end == 0 {
+                break_with_check(&judge, size, hasher).await?;
+            }
+        })
+    }
+
+    /// The whole file in one buffer, checked before it is returned.
+    pub async fn read_all(self, found_by: FoundBy) -> StoreResult<Bytes> {
+        let OpenFile { stat, file, judge } = self;
+        blocking(move || {
+            let mut data = vec![0u8; stat.size as usize];
+            file.read_exact_at(&mut data, 0)
+                .map_err(io_err("reading", &judge.paths.file))?;
+            if judge.store.options.verify_reads {
+                let actual = hex::encode(Sha256::digest(&data));
+                judge.check(stat.size, actual, found_by)?;
+            }
+            Ok(Bytes::from(data))
+        })
+        .await
+    }
+
+    /// Reads the whole file and checks it against the record.
+    pub async fn check_whole(self, found_by: FoundBy) -> StoreResult<()> {
+        check_whole(self.file, self.judge, self.stat.size, found_by).await
+    }
+
+    /// Hashes `want` bytes at `position` into `hasher` (for the scrub, which paces itself
+    /// between chunks). Returns the hasher and how many bytes were read.
+    pub(crate) async fn hash_chunk(
+        &self,
+        position: u64,
+        want: usize,
+        hasher: Sha256,
+    ) -> StoreResult<(Sha256, usize)> {
+        let (chunk, hasher) =
+            read_chunk(Arc::clone(&self.file), &self.judge, position, want, hasher).await?;
+        Ok((hasher, chunk.len()))
+    }
+
+    /// Ends a scrub of this file with the hash of all its bytes: checked against the
+    /// record (quarantined on a mismatch), or recorded if the file had none.
+    pub(crate) async fn finish_scrub(self, hasher: Sha256) -> StoreResult<()> {
+        let OpenFile { stat, file, judge } = self;
+        blocking(move || {
+            let actual = hex::encode(hasher.finalize());
+            if judge.record.is_some() {
+                return judge.check(stat.size, actual, FoundBy::Scrub);
+            }
+            let meta = file.metadata().map_err(io_err("stat", &judge.paths.file))?;
+            remember_first_sight(
+                &judge.store,
+                &judge.paths,
+                &Record::describing(&meta, actual),
+            );
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn read_chunk(
+    file: Arc<File>,
+    judge: &Judge,
+    position: u64,
+    want: usize,
+    mut hasher: Sha256,
+) -> StoreResult<(Bytes, Sha256)> {
+    let path = judge.paths.file.clone();
+    blocking(move || {
+        let mut buf = vec![0u8; want];
+        file.read_exact_at(&mut buf, position)
+            .map_err(io_err("reading", &path))?;
+        hasher.update(&buf);
+        Ok((Bytes::from(buf), hasher))
+    })
+    .await
+}
+
+/// Checks the hash of everything read so far, which is the whole file.
+async fn break_with_check(judge: &Judge, size: u64, hasher: Sha256) -> StoreResult<()> {
+    let judge = judge.clone();
+    blocking(move || judge.check(size, hex::encode(hasher.finalize()), FoundBy::Read)).await
+}
+
+async fn check_whole(
+    file: Arc<File>,
+    judge: Judge,
+    size: u64,
+    found_by: FoundBy,
+) -> StoreResult<()> {
+    blocking(move || {
+        let actual = hash_file(&file, &judge.paths.file)?;
+        judge.check(size, actual, found_by)
+    })
+    .await
+}

@@ -1,0 +1,291 @@
+//! Writing a file into the store: whole or not at all.
+//!
+//! A hidden temp file in the key's folder receives the bytes (hashed as they come); on
+//! commit it is fsynced, its record written to a temp file too, and both renamed into
+//! place under the metadata lock, then the folder is fsynced. A write refused or failed
+//! at any step — including a full disk, or one that would go below the reserve — removes
+//! its temp files (and the video folder it created, when left empty) before it answers,
+//! so nothing of it stays behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::client::FileStat;
+use super::record::{Record, temp_name, write_record_temp};
+use super::store::{
+    Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, is_absent, open_dir,
+};
+
+/// A write in progress. Its temp file becomes the real file only through [`commit`];
+/// dropped any other way (error, cancelled request), the temp file is removed.
+///
+/// [`commit`]: PendingWrite::commit
+#[derive(Debug)]
+pub struct PendingWrite {
+    // Moved into the blocking pool for each write; `None` only while it is there, or
+    // after the write failed (and was cleaned up).
+    state: Option<WriteState>,
+    store: Arc<Inner>,
+    key: String,
+}
+
+#[derive(Debug)]
+struct WriteState {
+    file: File,
+    hasher: Sha256,
+    size: u64,
+    temp: TempFile,
+    paths: KeyPaths,
+}
+
+/// Removes the temp file when dropped, unless it was renamed into place or removed.
+#[derive(Debug)]
+struct TempFile {
+    path: Option<PathBuf>,
+}
+
+impl TempFile {
+    fn persisted(&mut self) {
+        self.path = None;
+    }
+
+    /// Removes the file now, on the calling thread.
+    fn remove_now(&mut self) {
+        if let Some(path) = self.path.take() {
+            remove_quietly(&path);
+        }
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if !is_absent(&e) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove temp file");
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        // Keep the unlink off the async threads when there is a runtime to hand it to.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || remove_quietly(&path))),
+            Err(_) => remove_quietly(&path),
+        }
+    }
+}
+
+/// Removes what a failed write made (its temp file, and its video folder when nothing
+/// else is in it), before the failure is answered.
+fn abandon(store: &Inner, state: WriteState) {
+    let WriteState {
+        file,
+        mut temp,
+        paths,
+        ..
+    } = state;
+    drop(file);
+    // Under the lock, so the folder is not removed under another write about to use it.
+    let _meta = store.lock();
+    temp.remove_now();
+    let _ = fs::remove_dir(&paths.dir);
+}
+
+impl PendingWrite {
+    pub(crate) async fn begin(store: Arc<Inner>, key: &str) -> StoreResult<PendingWrite> {
+        let paths = store.paths(key)?;
+        let inner = Arc::clone(&store);
+        let state = blocking(move || {
+            inner.check_room(0)?;
+            // Under the lock, so a delete cannot remove the folder before the temp file
+            // is in it.
+            let _meta = inner.lock();
+            let created_dir = !paths.dir.is_dir();
+            fs::create_dir_all(&paths.dir).map_err(io_err("creating", &paths.dir))?;
+            let temp_path = paths.dir.join(temp_name());
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp_path)
+                .map_err(|e| {
+                    if created_dir {
+                        let _ = fs::remove_dir(&paths.dir);
+                    }
+                    io_err("creating", &temp_path)(e)
+                })?;
+            Ok(WriteState {
+                file,
+                hasher: Sha256::new(),
+                size: 0,
+                temp: TempFile {
+                    path: Some(temp_path),
+                },
+                paths,
+            })
+        })
+        .await?;
+        Ok(PendingWrite {
+            state: Some(state),
+            store,
+            key: key.to_string(),
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Gives the write up: removes its temp file (and its video folder when that is left
+    /// empty) before returning.
+    pub async fn abandon(mut self) {
+        if let Some(state) = self.state.take() {
+            let store = Arc::clone(&self.store);
+            let _ = tokio::task::spawn_blocking(move || abandon(&store, state)).await;
+        }
+    }
+
+    /// Appends `data` to the temp file (and to the running hash). Refused, and the write
+    /// abandoned, when the bytes would not fit above the reserve.
+    pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut state = self
+            .state
+            .take()
+            .ok_or_else(|| StoreError::Task("write after a failed write".into()))?;
+        let store = Arc::clone(&self.store);
+        let state = blocking(move || {
+            let written = store.check_room(data.len() as u64).and_then(|()| {
+                let temp_path = state.temp.path.clone().unwrap_or_default();
+                state
+                    .file
+                    .write_all(&data)
+                    .map_err(io_err("writing", &temp_path))
+            });
+            if let Err(e) = written {
+                abandon(&store, state);
+                return Err(e);
+            }
+            state.hasher.update(&data);
+            state.size += data.len() as u64;
+            Ok(state)
+        })
+        .await?;
+        self.state = Some(state);
+        Ok(())
+    }
+
+    /// Makes the written bytes the file under the key, atomically, if their hash is the
+    /// expected one; otherwise keeps nothing. The hash is recorded as the truth about the
+    /// file's bytes, and any quarantined copy of the key is cleared (it was replaced).
+    pub async fn commit(mut self, expected_sha256: Option<String>) -> StoreResult<FileStat> {
+        let state = self
+            .state
+            .take()
+            .ok_or_else(|| StoreError::Task("commit after a failed write".into()))?;
+        let store = Arc::clone(&self.store);
+        let key = std::mem::take(&mut self.key);
+        blocking(move || commit_blocking(&store, &key, state, expected_sha256)).await
+    }
+}
+
+impl Drop for PendingWrite {
+    /// A write dropped half way (its request was cancelled) cleans up in the background.
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || abandon(&store, state))),
+            Err(_) => abandon(&store, state),
+        }
+    }
+}
+
+fn commit_blocking(
+    store: &Inner,
+    key: &str,
+    state: WriteState,
+    expected_sha256: Option<String>,
+) -> StoreResult<FileStat> {
+    let sha256 = hex::encode(state.hasher.clone().finalize());
+    if let Some(expected) = expected_sha256 {
+        if expected != sha256 {
+            abandon(store, state);
+            return Err(StoreError::ChecksumMismatch {
+                expected,
+                actual: sha256,
+            });
+        }
+    }
+    let temp_path = state.temp.path.clone().unwrap_or_default();
+    // A rename keeps the inode and mtime, so this describes the file under its real name.
+    let prepared = state
+        .file
+        .sync_all()
+        .and_then(|()| state.file.metadata())
+        .map_err(io_err("syncing", &temp_path))
+        .and_then(|meta| {
+            write_record_temp(&state.paths.dir, &Record::describing(&meta, sha256.clone()))
+        });
+    let record_temp = match prepared {
+        Ok(path) => path,
+        Err(e) => {
+            abandon(store, state);
+            return Err(e);
+        }
+    };
+    let WriteState {
+        file,
+        size,
+        mut temp,
+        paths,
+        ..
+    } = state;
+    drop(file);
+    let dir = {
+        let mut meta = store.lock();
+        let previous = match fs::metadata(&paths.file) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            _ => None,
+        };
+        if let Err(e) = fs::rename(&temp_path, &paths.file) {
+            remove_quietly(&record_temp);
+            temp.remove_now();
+            let _ = fs::remove_dir(&paths.dir);
+            return Err(io_err("renaming into", &paths.file)(e));
+        }
+        temp.persisted();
+        if let Err(e) = fs::rename(&record_temp, &paths.sidecar) {
+            // An old record must not describe the new bytes: without one, the file is
+            // hashed afresh on first sight, from the bytes just fsynced.
+            tracing::warn!(path = %paths.sidecar.display(), error = %e, "could not put a checksum record in place");
+            remove_quietly(&record_temp);
+            remove_quietly(&paths.sidecar);
+        }
+        match previous {
+            Some(old) => meta.totals.bytes = meta.totals.bytes.saturating_sub(old) + size,
+            None => {
+                meta.totals.files += 1;
+                meta.totals.bytes += size;
+            }
+        }
+        let cleared = meta.quarantine.clear(key);
+        if cleared > 0 {
+            tracing::info!(key, cleared, "a quarantined key was written again");
+        }
+        open_dir(&paths.dir)?
+    };
+    dir.sync()?;
+    Ok(FileStat { size, sha256 })
+}
