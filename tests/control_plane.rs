@@ -262,6 +262,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             virtual_nodes: DEFAULT_VIRTUAL_NODES,
             // One holder per file: the held upload below reads its pipe once.
             replicas: 1,
+            repair_every: None,
         },
         shutdown.clone(),
     )

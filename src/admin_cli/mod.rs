@@ -3,8 +3,10 @@
 //! stdout) and exit non-zero on any error; progress goes to stderr.
 //!
 //! - [`progress`]: a change followed live: a bar on a terminal, plain lines otherwise.
+//! - [`repair`]: `admin repair` and the storage health of `admin status`.
 
 pub mod progress;
+pub mod repair;
 
 use std::time::Duration;
 
@@ -12,8 +14,8 @@ use anyhow::Context;
 
 pub use crate::cluster::admin_client::{AdminClient, connect as connect_client};
 use crate::proto::admin::{
-    AddNodeRequest, CancelChangeRequest, ChangeKind, ListNodesRequest, ListWorkersRequest,
-    RemoveNodeRequest, StartChangeRequest,
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ListNodesRequest,
+    ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,
 };
 
 #[derive(clap::Args, Debug)]
@@ -42,6 +44,16 @@ pub enum AdminCommand {
     Status { admin: String },
     /// Cancel the running ring change: every file goes back to the ring as it was.
     Cancel { admin: String },
+    /// Restore missing copies, move misplaced ones, delete orphans; prints the plan first.
+    Repair {
+        admin: String,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Have every node read and check every copy first (reads all the data once).
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 /// Connects lazily to the admin service at `address` (`host:port`).
@@ -49,7 +61,7 @@ pub fn connect(address: &str, token: Option<&str>) -> anyhow::Result<AdminClient
     Ok(connect_client(address, token)?)
 }
 
-fn describe(s: tonic::Status) -> anyhow::Error {
+pub(crate) fn describe(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
 }
 
@@ -88,6 +100,20 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
                 .map_err(describe)?
                 .into_inner();
             print!("{}", progress::status_report(&reply));
+            let health = client
+                .cluster_health(ClusterHealthRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner();
+            print!("{}", repair::health_report(&health));
+        }
+        AdminCommand::Repair {
+            admin,
+            dry_run,
+            verify,
+        } => {
+            let mut client = connect(&admin, token)?;
+            repair::run(&mut client, &admin, dry_run, verify).await?;
         }
         AdminCommand::Cancel { admin } => {
             let mut client = connect(&admin, token)?;

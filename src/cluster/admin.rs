@@ -11,7 +11,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use super::admin_client::TOKEN_METADATA;
+use super::health::HealthMonitor;
 use super::migration::Migrator;
+use super::repair::{RepairPlan, Repairer, Tally};
 use super::state::ChangeKind;
 use super::worker::WorkerStatus;
 use crate::node::address::validate_address;
@@ -26,7 +28,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 const REMOTE_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct AdminService {
-    migrator: Arc<Migrator>,
+    pub migrator: Arc<Migrator>,
+    pub repairer: Arc<Repairer>,
+    pub health: Arc<HealthMonitor>,
 }
 
 pub type AdminServer = InterceptedService<VideoContentAdminServiceServer<AdminService>, TokenCheck>;
@@ -55,9 +59,9 @@ impl tonic::service::Interceptor for TokenCheck {
 }
 
 /// The service, refusing calls without `token` when one is set.
-pub fn server(migrator: Arc<Migrator>, token: Option<String>) -> AdminServer {
-    let service = VideoContentAdminServiceServer::new(AdminService { migrator })
-        .max_decoding_message_size(4 * 1024 * 1024);
+pub fn server(service: AdminService, token: Option<String>) -> AdminServer {
+    let service =
+        VideoContentAdminServiceServer::new(service).max_decoding_message_size(4 * 1024 * 1024);
     InterceptedService::new(
         service,
         TokenCheck {
@@ -253,6 +257,113 @@ impl VideoContentAdminService for AdminService {
         }))
     }
 
+    async fn start_repair(
+        &self,
+        request: Request<admin::StartRepairRequest>,
+    ) -> Result<Response<admin::StartRepairResponse>, Status> {
+        let request = request.into_inner();
+        if request.dry_run {
+            let plan = self.repairer.plan(request.verify).await?;
+            return Ok(Response::new(admin::StartRepairResponse {
+                plan: Some(plan_proto(&plan)),
+                worker_id: 0,
+            }));
+        }
+        let worker = self
+            .repairer
+            .start("asked by the operator", request.verify)
+            .await?;
+        Ok(Response::new(admin::StartRepairResponse {
+            plan: None,
+            worker_id: worker.id,
+        }))
+    }
+
+    async fn cluster_health(
+        &self,
+        _request: Request<admin::ClusterHealthRequest>,
+    ) -> Result<Response<admin::ClusterHealthResponse>, Status> {
+        let cluster = self.migrator.cluster();
+        let seen = self.health.nodes();
+        let scrubs = futures::future::join_all(seen.iter().filter(|(_, s)| s.up).map(
+            |(address, _)| async move {
+                let scrub = match cluster.client(address) {
+                    Ok(client) => tokio::time::timeout(STATUS_TIMEOUT, client.scrub(false))
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    Err(_) => None,
+                };
+                (address.clone(), scrub)
+            },
+        ))
+        .await;
+        let scrubs: std::collections::BTreeMap<_, _> = scrubs.into_iter().collect();
+        let nodes: Vec<admin::NodeHealthInfo> = seen
+            .iter()
+            .map(|(address, seen)| {
+                let mut info = admin::NodeHealthInfo {
+                    address: address.clone(),
+                    up: seen.up,
+                    error: seen.error.clone(),
+                    checked_at_ms: seen.checked_at.map_or(0, |t| t.timestamp_millis()),
+                    ..Default::default()
+                };
+                if let Some(h) = &seen.health {
+                    info.file_count = h.stats.file_count;
+                    info.total_bytes = h.stats.total_bytes;
+                    info.free_bytes = h.free_bytes;
+                    info.disk_total_bytes = h.disk_total_bytes;
+                    info.min_free_bytes = h.min_free_bytes;
+                    info.quarantined = h.quarantined_count;
+                    info.checksum_failures = h.checksum_failures;
+                    info.store_id = h.store_id.clone();
+                }
+                if let Some(Some(scrub)) = scrubs.get(address) {
+                    info.scrub_enabled = scrub.enabled;
+                    info.scrub_running = scrub.running;
+                    let pass = if scrub.running {
+                        &scrub.current
+                    } else {
+                        &scrub.last
+                    };
+                    if let Some(pass) = pass {
+                        info.scrub_files_checked = pass.files_checked;
+                        info.scrub_files_total = pass.files_total;
+                        info.scrub_corrupt_found = pass.corrupt_found;
+                    }
+                    info.scrub_last_finished_ms =
+                        scrub.last.as_ref().map_or(0, |p| p.finished_unix_ms);
+                }
+                info
+            })
+            .collect();
+        let hinted = cluster.meta().hints().await.map_or(0, |h| h.len() as u64);
+        let survey = self.repairer.last_survey();
+        let repair = self
+            .migrator
+            .runner()
+            .latest(super::repair::REPAIR)
+            .map(|h| worker_info(&h.status()));
+        Ok(Response::new(admin::ClusterHealthResponse {
+            quarantined: nodes.iter().filter(|n| n.up).map(|n| n.quarantined).sum(),
+            nodes,
+            hinted,
+            last_survey_at_ms: survey.as_ref().map_or(0, |(at, _)| at.timestamp_millis()),
+            last_survey: survey.map(|(_, plan)| plan_proto(&plan)),
+            last_repair: self.repairer.last_report().map(|r| admin::RepairReport {
+                finished_at_ms: r.finished_at.timestamp_millis(),
+                plan: Some(plan_proto(&r.plan)),
+                fixed: r.fixed,
+                failed: r.failed,
+                outcome: r.outcome,
+            }),
+            repair,
+            repair_wanted: self.health.pending_reason().unwrap_or_default(),
+            replicas: cluster.snapshot().ring.replicas(),
+        }))
+    }
+
     async fn cancel_change(
         &self,
         _request: Request<admin::CancelChangeRequest>,
@@ -271,6 +382,23 @@ fn change_kind(kind: &admin::ChangeKind, node: &str) -> Result<ChangeKind, Statu
         }
         admin::ChangeKind::Remove => ChangeKind::Remove,
     })
+}
+
+fn plan_proto(plan: &RepairPlan) -> admin::RepairPlan {
+    let tally = |t: &Tally| admin::Tally {
+        files: t.files,
+        bytes: t.bytes,
+    };
+    admin::RepairPlan {
+        missing: Some(tally(&plan.missing)),
+        misplaced: Some(tally(&plan.misplaced)),
+        orphans: Some(tally(&plan.orphans)),
+        quarantined: plan.quarantined,
+        deferred: Some(tally(&plan.deferred)),
+        under_replicated: plan.under_replicated,
+        unreachable: plan.unreachable.clone(),
+        orphans_kept_because_stale: plan.orphans_kept_because_stale,
+    }
 }
 
 fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {

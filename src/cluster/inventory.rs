@@ -49,6 +49,26 @@ pub async fn take(
     nodes: &BTreeSet<String>,
     may_skip: Option<&str>,
 ) -> Result<Inventory, Unreachable> {
+    let (inventory, mut missed) = take_reachable(cluster, nodes).await;
+    match missed
+        .iter()
+        .position(|m| Some(m.node.as_str()) != may_skip)
+    {
+        Some(i) => Err(missed.swap_remove(i)),
+        None => {
+            for m in &missed {
+                tracing::warn!(node = %m.node, why = %m.why, "node being removed does not answer; using other copies");
+            }
+            Ok(inventory)
+        }
+    }
+}
+
+/// Lists every node of `nodes` that answers, and says which did not.
+pub async fn take_reachable(
+    cluster: &Cluster,
+    nodes: &BTreeSet<String>,
+) -> (Inventory, Vec<Unreachable>) {
     let listings = futures::future::join_all(nodes.iter().map(|node| async move {
         let listing = match cluster.client(node) {
             Ok(client) => client.keys(true).await,
@@ -58,18 +78,16 @@ pub async fn take(
     }))
     .await;
     let mut inventory = Inventory::new();
+    let mut missed = Vec::new();
     for (node, listing) in listings {
         let keys = match listing {
             Ok(keys) => keys,
-            Err(e) if may_skip == Some(node.as_str()) => {
-                tracing::warn!(%node, error = %e, "node being removed does not answer; using other copies");
-                continue;
-            }
             Err(e) => {
-                return Err(Unreachable {
+                missed.push(Unreachable {
                     node,
                     why: e.to_string(),
                 });
+                continue;
             }
         };
         for info in keys {
@@ -86,42 +104,45 @@ pub async fn take(
             }
         }
     }
-    Ok(inventory)
+    (inventory, missed)
 }
 
 /// Every key whose holders differ from what `target` wants.
 pub fn work_list(inventory: &Inventory, target: &Ring) -> Vec<KeyWork> {
     inventory
         .iter()
-        .filter_map(|(key, holding)| {
-            let wanted = target.owners(key);
-            let missing: Vec<String> = wanted
-                .iter()
-                .filter(|n| !holding.holders.iter().any(|h| h == *n))
-                .map(|n| n.to_string())
-                .collect();
-            let extra: Vec<String> = holding
-                .holders
-                .iter()
-                .filter(|h| !wanted.contains(&h.as_str()))
-                .cloned()
-                .collect();
-            if missing.is_empty() && extra.is_empty() {
-                return None;
-            }
-            // Read from holders that stay first: they are the healthy part of the cluster.
-            let mut sources = holding.holders.clone();
-            sources.sort_by_key(|h| !wanted.contains(&h.as_str()));
-            Some(KeyWork {
-                key: key.clone(),
-                size: holding.size,
-                sha256: holding.sha256.clone(),
-                sources,
-                missing,
-                extra,
-            })
-        })
+        .filter_map(|(key, holding)| work_for(key, holding, target))
         .collect()
+}
+
+/// What it takes to put `key` where `target` wants it: None when it already is.
+pub fn work_for(key: &str, holding: &Holding, target: &Ring) -> Option<KeyWork> {
+    let wanted = target.owners(key);
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|n| !holding.holders.iter().any(|h| h == *n))
+        .map(|n| n.to_string())
+        .collect();
+    let extra: Vec<String> = holding
+        .holders
+        .iter()
+        .filter(|h| !wanted.contains(&h.as_str()))
+        .cloned()
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return None;
+    }
+    // Read from holders that stay first: they are the healthy part of the cluster.
+    let mut sources = holding.holders.clone();
+    sources.sort_by_key(|h| !wanted.contains(&h.as_str()));
+    Some(KeyWork {
+        key: key.to_string(),
+        size: holding.size,
+        sha256: holding.sha256.clone(),
+        sources,
+        missing,
+        extra,
+    })
 }
 
 /// Copies one key to the holders that lack it, then deletes it where it is no longer

@@ -72,6 +72,7 @@ impl Cluster {
                     ring: Ring::new(virtual_nodes, replicas),
                     spares: BTreeSet::new(),
                     migration: None,
+                    repair: None,
                     version: 0,
                 }),
                 stored: None,
@@ -89,6 +90,7 @@ impl Cluster {
                     ring: Ring::with_nodes(virtual_nodes, replicas, seed_nodes.iter().cloned()),
                     spares: BTreeSet::new(),
                     migration: None,
+                    repair: None,
                     version: 0,
                 }))
             })

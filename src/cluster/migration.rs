@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::inventory::{self, KeyWork, Unreachable};
 use super::membership::{Cluster, ClusterError};
-use super::state::{ChangeKind, ClusterState, Journal, JournalProgress};
+use super::state::{ChangeKind, ClusterState, Journal, JournalProgress, RepairJournal};
 use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
 use crate::proto::admin::{self, MigrationProgress};
 use crate::ring::Ring;
@@ -137,12 +137,12 @@ pub struct Migrator {
 }
 
 impl Migrator {
-    pub fn new(cluster: Arc<Cluster>, runner: Arc<Runner>, parallelism: usize) -> Arc<Self> {
-        let instance = format!(
-            "web-{}-{}",
-            std::process::id(),
-            Utc::now().timestamp_nanos_opt().unwrap_or_default()
-        );
+    pub fn new(
+        cluster: Arc<Cluster>,
+        runner: Arc<Runner>,
+        parallelism: usize,
+        instance: String,
+    ) -> Arc<Self> {
         Arc::new(Migrator {
             cluster,
             runner,
@@ -226,6 +226,9 @@ impl Migrator {
             }
             return Err(busy(journal));
         }
+        if let Some(repair) = &state.repair {
+            return Err(repair_busy(repair));
+        }
         let target = match kind {
             ChangeKind::Add => {
                 if state.ring.contains(node) {
@@ -258,6 +261,9 @@ impl Migrator {
             .update(|current: &ClusterState| {
                 if let Some(other) = &current.migration {
                     return Err(busy(other));
+                }
+                if let Some(repair) = &current.repair {
+                    return Err(repair_busy(repair));
                 }
                 if kind == ChangeKind::Add && current.ring.contains(node) {
                     return Err(MigrationError::Duplicate(node.to_string()));
@@ -670,6 +676,13 @@ fn busy(journal: &Journal) -> MigrationError {
         } else {
             format!(" by {}", journal.runner)
         }
+    ))
+}
+
+fn repair_busy(repair: &RepairJournal) -> MigrationError {
+    MigrationError::Busy(format!(
+        "a repair ({}) is running on {}; change the ring when it is over",
+        repair.reason, repair.runner
     ))
 }
 

@@ -11,16 +11,20 @@
 //! - [`worker`]: the runner that owns long work, and the status each worker reports.
 //! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
 //! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
+//! - [`repair`]: anti-entropy as a worker: restore, move, remove orphans.
+//! - [`health`]: watches the nodes; starts repairs by itself.
 //! - [`admin`]: the admin gRPC service (the original's three RPCs and the console's).
 //! - [`admin_client`]: the client side of it, with the admin token.
 
 pub mod admin;
 pub mod admin_client;
 pub mod files;
+pub mod health;
 pub mod inventory;
 pub mod membership;
 pub mod migration;
 pub mod pool;
+pub mod repair;
 pub mod state;
 pub mod worker;
 pub mod write_gate;
@@ -31,18 +35,25 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::meta::MetaStore;
+use health::HealthMonitor;
 pub use membership::{Cluster, ClusterError};
 use migration::Migrator;
+use repair::Repairer;
 use worker::Runner;
 
 /// How long workers get on shutdown to finish what they have in flight.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The ring, its workers and the migrator of one web node.
+/// Default time between scheduled repairs.
+pub const DEFAULT_REPAIR_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// The ring, its workers, and what starts them, of one web node.
 pub struct ControlPlane {
     pub cluster: Arc<Cluster>,
     pub runner: Arc<Runner>,
     pub migrator: Arc<Migrator>,
+    pub repairer: Arc<Repairer>,
+    pub health: Arc<HealthMonitor>,
 }
 
 /// How the ring is seeded when the metadata store has none yet.
@@ -52,6 +63,8 @@ pub struct Seed<'a> {
     pub spares: &'a [String],
     pub virtual_nodes: u32,
     pub replicas: u32,
+    /// Time between scheduled repairs; None: only on demand and when a node comes back.
+    pub repair_every: Option<Duration>,
 }
 
 impl ControlPlane {
@@ -64,14 +77,23 @@ impl ControlPlane {
     ) -> Result<Self, ClusterError> {
         let cluster = Cluster::load(meta, seed.nodes, seed.virtual_nodes, seed.replicas).await?;
         cluster.register_spares(seed.spares).await?;
-        cluster.follow_changes(shutdown).await?;
+        cluster.follow_changes(shutdown.clone()).await?;
         let runner = Arc::new(Runner::default());
+        // Names this web node in the journals it runs.
+        let instance = format!(
+            "web-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
         let migrator = Migrator::new(
             cluster.clone(),
             runner.clone(),
             migration::DEFAULT_PARALLELISM,
+            instance.clone(),
         );
-        let resuming = migrator.clone();
+        let repairer = Repairer::new(cluster.clone(), runner.clone(), instance);
+        let health = HealthMonitor::new(cluster.clone(), repairer.clone(), seed.repair_every);
+        let (resuming, resuming_repair) = (migrator.clone(), repairer.clone());
         tokio::spawn(async move {
             match resuming.resume_pending().await {
                 Ok(Some(worker)) => {
@@ -82,16 +104,33 @@ impl ControlPlane {
                     tracing::error!(error = %e, "could not resume the interrupted ring change")
                 }
             }
+            match resuming_repair.resume_pending().await {
+                Ok(Some(worker)) => {
+                    tracing::info!(worker = worker.id, "resumed an interrupted repair")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not resume the interrupted repair"),
+            }
         });
+        health.spawn(shutdown);
         Ok(ControlPlane {
             cluster,
             runner,
             migrator,
+            repairer,
+            health,
         })
     }
 
     pub fn admin_server(&self, token: Option<String>) -> admin::AdminServer {
-        admin::server(self.migrator.clone(), token)
+        admin::server(
+            admin::AdminService {
+                migrator: self.migrator.clone(),
+                repairer: self.repairer.clone(),
+                health: self.health.clone(),
+            },
+            token,
+        )
     }
 
     /// Stops every worker, waiting up to [`DRAIN_DEADLINE`] for what is in flight; their

@@ -19,6 +19,9 @@ pub struct ClusterState {
     /// The change under way, if any: until it finishes, `ring` is still the old ring.
     #[serde(default)]
     pub migration: Option<Journal>,
+    /// The repair under way, if any; never at the same time as a change.
+    #[serde(default)]
+    pub repair: Option<RepairJournal>,
     /// Raised by every save, so a web node following the store's watch never goes back
     /// to an older state delivered late, and writes can be counted per version.
     #[serde(default)]
@@ -59,6 +62,20 @@ pub struct Journal {
     /// Where the change had got to when last saved, for the other web nodes to show.
     #[serde(default)]
     pub progress: Option<JournalProgress>,
+}
+
+/// A repair in progress: a repair recomputes its work from what the nodes hold, so the
+/// journal only needs to say that one runs, where, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepairJournal {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub runner: String,
+    /// What asked for it: the operator, a node back from the dead, the schedule.
+    pub reason: String,
+    /// Every copy is read and checked first (a deep repair).
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// A running change's progress as saved in its journal.

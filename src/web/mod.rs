@@ -40,6 +40,9 @@ pub struct WebConfig {
     pub cache_bytes: u64,
     /// How long an upload may send nothing before it is given up.
     pub upload_idle_timeout: std::time::Duration,
+    /// Time between scheduled repairs of the ring; None: only on demand and when a node
+    /// comes back or shows a new store.
+    pub repair_every: Option<std::time::Duration>,
 }
 
 impl Default for WebConfig {
@@ -49,6 +52,7 @@ impl Default for WebConfig {
             work_dir: std::env::temp_dir(),
             cache_bytes: 128 * 1024 * 1024,
             upload_idle_timeout: std::time::Duration::from_secs(60),
+            repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
         }
     }
 }
@@ -116,6 +120,10 @@ pub struct WebArgs {
     /// Shared secret the admin service requires from its clients.
     #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Seconds between scheduled repairs of the ring (0: only on demand and when a node
+    /// comes back or shows a new store).
+    #[arg(long, env = "TRITONTUBE_REPAIR_EVERY_SECS", default_value_t = crate::cluster::DEFAULT_REPAIR_EVERY.as_secs())]
+    pub repair_every_secs: u64,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -158,6 +166,8 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
         cache_bytes: args.cache_bytes,
+        repair_every: (args.repair_every_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.repair_every_secs)),
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -227,6 +237,7 @@ pub async fn run(
                 spares: &spares,
                 virtual_nodes,
                 replicas,
+                repair_every: config.repair_every,
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;

@@ -45,6 +45,8 @@ pub struct WebOptions {
     pub max_upload_bytes: u64,
     pub admin_token: Option<String>,
     pub upload_idle_timeout: std::time::Duration,
+    /// Scheduled repairs; None in tests, which ask for repairs or trigger them.
+    pub repair_every: Option<std::time::Duration>,
 }
 
 impl Default for WebOptions {
@@ -55,6 +57,7 @@ impl Default for WebOptions {
             max_upload_bytes: 64 * 1024 * 1024,
             admin_token: None,
             upload_idle_timeout: std::time::Duration::from_secs(60),
+            repair_every: None,
         }
     }
 }
@@ -101,6 +104,7 @@ pub async fn start_web(
         work_dir: work.path().join("uploads"),
         cache_bytes: 32 * 1024 * 1024,
         upload_idle_timeout: options.upload_idle_timeout,
+        repair_every: options.repair_every,
     };
     let shutdown = CancellationToken::new();
     let admin = matches!(content, ContentSpec::Ring { .. }).then_some(admin);

@@ -1,0 +1,207 @@
+//! Watches the storage nodes and starts repairs by itself: when a node answers again
+//! after being down, when a node's store was re-created (a wiped folder, a replaced disk:
+//! its store id changed, or it came up empty while the others hold files), and on a
+//! schedule. What it sees (health, free disk, store identity) is also what the admin
+//! service reports.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::membership::Cluster;
+use super::repair::{RepairError, Repairer};
+use crate::node::client::NodeHealth;
+
+/// How often every node is probed; a node back from the dead is repaired within this.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the monitor last saw of one node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeSeen {
+    pub up: bool,
+    pub health: Option<NodeHealth>,
+    pub error: String,
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+pub struct HealthMonitor {
+    cluster: Arc<Cluster>,
+    repairer: Arc<Repairer>,
+    /// Time between scheduled repairs; None: only on demand and on node events.
+    repair_every: Option<Duration>,
+    seen: Mutex<BTreeMap<String, NodeSeen>>,
+    /// Why a repair is wanted and not yet started (one was running, or a change).
+    wanted: Mutex<Option<String>>,
+    last_repair_at: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl HealthMonitor {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        repairer: Arc<Repairer>,
+        repair_every: Option<Duration>,
+    ) -> Arc<Self> {
+        Arc::new(HealthMonitor {
+            cluster,
+            repairer,
+            repair_every,
+            seen: Mutex::new(BTreeMap::new()),
+            wanted: Mutex::new(None),
+            last_repair_at: Mutex::new(None),
+        })
+    }
+
+    /// Probes every [`PROBE_EVERY`] until `shutdown`.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+        let monitor = self.clone();
+        tokio::spawn(async move {
+            *monitor.last_repair_at.lock().expect("monitor lock") =
+                Some(tokio::time::Instant::now());
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => monitor.round().await,
+                }
+            }
+        });
+    }
+
+    /// What the monitor last saw of each node.
+    pub fn nodes(&self) -> BTreeMap<String, NodeSeen> {
+        self.seen.lock().expect("monitor lock").clone()
+    }
+
+    /// A repair wanted and waiting for the running work to end, and why.
+    pub fn pending_reason(&self) -> Option<String> {
+        self.wanted.lock().expect("monitor lock").clone()
+    }
+
+    async fn round(&self) {
+        let nodes = self.cluster.snapshot().data_nodes();
+        let probes = futures::future::join_all(nodes.iter().map(|node| async move {
+            let health = match self.cluster.client(node) {
+                Ok(client) => match tokio::time::timeout(PROBE_TIMEOUT, client.health()).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            (node.clone(), health)
+        }))
+        .await;
+        let others_hold_files = probes
+            .iter()
+            .any(|(_, h)| h.as_ref().is_ok_and(|h| h.stats.file_count > 0));
+        let mut reasons = Vec::new();
+        {
+            let mut seen = self.seen.lock().expect("monitor lock");
+            seen.retain(|node, _| nodes.contains(node));
+            for (node, result) in probes {
+                let before = seen.get(&node).cloned();
+                let now = Some(Utc::now());
+                match result {
+                    Ok(health) => {
+                        if let Some(reason) =
+                            repair_reason(&node, before.as_ref(), &health, others_hold_files)
+                        {
+                            reasons.push(reason);
+                        }
+                        seen.insert(
+                            node,
+                            NodeSeen {
+                                up: true,
+                                health: Some(health),
+                                error: String::new(),
+                                checked_at: now,
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        if before.as_ref().is_none_or(|b| b.up) {
+                            tracing::warn!(%node, %error, "storage node does not answer");
+                        }
+                        let health = before.and_then(|b| b.health);
+                        seen.insert(
+                            node,
+                            NodeSeen {
+                                up: false,
+                                health,
+                                error,
+                                checked_at: now,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let scheduled = self.repair_every.is_some_and(|every| {
+            self.last_repair_at
+                .lock()
+                .expect("monitor lock")
+                .is_none_or(|at| at.elapsed() >= every)
+        });
+        if scheduled {
+            reasons.push("scheduled".to_string());
+        }
+        if !reasons.is_empty() {
+            let mut wanted = self.wanted.lock().expect("monitor lock");
+            let joined = reasons.join("; ");
+            *wanted = Some(match wanted.take() {
+                Some(earlier) if !earlier.contains(&joined) => format!("{earlier}; {joined}"),
+                Some(earlier) => earlier,
+                None => joined,
+            });
+        }
+        self.start_wanted_repair().await;
+    }
+
+    async fn start_wanted_repair(&self) {
+        let Some(reason) = self.pending_reason() else {
+            return;
+        };
+        let state = self.cluster.snapshot();
+        if state.migration.is_some() || state.repair.is_some() || self.repairer.running().is_some()
+        {
+            return;
+        }
+        match self.repairer.start(&reason, false).await {
+            Ok(worker) => {
+                tracing::info!(worker = worker.id, %reason, "started a repair by itself");
+                *self.wanted.lock().expect("monitor lock") = None;
+                *self.last_repair_at.lock().expect("monitor lock") =
+                    Some(tokio::time::Instant::now());
+            }
+            Err(RepairError::Busy(what)) => {
+                tracing::debug!(%what, "repair wanted; waiting for the running work");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start a repair"),
+        }
+    }
+}
+
+/// Why what a node shows now calls for a repair, if it does.
+fn repair_reason(
+    node: &str,
+    before: Option<&NodeSeen>,
+    now: &NodeHealth,
+    others_hold_files: bool,
+) -> Option<String> {
+    match before {
+        Some(b) if !b.up => Some(format!("{node} answers again")),
+        Some(b) => {
+            let old_id = b.health.as_ref().map(|h| h.store_id.as_str()).unwrap_or("");
+            (!old_id.is_empty() && !now.store_id.is_empty() && old_id != now.store_id)
+                .then(|| format!("{node} has a new store (wiped folder or replaced disk)"))
+        }
+        // First sight since this web node started: a store that was just re-created
+        // empty while other nodes hold files lost what it held.
+        None => (now.store_recreated && now.stats.file_count == 0 && others_hold_files)
+            .then(|| format!("{node} came up with an empty, new store")),
+    }
+}

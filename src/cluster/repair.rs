@@ -1,0 +1,556 @@
+//! Repair (anti-entropy, DESIGN §6b): compares what every node holds with where the ring
+//! wants each file and with the metadata store, then, with the copy → verify → delete
+//! discipline of ring changes, restores missing copies (a wiped disk, a quarantined
+//! copy), moves misplaced ones (hinted copies whose owner is back) and deletes orphans.
+//!
+//! It never deletes the last good copy of anything: a copy is deleted from a node only
+//! after every owner holds one (verified by the receiving node), and a file one of whose
+//! owners does not answer is left exactly as it is until a later pass.
+//!
+//! Orphans, and the race with an upload starting: a key is an orphan when its video id has
+//! no record at all (neither finished nor claimed). The nodes are listed first and the
+//! records read after: an upload claims its id before it writes any file, so a file seen
+//! in the listing belongs to an upload whose claim is already in the store when the
+//! records are read — unless that upload has since failed and removed its claim, and then
+//! the file is an orphan indeed. A stale read of the records (etcd without quorum) could
+//! miss a claim, so then no orphan is deleted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::inventory::{self, KeyWork};
+use super::membership::{Cluster, ClusterError};
+use super::state::{ClusterState, RepairJournal};
+use super::worker::{Runner, WorkerContext, WorkerHandle};
+use crate::meta::MetaError;
+
+/// The kind of worker that runs repairs.
+pub const REPAIR: &str = "repair";
+/// Files repaired at once.
+const PARALLELISM: usize = 16;
+
+/// Files and bytes of one kind of finding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// What a repair finds, and so what it will do (or, after a run, what it did).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepairPlan {
+    /// Copies an owner lacks (lost disk, quarantined copy, failed write): restored.
+    pub missing: Tally,
+    /// Copies on a node that is not an owner (hinted copies, interrupted moves): moved.
+    pub misplaced: Tally,
+    /// Files of a video id without any record: deleted everywhere.
+    pub orphans: Tally,
+    /// Copies the nodes have quarantined since they started (failed verification); their
+    /// owners lack them now, so they are among `missing`.
+    pub quarantined: u64,
+    /// Files left as they are because an owner does not answer.
+    pub deferred: Tally,
+    /// Files with fewer than R good copies on their owners before the repair.
+    pub under_replicated: u64,
+    /// Nodes that did not answer.
+    pub unreachable: Vec<String>,
+    /// Orphans are not deleted when the records could only be read stale.
+    pub orphans_kept_because_stale: bool,
+}
+
+impl RepairPlan {
+    pub fn is_clean(&self) -> bool {
+        self.missing.files == 0
+            && self.misplaced.files == 0
+            && self.orphans.files == 0
+            && self.deferred.files == 0
+            && self.unreachable.is_empty()
+    }
+}
+
+/// The last finished repair, kept for the operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub finished_at: DateTime<Utc>,
+    pub plan: RepairPlan,
+    pub fixed: u64,
+    pub failed: u64,
+    pub outcome: String,
+}
+
+/// One key's work: copy/delete like a ring change, or remove an orphan.
+enum Task {
+    Place(KeyWork),
+    Orphan { key: String, holders: Vec<String> },
+}
+
+impl Task {
+    fn key(&self) -> &str {
+        match self {
+            Task::Place(work) => &work.key,
+            Task::Orphan { key, .. } => key,
+        }
+    }
+}
+
+/// Compares the nodes' holdings with the ring and the metadata store. With `verify`,
+/// every copy is first read and checked against its recorded SHA-256 by its node (a
+/// corrupt one is quarantined there and counts as missing); without, the nodes' records
+/// are trusted and corruption is left to their scrub and to verified reads.
+async fn survey(cluster: &Cluster, verify: bool) -> Result<(RepairPlan, Vec<Task>), ClusterError> {
+    let state = cluster.snapshot();
+    let ring = state.ring.clone();
+    let nodes = state.data_nodes();
+    // Listings first, records after: see the module comment on the race with uploads.
+    let (mut inventory, missed) = inventory::take_reachable(cluster, &nodes).await;
+    if verify {
+        drop_corrupt_copies(cluster, &mut inventory).await;
+    }
+    let records = cluster.meta().list_videos().await?;
+    let known: BTreeSet<String> = records.value.iter().map(|v| v.id.clone()).collect();
+    let unreachable: BTreeSet<String> = missed.iter().map(|m| m.node.clone()).collect();
+    for m in &missed {
+        tracing::warn!(node = %m.node, why = %m.why, "repair: node does not answer; its files wait");
+    }
+    let mut plan = RepairPlan {
+        unreachable: unreachable.iter().cloned().collect(),
+        orphans_kept_because_stale: records.stale,
+        ..RepairPlan::default()
+    };
+    let mut tasks = Vec::new();
+    for (key, holding) in &inventory {
+        let owners = ring.owners(key);
+        let on_owners = owners
+            .iter()
+            .filter(|o| holding.holders.iter().any(|h| h == *o))
+            .count();
+        if on_owners < owners.len() {
+            plan.under_replicated += 1;
+        }
+        let video = key.split_once('/').map_or(key.as_str(), |(id, _)| id);
+        if !known.contains(video) {
+            plan.orphans.add(holding.size);
+            if !records.stale {
+                tasks.push(Task::Orphan {
+                    key: key.clone(),
+                    holders: holding.holders.clone(),
+                });
+            }
+            continue;
+        }
+        let Some(work) = inventory::work_for(key, holding, &ring) else {
+            continue;
+        };
+        if owners.iter().any(|o| unreachable.contains(*o)) {
+            plan.deferred.add(holding.size);
+            continue;
+        }
+        for _ in &work.missing {
+            plan.missing.add(holding.size);
+        }
+        for _ in &work.extra {
+            plan.misplaced.add(holding.size);
+        }
+        tasks.push(Task::Place(work));
+    }
+    plan.quarantined = quarantined(cluster, &nodes, &unreachable).await;
+    Ok((plan, tasks))
+}
+
+/// Has every holder verify its copy; drops the holders whose copy failed.
+async fn drop_corrupt_copies(cluster: &Cluster, inventory: &mut inventory::Inventory) {
+    let checks: Vec<(String, String)> = inventory
+        .iter()
+        .flat_map(|(key, h)| h.holders.iter().map(move |n| (key.clone(), n.clone())))
+        .collect();
+    let corrupt: Vec<(String, String)> = futures::stream::iter(checks)
+        .map(|(key, node)| async move {
+            let verdict = match cluster.client(&node) {
+                Ok(client) => client.verify(&key).await,
+                Err(e) => Err(e),
+            };
+            match verdict {
+                Err(e) if e.is_data_loss() => Some((key, node)),
+                Ok(None) => Some((key, node)),
+                _ => None,
+            }
+        })
+        .buffer_unordered(PARALLELISM)
+        .filter_map(futures::future::ready)
+        .collect()
+        .await;
+    for (key, node) in corrupt {
+        tracing::warn!(%key, %node, "repair: copy failed verification (quarantined by its node)");
+        if let Some(holding) = inventory.get_mut(&key) {
+            holding.holders.retain(|h| *h != node);
+            if holding.holders.is_empty() {
+                inventory.remove(&key);
+            }
+        }
+    }
+}
+
+/// Copies the reachable nodes report as quarantined since they started.
+async fn quarantined(
+    cluster: &Cluster,
+    nodes: &BTreeSet<String>,
+    unreachable: &BTreeSet<String>,
+) -> u64 {
+    let counts = futures::future::join_all(nodes.iter().filter(|n| !unreachable.contains(*n)).map(
+        |node| async move {
+            match cluster.client(node) {
+                Ok(client) => client.health().await.map_or(0, |h| h.quarantined_count),
+                Err(_) => 0,
+            }
+        },
+    ))
+    .await;
+    counts.into_iter().sum()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("{0} is journaled; repair runs when it is over")]
+    Busy(String),
+    #[error("{failed} of {total} files could not be repaired (last error: {last})")]
+    Incomplete {
+        failed: u64,
+        total: u64,
+        last: String,
+    },
+    #[error("stopped: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+impl From<MetaError> for RepairError {
+    fn from(e: MetaError) -> Self {
+        RepairError::Cluster(ClusterError::Meta(e))
+    }
+}
+
+impl From<RepairError> for tonic::Status {
+    fn from(e: RepairError) -> Self {
+        let message = e.to_string();
+        match e {
+            RepairError::Busy(_) => tonic::Status::failed_precondition(message),
+            RepairError::Incomplete { .. } => tonic::Status::aborted(message),
+            RepairError::Interrupted(_) => tonic::Status::unavailable(message),
+            RepairError::Cluster(ClusterError::Meta(MetaError::Unavailable(_))) => {
+                tonic::Status::unavailable(message)
+            }
+            RepairError::Cluster(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// Starts repairs (one at a time, and never beside a ring change) and keeps the last
+/// report.
+pub struct Repairer {
+    cluster: Arc<Cluster>,
+    runner: Arc<Runner>,
+    instance: String,
+    starting: tokio::sync::Mutex<()>,
+    last: std::sync::Mutex<Option<RepairReport>>,
+    last_survey: std::sync::Mutex<Option<(DateTime<Utc>, RepairPlan)>>,
+}
+
+impl Repairer {
+    pub fn new(cluster: Arc<Cluster>, runner: Arc<Runner>, instance: String) -> Arc<Self> {
+        Arc::new(Repairer {
+            cluster,
+            runner,
+            instance,
+            starting: tokio::sync::Mutex::new(()),
+            last: std::sync::Mutex::new(None),
+            last_survey: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// What a repair would do now, changing nothing.
+    pub async fn plan(&self, verify: bool) -> Result<RepairPlan, RepairError> {
+        let plan = survey(&self.cluster, verify).await?.0;
+        self.remember_survey(&plan);
+        Ok(plan)
+    }
+
+    /// What the last survey (a dry run or a repair) found, and when.
+    pub fn last_survey(&self) -> Option<(DateTime<Utc>, RepairPlan)> {
+        self.last_survey.lock().expect("repair survey lock").clone()
+    }
+
+    fn remember_survey(&self, plan: &RepairPlan) {
+        *self.last_survey.lock().expect("repair survey lock") = Some((Utc::now(), plan.clone()));
+    }
+
+    /// The last finished repair on this web node.
+    pub fn last_report(&self) -> Option<RepairReport> {
+        self.last.lock().expect("repair report lock").clone()
+    }
+
+    pub fn running(&self) -> Option<WorkerHandle> {
+        self.runner.running(REPAIR)
+    }
+
+    /// Journals a repair and starts its worker; returns at once. Refused while a ring
+    /// change or another repair is journaled (on any web node sharing the store).
+    pub async fn start(
+        self: &Arc<Self>,
+        why: &str,
+        verify: bool,
+    ) -> Result<WorkerHandle, RepairError> {
+        let _starting = self.starting.lock().await;
+        if let Some(running) = self.running() {
+            return Ok(running);
+        }
+        let journal = RepairJournal {
+            id: format!("{}-repair", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
+            started_at: Utc::now(),
+            runner: self.instance.clone(),
+            reason: why.to_string(),
+            verify,
+        };
+        self.cluster
+            .update(|current: &ClusterState| {
+                if let Some(change) = &current.migration {
+                    return Err(RepairError::Busy(change.describe()));
+                }
+                if let Some(other) = &current.repair {
+                    return Err(RepairError::Busy(format!(
+                        "a repair (started {} by {})",
+                        other.started_at, other.runner
+                    )));
+                }
+                let mut next = current.clone();
+                next.repair = Some(journal.clone());
+                Ok(Some(next))
+            })
+            .await?;
+        Ok(self.spawn(journal))
+    }
+
+    /// Runs again a repair journaled by a web node that stopped before it finished.
+    pub async fn resume_pending(self: &Arc<Self>) -> Result<Option<WorkerHandle>, RepairError> {
+        let _starting = self.starting.lock().await;
+        let Some(journal) = self.cluster.snapshot().repair.clone() else {
+            return Ok(None);
+        };
+        if self.running().is_some() {
+            return Ok(None);
+        }
+        let mine = RepairJournal {
+            runner: self.instance.clone(),
+            ..journal.clone()
+        };
+        self.cluster
+            .update(|current: &ClusterState| match &current.repair {
+                Some(j) if j.id == journal.id && j.runner == journal.runner => {
+                    let mut next = current.clone();
+                    next.repair = Some(mine.clone());
+                    Ok(Some(next))
+                }
+                _ => Err(RepairError::Busy(
+                    "the repair was taken over or finished".into(),
+                )),
+            })
+            .await?;
+        tracing::info!(id = %journal.id, "resuming an unfinished repair");
+        Ok(Some(self.spawn(mine)))
+    }
+
+    fn spawn(self: &Arc<Self>, journal: RepairJournal) -> WorkerHandle {
+        let repairer = self.clone();
+        let description = format!("repair ({})", journal.reason);
+        self.runner
+            .spawn(REPAIR, &description, move |ctx| async move {
+                let outcome = repairer.execute(&journal, &ctx).await;
+                // The journal goes whatever the outcome, unless the web node is stopping:
+                // then the next start runs the repair again.
+                if !(ctx.stop.is_cancelled() && outcome.is_err()) {
+                    let cleared = repairer
+                        .cluster
+                        .update(|current: &ClusterState| match &current.repair {
+                            Some(j) if j.id == journal.id => {
+                                let mut next = current.clone();
+                                next.repair = None;
+                                Ok::<_, ClusterError>(Some(next))
+                            }
+                            _ => Ok(None),
+                        })
+                        .await;
+                    if let Err(e) = cleared {
+                        tracing::warn!(error = %e, "could not clear the repair journal");
+                    }
+                }
+                outcome.map_err(|e| e.to_string())
+            })
+    }
+
+    async fn execute(
+        &self,
+        journal: &RepairJournal,
+        ctx: &WorkerContext,
+    ) -> Result<String, RepairError> {
+        let started = Instant::now();
+        ctx.report(|s| {
+            s.throttle = format!("{PARALLELISM} files at once");
+            s.event(format!("repair ({}): surveying the nodes", journal.reason));
+        });
+        let (plan, tasks) = survey(&self.cluster, journal.verify).await?;
+        self.remember_survey(&plan);
+        let files_total = tasks.len() as u64;
+        let bytes_total = plan.missing.bytes + plan.misplaced.bytes;
+        ctx.report(|s| {
+            s.files_total = files_total;
+            s.bytes_total = bytes_total;
+            s.queue = files_total;
+            s.event(format!(
+                "{} missing, {} misplaced, {} orphans, {} deferred, {} quarantined copies{}",
+                plan.missing.files,
+                plan.misplaced.files,
+                plan.orphans.files,
+                plan.deferred.files,
+                plan.quarantined,
+                if plan.unreachable.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not answering: {}", plan.unreachable.join(", "))
+                }
+            ));
+        });
+        let cluster = &self.cluster;
+        let stop = ctx.stop.clone();
+        let items = tasks.into_iter().take_while(move |_| !stop.is_cancelled());
+        let mut results = futures::stream::iter(items.map(|task| async move {
+            let outcome = match &task {
+                Task::Place(work) => inventory::move_key(cluster, work).await,
+                Task::Orphan { key, holders } => delete_everywhere(cluster, key, holders).await,
+            };
+            (task, outcome)
+        }))
+        .buffer_unordered(PARALLELISM);
+        let (mut fixed, mut failed) = (0u64, 0u64);
+        while let Some((task, outcome)) = results.next().await {
+            let elapsed = started.elapsed().as_secs_f64();
+            ctx.report(|s| {
+                match outcome {
+                    Ok(bytes) => {
+                        fixed += 1;
+                        s.files_done += 1;
+                        s.bytes_done += bytes;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        s.errors += 1;
+                        s.last_error = format!("{}: {e}", task.key());
+                        s.event(format!("error: {}", s.last_error));
+                    }
+                }
+                s.queue = s.queue.saturating_sub(1);
+                s.current_item = task.key().to_string();
+                if elapsed > 0.0 {
+                    s.bytes_per_second = s.bytes_done as f64 / elapsed;
+                }
+            });
+        }
+        drop(results);
+        let status = ctx.status.borrow().clone();
+        if ctx.stop.is_cancelled() {
+            return Err(RepairError::Interrupted(status.stop_reason));
+        }
+        self.forget_delivered_hints().await;
+        let outcome = if failed > 0 {
+            Err(RepairError::Incomplete {
+                failed,
+                total: files_total,
+                last: status.last_error.clone(),
+            })
+        } else if !plan.unreachable.is_empty() {
+            Err(RepairError::Incomplete {
+                failed: plan.deferred.files,
+                total: files_total + plan.deferred.files,
+                last: format!(
+                    "{} files wait for {} to answer",
+                    plan.deferred.files,
+                    plan.unreachable.join(", ")
+                ),
+            })
+        } else {
+            Ok(format!(
+                "{fixed} files repaired in {:.1} s ({} restored, {} moved, {} orphans removed)",
+                started.elapsed().as_secs_f64(),
+                plan.missing.files,
+                plan.misplaced.files,
+                plan.orphans.files
+            ))
+        };
+        *self.last.lock().expect("repair report lock") = Some(RepairReport {
+            finished_at: Utc::now(),
+            plan,
+            fixed,
+            failed,
+            outcome: match &outcome {
+                Ok(text) => text.clone(),
+                Err(e) => e.to_string(),
+            },
+        });
+        outcome
+    }
+
+    /// Drops the hints whose copy has reached its owner (or whose file is gone).
+    async fn forget_delivered_hints(&self) {
+        let hints = match self.cluster.meta().hints().await {
+            Ok(hints) => hints,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the hinted copies");
+                return;
+            }
+        };
+        for hint in hints {
+            let on_owner = match self.cluster.client(&hint.owner) {
+                Ok(client) => client.stat(&hint.key).await.map(|s| s.is_some()),
+                Err(e) => Err(e),
+            };
+            let on_stand_in = match self.cluster.client(&hint.stand_in) {
+                Ok(client) => client.stat(&hint.key).await.map(|s| s.is_some()),
+                Err(e) => Err(e),
+            };
+            if let (Ok(owner_has), Ok(false)) = (on_owner, on_stand_in) {
+                let _ = owner_has;
+                if let Err(e) = self
+                    .cluster
+                    .meta()
+                    .remove_hint(&hint.key, &hint.owner)
+                    .await
+                {
+                    tracing::warn!(key = %hint.key, error = %e, "cannot forget a delivered hint");
+                }
+            }
+        }
+    }
+}
+
+/// Deletes an orphan from every node holding it; returns 0 bytes copied.
+async fn delete_everywhere(
+    cluster: &Cluster,
+    key: &str,
+    holders: &[String],
+) -> Result<u64, crate::node::client::ClientError> {
+    for node in holders {
+        cluster.client(node)?.delete(key).await?;
+    }
+    Ok(0)
+}
