@@ -128,7 +128,7 @@ async fn follow_worker(client: &mut AdminClient, id: u64) -> anyhow::Result<Work
 }
 
 fn tally(t: &Option<Tally>) -> String {
-    let t = t.clone().unwrap_or_default();
+    let t = t.unwrap_or_default();
     format!("{} files ({})", t.files, HumanBytes(t.bytes))
 }
 
@@ -204,9 +204,9 @@ pub fn health_report(health: &ClusterHealthResponse) -> String {
             out,
             "Last survey: {} under-replicated, {} missing, {} misplaced, {} orphans",
             plan.under_replicated,
-            plan.missing.clone().unwrap_or_default().files,
-            plan.misplaced.clone().unwrap_or_default().files,
-            plan.orphans.clone().unwrap_or_default().files
+            plan.missing.unwrap_or_default().files,
+            plan.misplaced.unwrap_or_default().files,
+            plan.orphans.unwrap_or_default().files
         );
     }
     match &health.last_repair {
