@@ -71,7 +71,12 @@ pub async fn start_storage_node() -> StorageNode {
 
 /// A storage node serving `dir` (which the caller owns).
 pub async fn start_storage_node_in(dir: &Path) -> StorageNode {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    start_storage_node_at(dir, "127.0.0.1:0").await
+}
+
+/// A storage node serving `dir` on `address` (a node restarted where it was).
+pub async fn start_storage_node_at(dir: &Path, address: &str) -> StorageNode {
+    let listener = TcpListener::bind(address).await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let served = dir.to_path_buf();

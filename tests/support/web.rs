@@ -116,6 +116,19 @@ pub async fn start_web(
         config,
         shutdown.clone(),
     ));
+    // Answering HTTP means start-up is over (abandoned uploads cleared, ring loaded), so
+    // what a test writes next cannot race with it.
+    let client = http_client();
+    for _ in 0..600 {
+        if task.is_finished() {
+            break;
+        }
+        let answered = client.get(format!("{url}/healthz")).send().await;
+        if answered.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     WebNode {
         url,
         admin: admin_address,
