@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::client::CHUNK_BYTES;
 use super::record::temp_name;
 use super::store::{Store, StoreError};
 
@@ -289,11 +287,11 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
             Vec::new()
         }
     };
-    let mut pacer = Pacer::new(shared.config.rate_bytes_per_sec);
+    let pacer = Arc::new(Mutex::new(Pacer::new(shared.config.rate_bytes_per_sec)));
     let mut saved_at = Instant::now();
     let resume_after = progress.cursor.clone();
     for key in keys.iter().filter(|k| **k > resume_after) {
-        match scrub_file(&shared.store, key, &mut pacer, shutdown).await {
+        match scrub_file(&shared.store, key, &pacer, shutdown).await {
             Outcome::Stopped => {
                 shared.lock().running = false;
                 shared.save();
@@ -366,7 +364,7 @@ enum Outcome {
 async fn scrub_file(
     store: &Store,
     key: &str,
-    pacer: &mut Pacer,
+    pacer: &Arc<Mutex<Pacer>>,
     shutdown: &CancellationToken,
 ) -> Outcome {
     let file = match store.open_for_scrub(key).await {
@@ -379,25 +377,24 @@ async fn scrub_file(
         }
     };
     let size = file.stat.size;
-    let mut hasher = Sha256::new();
-    let mut position = 0u64;
-    while position < size {
-        if shutdown.is_cancelled() {
-            return Outcome::Stopped;
+    let paced = {
+        let pacer = Arc::clone(pacer);
+        let shutdown = shutdown.clone();
+        move |bytes| {
+            pacer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pace(bytes, &shutdown)
         }
-        let want = (size - position).min(CHUNK_BYTES as u64) as usize;
-        match file.hash_chunk(position, want, hasher).await {
-            Ok((next, read)) => {
-                hasher = next;
-                position += read as u64;
-                pacer.pace(read as u64, shutdown).await;
-            }
-            Err(e) => {
-                tracing::warn!(key, error = %e, "scrub: cannot read");
-                return Outcome::Failed;
-            }
+    };
+    let hasher = match file.hash_paced(paced).await {
+        Ok(Some(hasher)) => hasher,
+        Ok(None) => return Outcome::Stopped,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "scrub: cannot read");
+            return Outcome::Failed;
         }
-    }
+    };
     match file.finish_scrub(hasher).await {
         Ok(()) => Outcome::Good(size),
         Err(StoreError::Corrupt { reason, .. }) => Outcome::Corrupt(size, reason),
@@ -422,17 +419,22 @@ impl Pacer {
         }
     }
 
-    /// Waits until `bytes` more fit the rate (or the node shuts down).
-    async fn pace(&mut self, bytes: u64, shutdown: &CancellationToken) {
+    /// Blocking: sleeps until `bytes` more fit the rate; false when the node shuts down.
+    fn pace(&mut self, bytes: u64, shutdown: &CancellationToken) -> bool {
         let now = Instant::now();
         let earliest = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
         self.next =
             self.next.max(earliest) + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
-        if self.next > now {
-            tokio::select! {
-                _ = tokio::time::sleep_until(self.next.into()) => {}
-                _ = shutdown.cancelled() => {}
+        // In short naps, so a shutdown is noticed within one.
+        loop {
+            if shutdown.is_cancelled() {
+                return false;
             }
+            let left = self.next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }

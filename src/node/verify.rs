@@ -264,17 +264,34 @@ impl OpenFile {
         check_whole(self.file, self.judge, self.stat.size, found_by).await
     }
 
-    /// Hashes `want` bytes at `position` into `hasher` (for the scrub, which paces itself
-    /// between chunks). Returns the hasher and how many bytes were read.
-    pub(crate) async fn hash_chunk(
+    /// Hashes the whole file for the scrub, in one task on the blocking pool (one hand-off
+    /// per file, not per chunk, so a busy machine does not slow the scrub further), calling
+    /// `pace(bytes)` after each chunk: it may sleep to keep the scrub's rate, and returns
+    /// false to stop (then None).
+    pub(crate) async fn hash_paced(
         &self,
-        position: u64,
-        want: usize,
-        hasher: Sha256,
-    ) -> StoreResult<(Sha256, usize)> {
-        let (chunk, hasher) =
-            read_chunk(Arc::clone(&self.file), &self.judge, position, want, hasher).await?;
-        Ok((hasher, chunk.len()))
+        mut pace: impl FnMut(u64) -> bool + Send + 'static,
+    ) -> StoreResult<Option<Sha256>> {
+        let file = Arc::clone(&self.file);
+        let path = self.judge.paths.file.clone();
+        let size = self.stat.size;
+        blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            let mut position = 0u64;
+            while position < size {
+                let want = (size - position).min(CHUNK_BYTES as u64) as usize;
+                file.read_exact_at(&mut buf[..want], position)
+                    .map_err(io_err("reading", &path))?;
+                hasher.update(&buf[..want]);
+                position += want as u64;
+                if !pace(want as u64) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(hasher))
+        })
+        .await
     }
 
     /// Ends a scrub of this file with the hash of all its bytes: checked against the
