@@ -697,6 +697,7 @@ async fn a_full_disk_answers_resource_exhausted_and_leaves_nothing() {
         .await
         .expect_err("beyond the reserve");
     assert!(error.is_disk_full(), "{error}");
+    assert!(error.to_string().contains("reserve"), "{error}");
     assert_nothing_of(&store, "w");
     node.stop().await;
 
@@ -712,7 +713,7 @@ async fn a_full_disk_answers_resource_exhausted_and_leaves_nothing() {
         .await
         .expect_err("a full disk");
     assert!(error.is_disk_full(), "{error}");
-    assert!(error.to_string().contains("disk full"), "{error}");
+    assert!(error.to_string().contains("no space left"), "{error}");
     assert_nothing_of(&store, "w");
     let status = node
         .raw()
@@ -724,6 +725,7 @@ async fn a_full_disk_answers_resource_exhausted_and_leaves_nothing() {
         .await
         .expect_err("a full disk");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("no space left"), "{status:?}");
     assert_nothing_of(&store, "w");
     // What was there is untouched, and the space came back.
     assert_eq!(client.get("v/kept.m4s").await.unwrap().unwrap(), kept);
