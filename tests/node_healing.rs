@@ -560,8 +560,8 @@ async fn a_wiped_folder_comes_back_with_a_new_identity() {
     // A crash in the middle of saving the node's own files leaves a temp file; it goes.
     std::fs::write(dir.path().join(".tmp-1-1.part"), b"torn").unwrap();
     let node = Node::start(dir.path(), options()).await;
-    assert!(!dir.path().join(".tmp-1-1.part").exists());
     let again = node.client().health().await.unwrap();
+    assert!(!dir.path().join(".tmp-1-1.part").exists());
     assert_eq!(again.store_id, first.store_id);
     assert_eq!(again.store_created_unix_ms, first.store_created_unix_ms);
     assert!(!again.store_recreated);
