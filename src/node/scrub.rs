@@ -11,7 +11,6 @@
 //!   serving keeps the disk for itself; a rate of 0 turns the scrub off.
 //! - A file with no record yet is hashed at the scrub's pace and that hash recorded.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -125,13 +124,17 @@ impl Shared {
     }
 
     /// Saves the schedule and progress. Best effort: losing it costs a repeated pass.
-    fn save(&self) {
+    async fn save(&self) {
         let saved = self.lock().saved.clone();
         let text = serde_json::to_string(&saved).expect("scrub state serialises");
         let dir = self.state_path.parent().unwrap_or(Path::new("."));
         let temp = dir.join(temp_name());
-        if let Err(e) = fs::write(&temp, text).and_then(|()| fs::rename(&temp, &self.state_path)) {
-            let _ = fs::remove_file(&temp);
+        let written = match tokio::fs::write(&temp, text).await {
+            Ok(()) => tokio::fs::rename(&temp, &self.state_path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&temp).await;
             tracing::warn!(error = %e, "could not save the scrub's progress");
         }
     }
@@ -148,36 +151,55 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// Starts the scrub of `store` (unless the rate is 0); it stops when `shutdown` is
-    /// cancelled, saving where it got to.
-    pub fn start(
+    /// Starts the scrub of `store` (unless the rate is 0) from the schedule and progress
+    /// saved in its folder; it stops when `shutdown` is cancelled, saving where it got to.
+    pub async fn start(
         store: Store,
         config: ScrubConfig,
         shutdown: CancellationToken,
     ) -> (Scrubber, Option<JoinHandle<()>>) {
         let state_path = store.root().join(STATE_FILE);
-        let saved = fs::read_to_string(&state_path)
+        let saved = tokio::fs::read_to_string(&state_path)
+            .await
             .ok()
             .and_then(|text| serde_json::from_str::<Saved>(&text).ok())
             .unwrap_or_default();
-        let shared = Arc::new(Shared {
-            store,
-            config,
-            state_path,
-            state: Mutex::new(State {
-                saved,
-                ..State::default()
-            }),
-            wake: Notify::new(),
-        });
-        let scrubber = Scrubber {
-            shared: Arc::clone(&shared),
-        };
+        let scrubber = Self::with_state(store, config, state_path, saved);
         if config.rate_bytes_per_sec == 0 {
             return (scrubber, None);
         }
-        let task = tokio::spawn(run(shared, shutdown));
+        let task = tokio::spawn(run(Arc::clone(&scrubber.shared), shutdown));
         (scrubber, Some(task))
+    }
+
+    /// A scrub that never runs and reports nothing (for a service without one).
+    pub fn off(store: Store) -> Scrubber {
+        let state_path = store.root().join(STATE_FILE);
+        let config = ScrubConfig {
+            rate_bytes_per_sec: 0,
+            ..ScrubConfig::default()
+        };
+        Self::with_state(store, config, state_path, Saved::default())
+    }
+
+    fn with_state(
+        store: Store,
+        config: ScrubConfig,
+        state_path: PathBuf,
+        saved: Saved,
+    ) -> Scrubber {
+        Scrubber {
+            shared: Arc::new(Shared {
+                store,
+                config,
+                state_path,
+                state: Mutex::new(State {
+                    saved,
+                    ..State::default()
+                }),
+                wake: Notify::new(),
+            }),
+        }
     }
 
     pub fn report(&self) -> ScrubReport {
@@ -225,7 +247,7 @@ async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             state.saved.next_pass_unix_ms = now + shared.config.interval.as_millis() as u64;
         }
     }
-    shared.save();
+    shared.save().await;
     loop {
         let (due_in, resume) = {
             let state = shared.lock();
@@ -294,7 +316,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         match scrub_file(&shared.store, key, &pacer, shutdown).await {
             Outcome::Stopped => {
                 shared.lock().running = false;
-                shared.save();
+                shared.save().await;
                 return false;
             }
             Outcome::Gone => {}
@@ -317,7 +339,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         progress.cursor = key.clone();
         shared.lock().saved.current = Some(progress.clone());
         if saved_at.elapsed() >= SAVE_EVERY {
-            shared.save();
+            shared.save().await;
             saved_at = Instant::now();
         }
     }
@@ -338,7 +360,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         state.running = false;
         state.passes_completed += 1;
     }
-    shared.save();
+    shared.save().await;
     true
 }
 
