@@ -6,8 +6,9 @@
 //!    measuring-only) `--unverified-reads`; one at a time (latency) and with 8 concurrent
 //!    readers (req/s, p99). Beside them: `cat` of the file and SHA-256 of it in process.
 //! 2. The scrub: one pass over 100 segments at the default rate (16 MB/s) and unthrottled,
-//!    and what 8 concurrent readers get with no scrub, with the default-rate scrub and
-//!    with an unthrottled scrub running.
+//!    and what 8 concurrent readers get from three nodes holding the same files, with no
+//!    scrub, with the default-rate scrub and with an unthrottled scrub running without
+//!    pause (rounds alternating between the three).
 //!
 //! `cargo bench --bench node_healing -- --bench`. Without `--bench` (as under
 //! `cargo test --all-targets`) it makes a few runs only, as a smoke test.
@@ -215,13 +216,14 @@ async fn one_pass(client: &StorageClient) -> (u64, Duration) {
     }
 }
 
-/// Readers' figures while the node scrubs without pause (a new pass as each ends).
+/// Readers' requests and latencies while the node scrubs without pause (a new pass as
+/// each ends); waits for the last pass to end before returning.
 async fn load_while_scrubbing(
     client: &StorageClient,
     keys: &[String],
     plan: &Plan,
     scrub: bool,
-) -> (f64, Duration) {
+) -> (usize, Vec<Duration>) {
     let keep_scrubbing = scrub.then(|| {
         let client = client.clone();
         tokio::spawn(async move {
@@ -231,50 +233,64 @@ async fn load_while_scrubbing(
             }
         })
     });
-    let (count, mut latencies) = load(client, keys, plan.load).await;
+    let measured = load(client, keys, plan.load).await;
     if let Some(task) = keep_scrubbing {
         task.abort();
+        while client.scrub(false).await.unwrap().running {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    (
-        count as f64 / plan.load.as_secs_f64(),
-        quantile(&mut latencies, 0.99),
-    )
+    measured
 }
 
 async fn scrub(plan: &Plan) {
-    let dir = tempfile::tempdir().unwrap();
     let setups: [(&str, &[&str]); 3] = [
         ("no scrub", &["--scrub-mbps", "0"]),
         ("scrub at 16 MB/s (default)", &[]),
         ("scrub unthrottled", &["--scrub-mbps", "1000000"]),
     ];
-    let mut keys = Vec::new();
     println!(
-        "scrub ({} segments, {:.0} MB, page cache warm; readers: {READERS}, {:.0} s):",
+        "scrub ({} segments, {:.0} MB per node, page cache warm; {READERS} readers, {} rounds of {:.0} s, alternating):",
         plan.scrub_files,
         (plan.scrub_files * SEGMENT_BYTES) as f64 / 1e6,
+        plan.rounds,
         plan.load.as_secs_f64()
     );
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
     for (name, flags) in setups {
+        let dir = tempfile::tempdir().unwrap();
         let node = StorageProcess::start_with(dir.path(), flags);
         let client = StorageClient::connect_lazy(&node.addr.to_string()).unwrap();
-        if keys.is_empty() {
-            keys = seed(&client, plan.scrub_files).await;
-        }
+        keys = seed(&client, plan.scrub_files).await;
         let scrubbing = !flags.contains(&"0");
         if scrubbing {
             let (bytes, took) = one_pass(&client).await;
             println!(
-                "  {name:<28} one pass: {:>6.1} MB in {:>6.2} s = {:>7.1} MB/s",
+                "  {name:<28} one pass alone: {:>6.1} MB in {:>6.2} s = {:>7.1} MB/s",
                 bytes as f64 / 1e6,
                 took.as_secs_f64(),
                 bytes as f64 / 1e6 / took.as_secs_f64().max(1e-3)
             );
         }
-        let (rate, p99) = load_while_scrubbing(&client, &keys, plan, scrubbing).await;
+        nodes.push((name, scrubbing, client, node, dir));
+    }
+    let mut served = vec![0usize; nodes.len()];
+    let mut latencies = vec![Vec::new(); nodes.len()];
+    for _ in 0..plan.rounds {
+        for (n, (_, scrubbing, client, _, _)) in nodes.iter().enumerate() {
+            let (count, mut samples) = load_while_scrubbing(client, &keys, plan, *scrubbing).await;
+            served[n] += count;
+            latencies[n].append(&mut samples);
+        }
+    }
+    let seconds = plan.load.as_secs_f64() * plan.rounds as f64;
+    for (n, (name, ..)) in nodes.iter().enumerate() {
         println!(
-            "  {name:<28} readers: {rate:>7.1} req/s   p99 {:>6.2} ms",
-            ms(p99)
+            "  {name:<28} readers: {:>7.1} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+            served[n] as f64 / seconds,
+            ms(quantile(&mut latencies[n], 0.5)),
+            ms(quantile(&mut latencies[n], 0.99))
         );
     }
 }

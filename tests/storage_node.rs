@@ -1011,6 +1011,26 @@ fn binary_refuses_a_folder_it_cannot_create() {
 }
 
 #[test]
+fn binary_refuses_a_bad_scrub_interval_and_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--scrub-interval", "5w", "unit"),
+        ("--scrub-interval", "0s", "at least one second"),
+        ("--scrub-mbps", "fast", "--scrub-mbps"),
+        ("--min-free-bytes", "lots", "--min-free-bytes"),
+    ] {
+        let mut command = storage_command();
+        command
+            .args(["--host", "127.0.0.1", "--port", "0", flag, value])
+            .arg(dir.path().join("store"));
+        let (success, stderr) = run_to_exit(command);
+        assert!(!success, "{flag} {value}: exit status must be non-zero");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+    assert!(!dir.path().join("store").exists(), "nothing created");
+}
+
+#[test]
 fn binary_serves_until_sigterm_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");

@@ -6,11 +6,11 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Space on the file system holding a path, as this (unprivileged-equivalent) process may
-/// use it.
+/// Space on the file system holding a path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiskSpace {
-    /// Bytes a non-root writer may still use (`f_bavail`): what a write can count on.
+    /// Bytes an unprivileged writer may still use (`f_bavail`): the blocks reserved for
+    /// root are left out, so the figure errs on the safe side.
     pub free_bytes: u64,
     pub total_bytes: u64,
 }

@@ -11,19 +11,16 @@
 //!   serving keeps the disk for itself; a rate of 0 turns the scrub off.
 //! - A file with no record yet is hashed at the scrub's pace and that hash recorded.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::client::CHUNK_BYTES;
 use super::record::temp_name;
 use super::store::{Store, StoreError};
 
@@ -127,13 +124,17 @@ impl Shared {
     }
 
     /// Saves the schedule and progress. Best effort: losing it costs a repeated pass.
-    fn save(&self) {
+    async fn save(&self) {
         let saved = self.lock().saved.clone();
         let text = serde_json::to_string(&saved).expect("scrub state serialises");
         let dir = self.state_path.parent().unwrap_or(Path::new("."));
         let temp = dir.join(temp_name());
-        if let Err(e) = fs::write(&temp, text).and_then(|()| fs::rename(&temp, &self.state_path)) {
-            let _ = fs::remove_file(&temp);
+        let written = match tokio::fs::write(&temp, text).await {
+            Ok(()) => tokio::fs::rename(&temp, &self.state_path).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&temp).await;
             tracing::warn!(error = %e, "could not save the scrub's progress");
         }
     }
@@ -150,36 +151,55 @@ pub struct Scrubber {
 }
 
 impl Scrubber {
-    /// Starts the scrub of `store` (unless the rate is 0); it stops when `shutdown` is
-    /// cancelled, saving where it got to.
-    pub fn start(
+    /// Starts the scrub of `store` (unless the rate is 0) from the schedule and progress
+    /// saved in its folder; it stops when `shutdown` is cancelled, saving where it got to.
+    pub async fn start(
         store: Store,
         config: ScrubConfig,
         shutdown: CancellationToken,
     ) -> (Scrubber, Option<JoinHandle<()>>) {
         let state_path = store.root().join(STATE_FILE);
-        let saved = fs::read_to_string(&state_path)
+        let saved = tokio::fs::read_to_string(&state_path)
+            .await
             .ok()
             .and_then(|text| serde_json::from_str::<Saved>(&text).ok())
             .unwrap_or_default();
-        let shared = Arc::new(Shared {
-            store,
-            config,
-            state_path,
-            state: Mutex::new(State {
-                saved,
-                ..State::default()
-            }),
-            wake: Notify::new(),
-        });
-        let scrubber = Scrubber {
-            shared: Arc::clone(&shared),
-        };
+        let scrubber = Self::with_state(store, config, state_path, saved);
         if config.rate_bytes_per_sec == 0 {
             return (scrubber, None);
         }
-        let task = tokio::spawn(run(shared, shutdown));
+        let task = tokio::spawn(run(Arc::clone(&scrubber.shared), shutdown));
         (scrubber, Some(task))
+    }
+
+    /// A scrub that never runs and reports nothing (for a service without one).
+    pub fn off(store: Store) -> Scrubber {
+        let state_path = store.root().join(STATE_FILE);
+        let config = ScrubConfig {
+            rate_bytes_per_sec: 0,
+            ..ScrubConfig::default()
+        };
+        Self::with_state(store, config, state_path, Saved::default())
+    }
+
+    fn with_state(
+        store: Store,
+        config: ScrubConfig,
+        state_path: PathBuf,
+        saved: Saved,
+    ) -> Scrubber {
+        Scrubber {
+            shared: Arc::new(Shared {
+                store,
+                config,
+                state_path,
+                state: Mutex::new(State {
+                    saved,
+                    ..State::default()
+                }),
+                wake: Notify::new(),
+            }),
+        }
     }
 
     pub fn report(&self) -> ScrubReport {
@@ -227,7 +247,7 @@ async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             state.saved.next_pass_unix_ms = now + shared.config.interval.as_millis() as u64;
         }
     }
-    shared.save();
+    shared.save().await;
     loop {
         let (due_in, resume) = {
             let state = shared.lock();
@@ -289,14 +309,14 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
             Vec::new()
         }
     };
-    let mut pacer = Pacer::new(shared.config.rate_bytes_per_sec);
+    let pacer = Arc::new(Mutex::new(Pacer::new(shared.config.rate_bytes_per_sec)));
     let mut saved_at = Instant::now();
     let resume_after = progress.cursor.clone();
     for key in keys.iter().filter(|k| **k > resume_after) {
-        match scrub_file(&shared.store, key, &mut pacer, shutdown).await {
+        match scrub_file(&shared.store, key, &pacer, shutdown).await {
             Outcome::Stopped => {
                 shared.lock().running = false;
-                shared.save();
+                shared.save().await;
                 return false;
             }
             Outcome::Gone => {}
@@ -319,7 +339,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         progress.cursor = key.clone();
         shared.lock().saved.current = Some(progress.clone());
         if saved_at.elapsed() >= SAVE_EVERY {
-            shared.save();
+            shared.save().await;
             saved_at = Instant::now();
         }
     }
@@ -340,7 +360,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         state.running = false;
         state.passes_completed += 1;
     }
-    shared.save();
+    shared.save().await;
     true
 }
 
@@ -366,7 +386,7 @@ enum Outcome {
 async fn scrub_file(
     store: &Store,
     key: &str,
-    pacer: &mut Pacer,
+    pacer: &Arc<Mutex<Pacer>>,
     shutdown: &CancellationToken,
 ) -> Outcome {
     let file = match store.open_for_scrub(key).await {
@@ -379,25 +399,24 @@ async fn scrub_file(
         }
     };
     let size = file.stat.size;
-    let mut hasher = Sha256::new();
-    let mut position = 0u64;
-    while position < size {
-        if shutdown.is_cancelled() {
-            return Outcome::Stopped;
+    let paced = {
+        let pacer = Arc::clone(pacer);
+        let shutdown = shutdown.clone();
+        move |bytes| {
+            pacer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pace(bytes, &shutdown)
         }
-        let want = (size - position).min(CHUNK_BYTES as u64) as usize;
-        match file.hash_chunk(position, want, hasher).await {
-            Ok((next, read)) => {
-                hasher = next;
-                position += read as u64;
-                pacer.pace(read as u64, shutdown).await;
-            }
-            Err(e) => {
-                tracing::warn!(key, error = %e, "scrub: cannot read");
-                return Outcome::Failed;
-            }
+    };
+    let hasher = match file.hash_paced(paced).await {
+        Ok(Some(hasher)) => hasher,
+        Ok(None) => return Outcome::Stopped,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "scrub: cannot read");
+            return Outcome::Failed;
         }
-    }
+    };
     match file.finish_scrub(hasher).await {
         Ok(()) => Outcome::Good(size),
         Err(StoreError::Corrupt { reason, .. }) => Outcome::Corrupt(size, reason),
@@ -422,17 +441,22 @@ impl Pacer {
         }
     }
 
-    /// Waits until `bytes` more fit the rate (or the node shuts down).
-    async fn pace(&mut self, bytes: u64, shutdown: &CancellationToken) {
+    /// Blocking: sleeps until `bytes` more fit the rate; false when the node shuts down.
+    fn pace(&mut self, bytes: u64, shutdown: &CancellationToken) -> bool {
         let now = Instant::now();
         let earliest = now.checked_sub(Duration::from_secs(1)).unwrap_or(now);
         self.next =
             self.next.max(earliest) + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
-        if self.next > now {
-            tokio::select! {
-                _ = tokio::time::sleep_until(self.next.into()) => {}
-                _ = shutdown.cancelled() => {}
+        // In short naps, so a shutdown is noticed within one.
+        loop {
+            if shutdown.is_cancelled() {
+                return false;
             }
+            let left = self.next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
 }

@@ -67,7 +67,8 @@ pub async fn run_with(
         );
     }
     let stop_scrub = CancellationToken::new();
-    let (scrubber, scrub_task) = Scrubber::start(store.clone(), options.scrub, stop_scrub.clone());
+    let (scrubber, scrub_task) =
+        Scrubber::start(store.clone(), options.scrub, stop_scrub.clone()).await;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<StorageServiceServer<StorageService>>()

@@ -11,14 +11,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::address::validate_address;
 use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
 use super::identity::StoreIdentity;
 use super::keys::split_key;
-use super::scrub::{PassProgress, ScrubConfig, Scrubber};
+use super::scrub::{PassProgress, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
@@ -64,14 +63,7 @@ impl StorageService {
     /// The service over `store` alone: no scrub, and no store identity to report (as
     /// the original system's nodes, which have none).
     pub fn new(store: Store) -> Self {
-        let (scrubber, _) = Scrubber::start(
-            store.clone(),
-            ScrubConfig {
-                rate_bytes_per_sec: 0,
-                ..ScrubConfig::default()
-            },
-            CancellationToken::new(),
-        );
+        let scrubber = Scrubber::off(store.clone());
         Self::with_healing(store, scrubber, StoreIdentity::default())
     }
 

@@ -219,27 +219,29 @@ impl OpenFile {
             offset.saturating_add(length).min(size)
         };
         let verify = self.judge.store.options.verify_reads;
-        let whole = verify && offset == 0 && end == size;
+        // A whole file is hashed as it streams; a range is checked before it starts.
+        let hash_as_streamed = verify && offset == 0 && end == size;
         Ok(async_stream::try_stream! {
             let OpenFile { file, judge, .. } = self;
-            if verify && !whole {
+            if verify && !hash_as_streamed {
                 check_whole(Arc::clone(&file), judge.clone(), size, FoundBy::Read).await?;
             }
-            let mut hasher = Sha256::new();
+            let mut hasher = hash_as_streamed.then(Sha256::new);
             let mut position = offset;
             while position < end {
                 let want = (end - position).min(CHUNK_BYTES as u64) as usize;
-                let (chunk, next) = read_chunk(Arc::clone(&file), &judge, position, want, hasher).await?;
+                let (chunk, next) =
+                    read_chunk(Arc::clone(&file), &judge, position, want, hasher).await?;
                 hasher = next;
                 position += chunk.len() as u64;
-                if whole && position == end {
-                    break_with_check(&judge, size, hasher.clone()).await?;
+                if position == end {
+                    // The last chunk goes out only once the whole file's hash matches.
+                    check_streamed(&judge, size, hasher.take()).await?;
                 }
                 yield chunk;
             }
-            if whole && end == 0 {
-                break_with_check(&judge, size, hasher).await?;
-            }
+            // An empty file has no last chunk to hold back, but is checked all the same.
+            check_streamed(&judge, size, hasher).await?;
         })
     }
 
@@ -264,17 +266,34 @@ impl OpenFile {
         check_whole(self.file, self.judge, self.stat.size, found_by).await
     }
 
-    /// Hashes `want` bytes at `position` into `hasher` (for the scrub, which paces itself
-    /// between chunks). Returns the hasher and how many bytes were read.
-    pub(crate) async fn hash_chunk(
+    /// Hashes the whole file for the scrub, in one task on the blocking pool (one hand-off
+    /// per file, not per chunk, so a busy machine does not slow the scrub further), calling
+    /// `pace(bytes)` after each chunk: it may sleep to keep the scrub's rate, and returns
+    /// false to stop (then None).
+    pub(crate) async fn hash_paced(
         &self,
-        position: u64,
-        want: usize,
-        hasher: Sha256,
-    ) -> StoreResult<(Sha256, usize)> {
-        let (chunk, hasher) =
-            read_chunk(Arc::clone(&self.file), &self.judge, position, want, hasher).await?;
-        Ok((hasher, chunk.len()))
+        mut pace: impl FnMut(u64) -> bool + Send + 'static,
+    ) -> StoreResult<Option<Sha256>> {
+        let file = Arc::clone(&self.file);
+        let path = self.judge.paths.file.clone();
+        let size = self.stat.size;
+        blocking(move || {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            let mut position = 0u64;
+            while position < size {
+                let want = (size - position).min(CHUNK_BYTES as u64) as usize;
+                file.read_exact_at(&mut buf[..want], position)
+                    .map_err(io_err("reading", &path))?;
+                hasher.update(&buf[..want]);
+                position += want as u64;
+                if !pace(want as u64) {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(hasher))
+        })
+        .await
     }
 
     /// Ends a scrub of this file with the hash of all its bytes: checked against the
@@ -298,26 +317,33 @@ impl OpenFile {
     }
 }
 
+/// Reads `want` bytes at `position`, adding them to `hasher` when there is one.
 async fn read_chunk(
     file: Arc<File>,
     judge: &Judge,
     position: u64,
     want: usize,
-    mut hasher: Sha256,
-) -> StoreResult<(Bytes, Sha256)> {
+    mut hasher: Option<Sha256>,
+) -> StoreResult<(Bytes, Option<Sha256>)> {
     let path = judge.paths.file.clone();
     blocking(move || {
         let mut buf = vec![0u8; want];
         file.read_exact_at(&mut buf, position)
             .map_err(io_err("reading", &path))?;
-        hasher.update(&buf);
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&buf);
+        }
         Ok((Bytes::from(buf), hasher))
     })
     .await
 }
 
-/// Checks the hash of everything read so far, which is the whole file.
-async fn break_with_check(judge: &Judge, size: u64, hasher: Sha256) -> StoreResult<()> {
+/// Checks the hash of everything streamed, which is then the whole file (nothing to do
+/// when the stream was not hashed, or was checked already).
+async fn check_streamed(judge: &Judge, size: u64, hasher: Option<Sha256>) -> StoreResult<()> {
+    let Some(hasher) = hasher else {
+        return Ok(());
+    };
     let judge = judge.clone();
     blocking(move || judge.check(size, hex::encode(hasher.finalize()), FoundBy::Read)).await
 }

@@ -101,6 +101,14 @@ pub(crate) fn walk(
 /// gone.
 pub(crate) fn scan(root: &Path) -> StoreResult<Totals> {
     let mut totals = Totals::default();
+    // The node's own files at the top (store marker, scrub progress) are written through
+    // temp files too.
+    for entry in fs::read_dir(root).map_err(io_err("listing", root))? {
+        let entry = entry.map_err(io_err("listing", root))?;
+        if entry.file_name().to_str().is_some_and(is_temp_name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
     for (video_id, file_type) in visible_entries(root)? {
         if !file_type.is_dir() {
             continue;
