@@ -109,6 +109,61 @@ fn renders_migrating() {
 }
 
 #[test]
+fn renders_storage_health_and_a_repair() {
+    use std::collections::BTreeMap;
+    use tritontube::tui::health::{DiskInfo, HealthInfo, RepairInfo};
+    let mut s = normal();
+    let mut disks = BTreeMap::new();
+    disks.insert(
+        NODES[0].to_string(),
+        DiskInfo {
+            free: 5 << 20,
+            total: 100 << 30,
+            reserve: 16 << 20,
+            quarantined: 0,
+        },
+    );
+    disks.insert(
+        NODES[1].to_string(),
+        DiskInfo {
+            free: 60 << 30,
+            total: 100 << 30,
+            reserve: 16 << 20,
+            quarantined: 2,
+        },
+    );
+    let health = HealthInfo {
+        quarantined: 2,
+        hinted: 4,
+        under_replicated: Some(6),
+        repair: Some(RepairInfo {
+            description: "repair (asked by the operator)".into(),
+            state: "running".into(),
+            files_done: 2,
+            files_total: 6,
+            ..Default::default()
+        }),
+        disks,
+        ..Default::default()
+    };
+    update(&mut s, Action::Health(health));
+    for (w, h) in SIZES {
+        let b = check("health", &s, w, h);
+        assert!(
+            find(&b, "6 under-replicated").is_some(),
+            "summary at {w}x{h}"
+        );
+        assert!(find(&b, "repair 2/6 files").is_some(), "repair at {w}x{h}");
+        assert_eq!(fg_at(&b, "disk!"), Color::Red, "low disk warned at {w}x{h}");
+        assert_eq!(
+            fg_at(&b, "rot 2"),
+            Color::Yellow,
+            "quarantine shown at {w}x{h}"
+        );
+    }
+}
+
+#[test]
 fn migration_finished_reads_100_percent() {
     let mut s = migrating();
     let mut c = cluster(&[NODES[0], NODES[1], NODES[2], NEW_NODE], &[]);

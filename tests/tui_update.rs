@@ -246,6 +246,69 @@ fn a_running_change_can_be_cancelled_after_a_confirmation() {
 }
 
 #[test]
+fn a_repair_shows_its_plan_before_it_starts() {
+    let mut s = normal();
+    assert_eq!(
+        update(&mut s, Action::OpenRepair),
+        vec![Command::PlanRepair]
+    );
+    assert_eq!(s.mode, Mode::ConfirmRepair { plan: None });
+    // Not before the plan is there.
+    assert!(update(&mut s, Action::Confirm).is_empty());
+    let plan = vec!["missing copies to restore:  3 files (12 KiB)".to_string()];
+    update(&mut s, Action::RepairPlanned(Ok(plan.clone())));
+    assert_eq!(
+        s.mode,
+        Mode::ConfirmRepair {
+            plan: Some(Ok(plan))
+        }
+    );
+    assert_eq!(update(&mut s, Action::Confirm), vec![Command::StartRepair]);
+    assert_eq!(s.mode, Mode::Normal);
+    assert_eq!(
+        update(&mut s, Action::RepairStarted(Ok(7))),
+        vec![Command::Refresh]
+    );
+
+    // A repair running, then done: the outcome is logged once.
+    let running = tritontube::tui::health::RepairInfo {
+        description: "repair (asked by the operator)".into(),
+        state: "running".into(),
+        files_done: 1,
+        files_total: 3,
+        ..Default::default()
+    };
+    let mut health = tritontube::tui::health::HealthInfo {
+        repair: Some(running.clone()),
+        ..Default::default()
+    };
+    update(&mut s, Action::Health(health.clone()));
+    update(&mut s, Action::OpenRepair);
+    assert_eq!(s.mode, Mode::Normal, "no second repair while one runs");
+    assert!(error_message(&s).contains("a repair is running"));
+    health.repair = Some(tritontube::tui::health::RepairInfo {
+        state: "done".into(),
+        files_done: 3,
+        outcome: "3 files repaired".into(),
+        ..running
+    });
+    update(&mut s, Action::Health(health.clone()));
+    update(&mut s, Action::Health(health));
+    assert_eq!(
+        s.log
+            .iter()
+            .filter(|l| l.text.contains("3 files repaired"))
+            .count(),
+        1
+    );
+
+    // During a ring change, no repair.
+    let mut s = migrating();
+    assert!(update(&mut s, Action::OpenRepair).is_empty());
+    assert!(error_message(&s).contains("still running"));
+}
+
+#[test]
 fn remove_asks_for_the_plan_then_confirms() {
     let mut s = normal();
     update(&mut s, Action::Down);
@@ -586,6 +649,7 @@ fn every_binding_maps_its_keys_to_its_action() {
             Context::ConfirmCancel => Mode::ConfirmCancelChange {
                 change: format!("add {NEW_NODE}"),
             },
+            Context::ConfirmRepair => Mode::ConfirmRepair { plan: None },
         };
         for (code, mods) in b.keys {
             let key = KeyEvent::new(*code, *mods);

@@ -261,6 +261,10 @@ pub enum Mode {
     ConfirmCancelChange {
         change: String,
     },
+    /// The confirmation before a repair, with its plan (lines) once it arrives.
+    ConfirmRepair {
+        plan: Option<Result<Vec<String>, Failure>>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,6 +295,7 @@ pub enum Action {
     OpenAdd,
     OpenRemove,
     OpenCancelChange,
+    OpenRepair,
     Input(char),
     Backspace,
     Submit,
@@ -315,6 +320,12 @@ pub enum Action {
     },
     /// The answer to a cancel: what now runs (the roll-back), or why not.
     ChangeCancelled(Result<String, Failure>),
+    /// A ClusterHealth answer (failures are left to the status poll to report).
+    Health(HealthInfo),
+    /// A repair's dry-run plan, as lines.
+    RepairPlanned(Result<Vec<String>, Failure>),
+    /// The repair's worker id, or why it did not start.
+    RepairStarted(Result<u64, Failure>),
 }
 
 /// Work `update` asks the runtime to start; results come back as actions.
@@ -326,6 +337,8 @@ pub enum Command {
     RemoveNode(String),
     PlanRemove(String),
     CancelChange,
+    PlanRepair,
+    StartRepair,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -337,6 +350,8 @@ pub struct State {
     /// Last ClusterStatus answer, kept (and shown as stale) while the admin is down.
     pub cluster: Option<ClusterInfo>,
     pub migration: Option<MigrationInfo>,
+    /// Last ClusterHealth answer.
+    pub health: Option<HealthInfo>,
     /// Names of etcd members by id, from the latest member list.
     pub etcd_names: BTreeMap<u64, String>,
     pub mode: Mode,
@@ -373,6 +388,7 @@ impl State {
             admin: AdminLink::Connecting,
             cluster: None,
             migration: None,
+            health: None,
             etcd_names: BTreeMap::new(),
             mode: Mode::Normal,
             focus: Focus::Nodes,
@@ -468,6 +484,7 @@ impl State {
     }
 }
 
+pub use super::health::HealthInfo;
 pub use crate::node::address::validate_address;
 
 /// Applies one action; returns the work to start. No I/O.
@@ -519,6 +536,23 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
                     );
                 }
                 Err(f) => state.say(Level::Error, format!("{} {node} refused: {f}", kind.verb())),
+            }
+            vec![Command::Refresh]
+        }
+        Action::Health(health) => {
+            on_health(state, health);
+            vec![]
+        }
+        Action::RepairPlanned(result) => {
+            if let Mode::ConfirmRepair { plan } = &mut state.mode {
+                *plan = Some(result);
+            }
+            vec![]
+        }
+        Action::RepairStarted(result) => {
+            match result {
+                Ok(worker) => state.say(Level::Info, format!("repair started (worker {worker})")),
+                Err(f) => state.say(Level::Error, format!("repair refused: {f}")),
             }
             vec![Command::Refresh]
         }
@@ -598,6 +632,19 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.say(Level::Info, format!("removing {node}…"));
             vec![Command::RemoveNode(node)]
         }
+        (Mode::ConfirmRepair { .. }, Action::Cancel) => {
+            state.mode = Mode::Normal;
+            vec![]
+        }
+        (Mode::ConfirmRepair { plan }, Action::Confirm) => {
+            // Confirming before the plan is known would be confirming blind.
+            if !matches!(plan, Some(Ok(_))) {
+                return vec![];
+            }
+            state.mode = Mode::Normal;
+            state.say(Level::Info, "starting a repair…".to_string());
+            vec![Command::StartRepair]
+        }
         (Mode::ConfirmCancelChange { .. }, Action::Cancel) => {
             state.mode = Mode::Normal;
             vec![]
@@ -663,6 +710,24 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             };
             vec![]
         }
+        Action::OpenRepair => {
+            if let Some(busy) = busy(state) {
+                state.message = Some((Level::Error, busy));
+                return vec![];
+            }
+            if let Some(r) = state.health.as_ref().and_then(|h| h.repair.as_ref()) {
+                if r.running() {
+                    let text = format!(
+                        "wait: a repair is running ({}/{} files)",
+                        r.files_done, r.files_total
+                    );
+                    state.message = Some((Level::Error, text));
+                    return vec![];
+                }
+            }
+            state.mode = Mode::ConfirmRepair { plan: None };
+            vec![Command::PlanRepair]
+        }
         Action::OpenCancelChange => {
             match &state.migration {
                 Some(m) if !m.finished => {
@@ -701,6 +766,28 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
         }
         _ => vec![],
     }
+}
+
+/// Keeps the health answer; logs a repair that has just finished.
+fn on_health(state: &mut State, health: HealthInfo) {
+    let was_running = state
+        .health
+        .as_ref()
+        .and_then(|h| h.repair.as_ref())
+        .is_some_and(|r| r.running());
+    if let Some(r) = health
+        .repair
+        .as_ref()
+        .filter(|r| !r.running() && was_running)
+    {
+        let level = if r.state == "done" {
+            Level::Success
+        } else {
+            Level::Error
+        };
+        state.log(level, format!("{}: {}", r.description, r.outcome));
+    }
+    state.health = Some(health);
 }
 
 /// Why a new change cannot start now, if it cannot.

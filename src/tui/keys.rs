@@ -12,6 +12,7 @@ pub enum Context {
     AddPrompt,
     Confirm,
     ConfirmCancel,
+    ConfirmRepair,
     Help,
 }
 
@@ -23,6 +24,7 @@ impl Context {
             Mode::AddNode { .. } => Context::AddPrompt,
             Mode::ConfirmRemove { .. } => Context::Confirm,
             Mode::ConfirmCancelChange { .. } => Context::ConfirmCancel,
+            Mode::ConfirmRepair { .. } => Context::ConfirmRepair,
         }
     }
 
@@ -32,6 +34,7 @@ impl Context {
             Context::AddPrompt => "Add-node prompt",
             Context::Confirm => "Remove confirmation",
             Context::ConfirmCancel => "Cancel confirmation",
+            Context::ConfirmRepair => "Repair confirmation",
             Context::Help => "Help",
         }
     }
@@ -77,6 +80,17 @@ pub static BINDINGS: &[Binding] = &[
         label: "x",
         help: "cancel the running ring change (asks first)",
         action: Some(Action::OpenCancelChange),
+        short: "",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[
+            (KeyCode::Char('R'), NONE),
+            (KeyCode::Char('R'), KeyModifiers::SHIFT),
+        ],
+        label: "R",
+        help: "repair the storage (shows the plan first)",
+        action: Some(Action::OpenRepair),
         short: "",
     },
     Binding {
@@ -190,6 +204,22 @@ pub static BINDINGS: &[Binding] = &[
         help: "let the change run",
         action: Some(Action::Cancel),
         short: "let it run",
+    },
+    Binding {
+        context: Context::ConfirmRepair,
+        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
+        label: "y/Enter",
+        help: "start the repair (once the plan is shown)",
+        action: Some(Action::Confirm),
+        short: "repair",
+    },
+    Binding {
+        context: Context::ConfirmRepair,
+        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+        label: "n/Esc",
+        help: "do nothing",
+        action: Some(Action::Cancel),
+        short: "close",
     },
     Binding {
         context: Context::Help,

@@ -2,6 +2,7 @@
 //!
 //! - [`app`]: the state and `update(state, action)`, pure (the Elm pattern).
 //! - [`view`]: `view(&state, frame)`, draws and changes nothing.
+//! - [`health`]: the storage's health and the repair started from the console.
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
 //! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
 //!
@@ -9,6 +10,7 @@
 //! restoration on exit, on error and on panic.
 
 pub mod app;
+pub mod health;
 pub mod keys;
 pub mod sources;
 pub mod view;

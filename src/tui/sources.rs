@@ -17,12 +17,14 @@ use super::app::{
     Action, ChangeKind, ClusterInfo, Command, EtcdMemberName, EtcdProbe, EtcdStatus, Failure,
     MigrationInfo, NodeInfo, Plan, PlanMove,
 };
+use super::health;
 use crate::proto::admin::{
     self, AddNodeRequest, ClusterStatusRequest, PlanChangeRequest, RemoveNodeRequest,
     WatchMigrationRequest,
 };
 
 const STATUS_PERIOD: Duration = Duration::from_secs(1);
+const HEALTH_PERIOD: Duration = Duration::from_secs(2);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 const ETCD_PERIOD: Duration = Duration::from_millis(1500);
 const ETCD_TIMEOUT: Duration = Duration::from_secs(1);
@@ -55,6 +57,7 @@ impl Sources {
         let (refresh, _) = watch::channel(0u64);
         let mut tasks = vec![
             tokio::spawn(poll_status(admin.clone(), tx.clone(), refresh.subscribe())),
+            tokio::spawn(poll_health(admin.clone(), tx.clone(), refresh.subscribe())),
             tokio::spawn(follow_migration(
                 admin.clone(),
                 tx.clone(),
@@ -116,6 +119,40 @@ impl Sources {
                         node,
                         result,
                     });
+                });
+            }
+            Command::PlanRepair => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let request = admin::StartRepairRequest {
+                        dry_run: true,
+                        verify: false,
+                    };
+                    let result =
+                        match tokio::time::timeout(PLAN_TIMEOUT, admin.start_repair(request)).await
+                        {
+                            Err(_) => Err(timed_out("the repair plan", PLAN_TIMEOUT)),
+                            Ok(Err(status)) => Err(failure(&status)),
+                            Ok(Ok(reply)) => Ok(health::plan_lines(
+                                &reply.into_inner().plan.unwrap_or_default(),
+                            )),
+                        };
+                    let _ = tx.send(Action::RepairPlanned(result));
+                });
+            }
+            Command::StartRepair => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let request = admin::StartRepairRequest {
+                        dry_run: false,
+                        verify: false,
+                    };
+                    let result = admin
+                        .start_repair(request)
+                        .await
+                        .map(|r| r.into_inner().worker_id)
+                        .map_err(|s| failure(&s));
+                    let _ = tx.send(Action::RepairStarted(result));
                 });
             }
             Command::CancelChange => {
@@ -233,6 +270,28 @@ pub async fn cluster_status(admin: &mut AdminClient) -> Result<ClusterInfo, Fail
         Err(_) => Err(timed_out("ClusterStatus", STATUS_TIMEOUT)),
         Ok(Err(status)) => Err(failure(&status)),
         Ok(Ok(response)) => Ok(cluster_info(response.into_inner())),
+    }
+}
+
+/// ClusterHealth every period; failures are left to the status poll to report.
+async fn poll_health(
+    mut admin: AdminClient,
+    tx: mpsc::UnboundedSender<Action>,
+    mut refresh: watch::Receiver<u64>,
+) {
+    loop {
+        let call = admin.cluster_health(admin::ClusterHealthRequest {});
+        if let Ok(Ok(reply)) = tokio::time::timeout(STATUS_TIMEOUT, call).await {
+            if tx
+                .send(Action::Health(health::health_info(reply.into_inner())))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if !pause(HEALTH_PERIOD, &mut refresh).await {
+            return;
+        }
     }
 }
 

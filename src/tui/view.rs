@@ -17,6 +17,7 @@ use ratatui::widgets::{
 use super::app::{
     AdminLink, ChangeKind, EtcdRow, Focus, Level, MigrationInfo, Mode, PlanView, State,
 };
+use super::health;
 use super::keys::{self, Context};
 use crate::ring::Ring;
 
@@ -65,6 +66,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Mode::AddNode { input, error } => draw_add(frame, area, input, error.as_deref()),
         Mode::ConfirmRemove { node, plan } => draw_confirm(frame, area, node, plan),
         Mode::ConfirmCancelChange { change } => draw_confirm_cancel(frame, area, change),
+        Mode::ConfirmRepair { plan } => draw_confirm_repair(frame, area, plan.as_ref()),
     }
 }
 
@@ -331,11 +333,17 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
         "node", "ring", "health", "latency", "files", "bytes", "share",
     ])
     .style(BOLD);
+    let disks = state.health.as_ref().map(|h| &h.disks);
     let rows = state.nodes().iter().map(|n| {
-        let health = if n.healthy {
-            Span::styled("ok", Style::new().fg(Color::Green))
-        } else {
+        let disk = disks.and_then(|d| d.get(&n.address));
+        let health = if !n.healthy {
             Span::styled("down", ERROR)
+        } else if disk.is_some_and(|d| d.low()) {
+            Span::styled("disk!", Style::new().fg(Color::Red))
+        } else if let Some(q) = disk.map(|d| d.quarantined).filter(|q| *q > 0) {
+            Span::styled(format!("rot {q}"), Style::new().fg(Color::Yellow))
+        } else {
+            Span::styled("ok", Style::new().fg(Color::Green))
         };
         let row = Row::new([
             Cell::from(Line::from(vec![
@@ -487,7 +495,9 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
             let [gauges, rest] =
                 Layout::vertical([Constraint::Length(n_gauges), Constraint::Min(0)]).areas(inner);
             draw_gauges(frame, gauges, m, compact);
-            draw_log(state, frame, rest, vec![migration_line(m)]);
+            let mut head = vec![migration_line(m)];
+            head.extend(state.health.as_ref().map(health::summary_line));
+            draw_log(state, frame, rest, head);
             return;
         }
         None => match &state.pending {
@@ -498,6 +508,8 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
             None => vec![Line::styled("No migration has run on this cluster.", DIM)],
         },
     };
+    let mut head = head;
+    head.extend(state.health.as_ref().map(health::summary_line));
     draw_log(state, frame, inner, head);
 }
 
@@ -727,6 +739,23 @@ fn draw_confirm_cancel(frame: &mut Frame, area: Rect, change: &str) {
         "Cancel the ring change",
         lines,
     );
+}
+
+fn draw_confirm_repair(
+    frame: &mut Frame,
+    area: Rect,
+    plan: Option<&Result<Vec<String>, super::app::Failure>>,
+) {
+    let mut lines = vec![Line::styled("Repair the storage?", BOLD)];
+    match plan {
+        None => lines.push(Line::styled("surveying the nodes…", DIM)),
+        Some(Err(f)) => lines.push(Line::styled(format!("no plan: {f}"), ERROR)),
+        Some(Ok(plan)) => lines.extend(plan.iter().map(|l| Line::raw(l.clone()))),
+    }
+    lines.push(Line::raw(""));
+    lines.push(key_hints(Context::ConfirmRepair));
+    let h = lines.len() as u16 + 2;
+    popup(frame, centered(area, 70, h), "Repair", lines);
 }
 
 pub fn fmt_bytes(n: u64) -> String {
