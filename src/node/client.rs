@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::metrics::storage_calls::{self, MeteredChannel};
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
     DeleteRequest, GetFileRequest, KeyInfo, NodeStatsRequest, PullFileRequest, PutFileChunk,
@@ -78,7 +79,8 @@ pub struct NodeStats {
 #[derive(Clone, Debug)]
 pub struct StorageClient {
     address: String,
-    inner: StorageServiceClient<Channel>,
+    /// Every call through it is counted and timed for the metrics.
+    inner: StorageServiceClient<MeteredChannel>,
 }
 
 /// Turns `host:port` (or a URL) into an endpoint with the timeouts every node call uses.
@@ -108,7 +110,7 @@ impl StorageClient {
     pub fn from_channel(address: &str, channel: Channel) -> Self {
         StorageClient {
             address: address.to_string(),
-            inner: StorageServiceClient::new(channel)
+            inner: StorageServiceClient::new(storage_calls::metered(address, channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }

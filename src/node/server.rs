@@ -1,5 +1,5 @@
 //! The storage node server: StorageService and `grpc.health.v1.Health` on one listener,
-//! and the `tritontube storage` command line.
+//! Prometheus metrics on another when asked, and the `tritontube storage` command line.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
 use super::service::StorageService;
 use super::store::{Store, StoreError};
+use crate::metrics::node::NodeMetrics;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("serving metrics: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Serves the store in `dir` on `listener` until `shutdown` completes, then lets the
@@ -28,12 +32,63 @@ pub async fn run(
     dir: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let store = Store::open(dir).await?;
+    run_with_metrics(listener, None, dir, shutdown).await
+}
+
+/// As [`run`], and serves `GET /metrics` on `metrics_listener` when there is one.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let store = Store::open(&dir).await?;
+    let metrics = NodeMetrics::new();
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<StorageServiceServer<StorageService>>()
         .await;
+    let stop = CancellationToken::new();
+    let metrics_server = async {
+        match metrics_listener {
+            Some(listener) => crate::metrics::node::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                dir.clone(),
+                stop.clone(),
+            )
+            .await
+            .map_err(ServerError::Metrics),
+            None => Ok(()),
+        }
+    };
+    let grpc_server = async {
+        let served = grpc_server(listener, store.clone(), health_service, &metrics, async {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await;
+        // A gRPC server that failed takes the metrics listener down with it.
+        stop.cancel();
+        served
+    };
+    let (grpc, metrics) = tokio::join!(grpc_server, metrics_server);
+    grpc?;
+    metrics
+}
+
+async fn grpc_server(
+    listener: TcpListener,
+    store: Store,
+    health_service: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    metrics: &NodeMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     tonic::transport::Server::builder()
+        .layer(metrics.layer())
         .tcp_nodelay(true)
         // Wider windows than the 64 KiB default so one stream can fill a fast link.
         .initial_stream_window_size(4 * 1024 * 1024)
@@ -57,6 +112,9 @@ pub struct StorageArgs {
     /// Folder holding the files as DIR/{videoId}/{filename}; created if missing.
     #[arg(env = "TRITONTUBE_STORAGE_DIR")]
     pub dir: PathBuf,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
+    #[arg(long, env = "TRITONTUBE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
 }
 
 /// Resolves the listening address, preferring IPv4 as the original (Go) node did, so
@@ -88,7 +146,19 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
         "storage node listening on {local}, serving {}",
         args.dir.display()
     );
-    run(listener, args.dir, shutdown).await?;
+    let metrics_listener = match args.metrics_port {
+        Some(port) => {
+            let addr = resolve(&args.host, port).await?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let local = listener.local_addr().context("reading the bound address")?;
+            tracing::info!("metrics at http://{local}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
+    run_with_metrics(listener, metrics_listener, args.dir, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::cluster::ChangeKind;
 use super::migration::Migrator;
+use crate::metrics::web::WebMetrics;
 use crate::node::address::validate_address;
 use crate::proto::admin::video_content_admin_service_server::{
     VideoContentAdminService, VideoContentAdminServiceServer,
@@ -24,6 +25,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct AdminService {
     migrator: Arc<Migrator>,
+    metrics: Arc<WebMetrics>,
 }
 
 pub type AdminServer = InterceptedService<VideoContentAdminServiceServer<AdminService>, TokenCheck>;
@@ -52,8 +54,12 @@ impl tonic::service::Interceptor for TokenCheck {
 }
 
 /// The service, refusing calls without `token` when one is set.
-pub fn server(migrator: Arc<Migrator>, token: Option<String>) -> AdminServer {
-    let service = VideoContentAdminServiceServer::new(AdminService { migrator })
+pub fn server(
+    migrator: Arc<Migrator>,
+    token: Option<String>,
+    metrics: Arc<WebMetrics>,
+) -> AdminServer {
+    let service = VideoContentAdminServiceServer::new(AdminService { migrator, metrics })
         .max_decoding_message_size(4 * 1024 * 1024);
     InterceptedService::new(
         service,
@@ -202,6 +208,13 @@ impl VideoContentAdminService for AdminService {
             }
         };
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn traffic_stats(
+        &self,
+        _request: Request<admin::TrafficStatsRequest>,
+    ) -> Result<Response<admin::TrafficStatsResponse>, Status> {
+        Ok(Response::new(self.metrics.traffic_stats()))
     }
 }
 

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::meta::MetaStore;
+use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
 use cluster::Cluster;
@@ -213,6 +214,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
+    let metrics = WebMetrics::new(meta.kind(), config.cache_bytes);
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -230,20 +232,35 @@ pub async fn run(
             let cluster = Cluster::load(meta.clone(), &seed_nodes, virtual_nodes, replicas).await?;
             cluster.register_spares(&spares).await?;
             let migrator = Migrator::new(cluster.clone(), migration::DEFAULT_PARALLELISM);
+            metrics.watch_ring(ring_facts(cluster.clone()));
+            metrics.watch_migration(migrator.watch());
             follow_cluster_changes(cluster.clone(), shutdown.clone()).await?;
             resume_pending_change(migrator.clone());
             let listener = admin.context("the ring needs an admin address")?;
             tracing::info!(address = %listener.local_addr()?, "admin service listening");
-            let server = admin::server(migrator, admin_token);
+            let server = admin::server(migrator, admin_token, metrics.clone());
             (Content::Ring(cluster), Some((listener, server)))
         }
     };
     abandon_stale_uploads(&meta, &content).await;
+    let cache = serve::new_cache(config.cache_bytes, &metrics.cache);
+    metrics.watch_cache({
+        let cache = cache.clone();
+        Box::new(move || {
+            let cache = cache.clone();
+            Box::pin(async move {
+                // The sizes lag behind inserts until moka's housekeeping has run.
+                cache.run_pending_tasks().await;
+                (cache.weighted_size(), cache.entry_count())
+            })
+        })
+    });
     let state = Arc::new(routes::AppState {
         meta,
         content,
-        cache: serve::new_cache(config.cache_bytes),
+        cache,
         config,
+        metrics,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
     let http_server = axum::serve(http, routes::router(state))
@@ -336,4 +353,20 @@ fn resume_pending_change(migrator: Arc<Migrator>) {
             Err(e) => tracing::error!(error = %e, "could not finish the interrupted ring change"),
         }
     });
+}
+
+/// The ring's size, R and V for the metrics, read from the cluster state when scraped.
+fn ring_facts(cluster: Arc<Cluster>) -> RingFactsSource {
+    Box::new(move || {
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            let state = cluster.read_state().await;
+            RingFacts {
+                nodes: state.ring.nodes().count() as u64,
+                spares: state.spares.len() as u64,
+                replicas: state.ring.replicas(),
+                virtual_nodes: state.ring.virtual_nodes(),
+            }
+        })
+    })
 }
