@@ -242,7 +242,8 @@ where
             Some(Ok(frame)) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     if let Some(record) = this.record.take() {
-                        let outcome = grpc_status(trailers).map_or(Outcome::Transport, Outcome::Status);
+                        let outcome =
+                            grpc_status(trailers).map_or(Outcome::Transport, Outcome::Status);
                         record.finish(outcome);
                     }
                 }

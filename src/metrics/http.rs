@@ -228,11 +228,9 @@ where
         if status.is_server_error() {
             metrics.totals.server_errors.fetch_add(1, Ordering::Relaxed);
         }
-        let bytes = metrics
-            .bytes
-            .get_or_create_owned(&RouteLabels {
-                route: route.clone(),
-            });
+        let bytes = metrics.bytes.get_or_create_owned(&RouteLabels {
+            route: route.clone(),
+        });
         metrics
             .requests
             .get_or_create(&RequestLabels {

@@ -165,7 +165,10 @@ pub async fn observe<T: QuorumEvidence>(
     };
     let labels = OperationLabels { store, op, outcome };
     m.operations.get_or_create(&labels).inc();
-    if matches!(result, Err(MetaError::Unavailable(_) | MetaError::Internal(_))) {
+    if matches!(
+        result,
+        Err(MetaError::Unavailable(_) | MetaError::Internal(_))
+    ) {
         m.errors.get_or_create(&labels).inc();
     }
     result

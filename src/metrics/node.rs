@@ -129,7 +129,11 @@ impl NodeMetrics {
             inner.rpc_duration.clone(),
         );
         r.register("node_files", "Files stored", inner.files.clone());
-        r.register("node_bytes", "Bytes of the files stored", inner.bytes.clone());
+        r.register(
+            "node_bytes",
+            "Bytes of the files stored",
+            inner.bytes.clone(),
+        );
         r.register(
             "node_disk_free_bytes",
             "Bytes free for this node on the file system of its folder",
@@ -218,8 +222,10 @@ impl NodeMetrics {
         i.bytes.set(gauge(stats.total_bytes));
         match rustix::fs::statvfs(dir) {
             Ok(fs) => {
-                i.disk_free.set(gauge(fs.f_bavail.saturating_mul(fs.f_frsize)));
-                i.disk_size.set(gauge(fs.f_blocks.saturating_mul(fs.f_frsize)));
+                i.disk_free
+                    .set(gauge(fs.f_bavail.saturating_mul(fs.f_frsize)));
+                i.disk_size
+                    .set(gauge(fs.f_blocks.saturating_mul(fs.f_frsize)));
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the free disk space"),
         }

@@ -96,7 +96,9 @@ impl UploadMetrics {
     }
 
     fn count(&self, outcome: &'static str) {
-        self.outcomes.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }
 

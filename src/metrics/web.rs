@@ -352,9 +352,13 @@ impl WebMetrics {
         w.running.get_or_create(&labels).set(i64::from(running));
         let p = progress.cloned().unwrap_or_default();
         w.files_done.get_or_create(&labels).set(gauge(p.files_done));
-        w.files_planned.get_or_create(&labels).set(gauge(p.files_total));
+        w.files_planned
+            .get_or_create(&labels)
+            .set(gauge(p.files_total));
         w.bytes_done.get_or_create(&labels).set(gauge(p.bytes_done));
-        w.bytes_planned.get_or_create(&labels).set(gauge(p.bytes_total));
+        w.bytes_planned
+            .get_or_create(&labels)
+            .set(gauge(p.bytes_total));
         w.errors.get_or_create(&labels).set(gauge(p.errors));
     }
 
@@ -362,7 +366,10 @@ impl WebMetrics {
     /// (or its absence) sets the quorum gauge.
     async fn probe_quorum(&self, meta: &MetaStore) {
         let probe = meta.get_video(".metrics-probe");
-        if tokio::time::timeout(QUORUM_PROBE_TIMEOUT, probe).await.is_err() {
+        if tokio::time::timeout(QUORUM_PROBE_TIMEOUT, probe)
+            .await
+            .is_err()
+        {
             super::meta::metrics().set_quorum(self.store_kind, false);
         }
     }
@@ -417,4 +424,37 @@ impl WebMetrics {
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<SharedState>) -> Response {
     super::scrape_response(state.metrics.render(&state.meta).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn evictions_for_room_are_counted_and_replacements_are_not() {
+        let metrics = CacheMetrics::default();
+        let cache: moka::future::Cache<String, Vec<u8>> = moka::future::Cache::builder()
+            .max_capacity(100)
+            .weigher(|_key: &String, value: &Vec<u8>| value.len() as u32)
+            .eviction_listener(metrics.eviction_listener())
+            .build();
+        cache.insert("a".into(), vec![0; 60]).await;
+        cache.insert("a".into(), vec![1; 60]).await;
+        cache.run_pending_tasks().await;
+        assert_eq!(metrics.evictions(), 0, "a replacement is no eviction");
+        cache.insert("b".into(), vec![0; 60]).await;
+        cache.insert("c".into(), vec![0; 60]).await;
+        cache.run_pending_tasks().await;
+        assert!(metrics.evictions() >= 1);
+        assert!(cache.weighted_size() <= 100);
+    }
+
+    #[test]
+    fn lookups_count_as_hits_or_misses() {
+        let metrics = CacheMetrics::default();
+        metrics.record_lookup(true);
+        metrics.record_lookup(false);
+        metrics.record_lookup(false);
+        assert_eq!((metrics.hits(), metrics.misses()), (2, 1));
+    }
 }
