@@ -5,8 +5,9 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
@@ -410,12 +411,14 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
 
     // Each storage node: its files, its writes and reads, its disk, and the series the
     // checksum and scrub code report into.
+    let mut exposed = metric_names(&text);
     let mut files_on_nodes = 0.0;
     let mut writes = 0.0;
     let mut reads = 0.0;
     for node in &nodes {
         let text = scrape(&node.metrics_url).await;
         promtool_accepts(&node.address, &text);
+        exposed.extend(metric_names(&text));
         let n = Samples::parse(&text);
         let held_here = held.values().filter(|h| h.contains(&node.address)).count();
         assert_eq!(
@@ -451,6 +454,93 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
         reads,
         s.get(calls, &[("rpc", "GetFile"), ("outcome", "ok")]),
         "the nodes served the reads the web node made"
+    );
+
+    // Families appear with their first sample; the metadata errors one is checked by
+    // the etcd test, which makes a write fail.
+    exposed.insert("tritontube_metadata_errors_total".to_string());
+    dashboard_queries_parse_and_name_exposed_metrics(&exposed);
+}
+
+/// Every metric name a scrape declares (`# TYPE`) or has samples of.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let name = match line.strip_prefix("# TYPE ") {
+            Some(rest) => rest.split(' ').next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        };
+        names.extend(name.filter(|n| !n.is_empty()).map(String::from));
+    }
+    names
+}
+
+/// The repository's Grafana dashboard: every query is valid PromQL (promtool checks it as
+/// a recording rule) and names only metrics the endpoints expose; the sample scrape
+/// configs are valid Prometheus configs.
+fn dashboard_queries_parse_and_name_exposed_metrics(exposed: &BTreeSet<String>) {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(docs.join("grafana-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().expect("a query").to_string());
+        }
+    }
+    assert!(queries.len() >= 30, "{} queries", queries.len());
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, query) in queries.iter().enumerate() {
+        let concrete = query
+            .replace("$__rate_interval", "1m")
+            .replace("$web", ".*")
+            .replace("$storage", ".*");
+        rules += &format!(
+            "      - record: dashboard:query_{i}\n        expr: '{}'\n",
+            concrete.replace('\'', "''")
+        );
+        let mut rest = query.as_str();
+        while let Some(at) = rest.find("tritontube_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                exposed.contains(name) || exposed.contains(base),
+                "the dashboard queries {name}, which no endpoint exposes: {query}"
+            );
+            rest = &tail[end..];
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let rules_file = work.path().join("dashboard-rules.yml");
+    std::fs::write(&rules_file, rules).unwrap();
+    promtool_succeeds(&["check", "rules"], &rules_file);
+    for config in ["prometheus.yml", "prometheus-etcd.yml"] {
+        promtool_succeeds(&["check", "config", "--syntax-only"], &docs.join(config));
+    }
+}
+
+fn promtool_succeeds(args: &[&str], file: &Path) {
+    let output = Command::new("promtool")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool {args:?} {} failed: {}{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
@@ -560,6 +650,25 @@ async fn etcd_quorum_gauge_follows_the_cluster() {
     }
     let text = scrape(&url).await;
     assert_eq!(quorum(&text), 0.0, "{text}");
+    // A write fails fast, and is counted as a metadata error and an unavailable upload.
+    let refused = upload_bytes(&web.url, "late.mp4", b"whatever".to_vec()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let samples = Samples::parse(&scrape(&url).await);
+    assert_eq!(
+        samples.get(
+            "tritontube_metadata_errors_total",
+            &[
+                ("store", "etcd"),
+                ("op", "claim_video"),
+                ("outcome", "unavailable")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        samples.get("tritontube_uploads_total", &[("outcome", "unavailable")]),
+        1.0
+    );
 
     // Back up: the gauge returns to 1 by itself.
     for i in &doomed {
