@@ -9,12 +9,14 @@
 //! - [`storage_calls`]: calls this process makes to storage nodes (by node, RPC, outcome).
 //! - [`meta`]: metadata store operations and quorum, recorded where the store dispatches.
 //! - [`node`]: the storage node's registry and its `--metrics-port` listener.
+//! - [`traffic`]: rates from two TrafficStats readings, for the console.
 
 pub mod grpc;
 pub mod http;
 pub mod meta;
 pub mod node;
 pub mod storage_calls;
+pub mod traffic;
 pub mod upload;
 pub mod web;
 
