@@ -339,8 +339,8 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
         s.get("tritontube_library_videos", &[("status", "processing")]),
         0.0
     );
-    let stored: f64 = held.len() as f64;
-    assert!(stored > 0.0 && s.get("tritontube_library_stored_bytes", &[]) > 0.0);
+    let library_bytes = s.get("tritontube_library_stored_bytes", &[]);
+    assert!(library_bytes > 0.0);
     assert_eq!(s.get("tritontube_ring_nodes", &[]), 3.0);
     assert_eq!(s.get("tritontube_ring_replicas", &[]), 2.0);
     assert_eq!(
@@ -413,6 +413,7 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
     // checksum and scrub code report into.
     let mut exposed = metric_names(&text);
     let mut files_on_nodes = 0.0;
+    let mut bytes_on_nodes = 0.0;
     let mut writes = 0.0;
     let mut reads = 0.0;
     for node in &nodes {
@@ -428,6 +429,7 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
             node.address
         );
         files_on_nodes += n.get("tritontube_node_files", &[]);
+        bytes_on_nodes += n.get("tritontube_node_bytes", &[]);
         assert!(held_here == 0 || n.get("tritontube_node_bytes", &[]) > 0.0);
         assert!(n.get("tritontube_node_disk_free_bytes", &[]) > 0.0);
         assert!(n.get("tritontube_node_disk_size_bytes", &[]) > 0.0);
@@ -449,6 +451,11 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
         );
     }
     assert_eq!(files_on_nodes, copies as f64);
+    assert_eq!(
+        bytes_on_nodes,
+        2.0 * library_bytes,
+        "two copies of the library"
+    );
     assert_eq!(writes, copies as f64, "one write per copy");
     assert_eq!(
         reads,
