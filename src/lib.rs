@@ -12,10 +12,12 @@
 //! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
 //! - [`telemetry`]: tracing set-up.
 //! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
+//! - [`metrics`]: Prometheus metrics of the web node and the storage node.
 
 pub mod admin_cli;
 pub mod cluster;
 pub mod meta;
+pub mod metrics;
 pub mod node;
 pub mod proto;
 pub mod ring;

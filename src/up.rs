@@ -1,6 +1,8 @@
 //! `tritontube up`: the whole system on one machine in one process — SQLite metadata,
 //! three storage nodes in the ring, one spare node to add from the console, and the web
-//! node with its admin service. Ctrl-C stops all of it.
+//! node with its admin service. Ctrl-C stops all of it. Every server serves Prometheus
+//! metrics: the web node at `/metrics` on its HTTP port, each storage node on its own port
+//! plus [`METRICS_PORT_OFFSET`].
 
 use std::path::PathBuf;
 
@@ -40,6 +42,9 @@ pub struct UpArgs {
     pub admin_token: Option<String>,
 }
 
+/// A storage node on port P serves its metrics on P + this (8090 → 8190).
+pub const METRICS_PORT_OFFSET: u16 = 100;
+
 async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     TcpListener::bind((host, port))
         .await
@@ -56,19 +61,40 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let mut ring_nodes = Vec::new();
     let mut spare = String::new();
+    let mut node_metrics = Vec::new();
     for i in 0..=args.nodes {
-        let port = match args.storage_port {
-            0 => 0,
-            first => first + i,
+        let (port, metrics_port) = match args.storage_port {
+            0 => (0, 0),
+            first => {
+                let port = first
+                    .checked_add(i)
+                    .context("storage ports run past 65535")?;
+                let metrics_port = port
+                    .checked_add(METRICS_PORT_OFFSET)
+                    .context("storage metrics ports run past 65535")?;
+                (port, metrics_port)
+            }
         };
         let listener = bind(&args.host, port).await?;
+        let metrics_listener = bind(&args.host, metrics_port).await?;
         let address = format!("{}:{}", args.host, listener.local_addr()?.port());
+        node_metrics.push(format!(
+            "http://{}:{}/metrics",
+            args.host,
+            metrics_listener.local_addr()?.port()
+        ));
         let dir = args.data.join(format!("storage-{i}"));
         let stop = shutdown.clone().cancelled_owned();
         servers.spawn(async move {
-            crate::node::server::run(listener, dir, stop)
-                .await
-                .context("storage node")
+            crate::node::server::run_with_metrics(
+                listener,
+                Some(metrics_listener),
+                dir,
+                crate::node::server::NodeOptions::default(),
+                stop,
+            )
+            .await
+            .context("storage node")
         });
         if i < args.nodes {
             ring_nodes.push(address);
@@ -109,6 +135,8 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
         "  storage:  {} (ring), {spare} (spare)",
         ring_nodes.join(" ")
     );
+    println!("  metrics:  {web_address}/metrics (web)");
+    println!("            {} (storage)", node_metrics.join(" "));
     println!("  data:     {}", args.data.display());
 
     // The first server to stop (or fail) stops the rest.

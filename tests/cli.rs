@@ -236,7 +236,7 @@ async fn up_runs_the_whole_system_and_stops_on_sigterm() {
         BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .take(5)
+            .take(7)
             .collect::<Vec<String>>()
     });
     let lines = tokio::time::timeout(Duration::from_secs(60), lines)
@@ -252,10 +252,25 @@ async fn up_runs_the_whole_system_and_stops_on_sigterm() {
     };
     let web = field("web:");
     let admin = field("admin:");
+    let web_metrics = field("metrics:");
+    let storage_metrics = lines
+        .iter()
+        .find(|l| l.ends_with("(storage)"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no storage metrics in {lines:?}"))
+        .to_string();
 
     let index = http_client().get(&web).send().await.unwrap();
     assert_eq!(index.status(), reqwest::StatusCode::OK);
     assert!(index.text().await.unwrap().contains("Upload"));
+    for (url, series) in [
+        (&web_metrics, "tritontube_ring_nodes 3"),
+        (&storage_metrics, "tritontube_node_files 0"),
+    ] {
+        let metrics = http_client().get(url).send().await.unwrap();
+        assert_eq!(metrics.status(), reqwest::StatusCode::OK, "{url}");
+        assert!(metrics.text().await.unwrap().contains(series), "{url}");
+    }
 
     let status = connect(&admin, None)
         .unwrap()

@@ -16,6 +16,7 @@ use super::migration::Migrator;
 use super::repair::{RepairPlan, Repairer, Tally};
 use super::state::ChangeKind;
 use super::worker::WorkerStatus;
+use crate::metrics::web::WebMetrics;
 use crate::node::address::validate_address;
 use crate::proto::admin::video_content_admin_service_server::{
     VideoContentAdminService, VideoContentAdminServiceServer,
@@ -31,6 +32,8 @@ pub struct AdminService {
     pub migrator: Arc<Migrator>,
     pub repairer: Arc<Repairer>,
     pub health: Arc<HealthMonitor>,
+    /// The web node's traffic counters, for the console's rates.
+    pub metrics: Arc<WebMetrics>,
 }
 
 pub type AdminServer = InterceptedService<VideoContentAdminServiceServer<AdminService>, TokenCheck>;
@@ -362,6 +365,13 @@ impl VideoContentAdminService for AdminService {
             repair_wanted: self.health.pending_reason().unwrap_or_default(),
             replicas: cluster.snapshot().ring.replicas(),
         }))
+    }
+
+    async fn traffic_stats(
+        &self,
+        _request: Request<admin::TrafficStatsRequest>,
+    ) -> Result<Response<admin::TrafficStatsResponse>, Status> {
+        Ok(Response::new(self.metrics.traffic_stats()))
     }
 
     async fn cancel_change(

@@ -122,12 +122,17 @@ impl ControlPlane {
         })
     }
 
-    pub fn admin_server(&self, token: Option<String>) -> admin::AdminServer {
+    pub fn admin_server(
+        &self,
+        token: Option<String>,
+        metrics: Arc<crate::metrics::web::WebMetrics>,
+    ) -> admin::AdminServer {
         admin::server(
             admin::AdminService {
                 migrator: self.migrator.clone(),
                 repairer: self.repairer.clone(),
                 health: self.health.clone(),
+                metrics,
             },
             token,
         )

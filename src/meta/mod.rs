@@ -97,12 +97,16 @@ pub enum MetaStore {
     Etcd(EtcdStore),
 }
 
+/// Runs operation `$op` on the backend, counted and timed for the metrics.
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            MetaStore::Sqlite($store) => $call,
-            MetaStore::Etcd($store) => $call,
-        }
+    ($self:ident, $op:literal, $store:ident => $call:expr) => {
+        crate::metrics::meta::observe($self.kind(), $op, async {
+            match $self {
+                MetaStore::Sqlite($store) => $call,
+                MetaStore::Etcd($store) => $call,
+            }
+        })
+        .await
     };
 }
 
@@ -121,40 +125,40 @@ impl MetaStore {
     /// Claims `id` for an upload (status Processing). `AlreadyExists` if the id is taken in
     /// any state; of two concurrent claims exactly one succeeds.
     pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {
-        dispatch!(self, s => s.claim_video(id, at).await)
+        dispatch!(self, "claim_video", s => s.claim_video(id, at).await)
     }
 
     /// Marks a claimed video Ready with its details (on etcd this is when the original's
     /// `videos/{id}` key appears). `NotFound` if it was never claimed or was removed.
     pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
-        dispatch!(self, s => s.finish_video(id, details).await)
+        dispatch!(self, "finish_video", s => s.finish_video(id, details).await)
     }
 
     /// Forgets a video in any state (a failed upload's claim, or a deletion). Idempotent.
     pub async fn remove_video(&self, id: &str) -> MetaResult<()> {
-        dispatch!(self, s => s.remove_video(id).await)
+        dispatch!(self, "remove_video", s => s.remove_video(id).await)
     }
 
     /// One video. On etcd without quorum, read from any member still up with `stale` set;
     /// `Unavailable` only when no member answers.
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
-        dispatch!(self, s => s.get_video(id).await)
+        dispatch!(self, "get_video", s => s.get_video(id).await)
     }
 
     /// Every video, newest first (equal times by id); stale as for [`Self::get_video`].
     pub async fn list_videos(&self) -> MetaResult<Read<Vec<Video>>> {
-        dispatch!(self, s => s.list_videos().await)
+        dispatch!(self, "list_videos", s => s.list_videos().await)
     }
 
     /// The cluster state document (ring + migration journal, JSON owned by the web node),
     /// or None if never saved. On etcd without quorum it comes from any member still up
     /// (possibly stale) rather than failing.
     pub async fn load_cluster_state(&self) -> MetaResult<Option<String>> {
-        dispatch!(self, s => s.load_cluster_state().await)
+        dispatch!(self, "load_cluster_state", s => s.load_cluster_state().await)
     }
 
     pub async fn save_cluster_state(&self, json: &str) -> MetaResult<()> {
-        dispatch!(self, s => s.save_cluster_state(json).await)
+        dispatch!(self, "save_cluster_state", s => s.save_cluster_state(json).await)
     }
 
     /// Saves `json` only if the stored document still is `expected` (None: never saved):
@@ -165,28 +169,28 @@ impl MetaStore {
         expected: Option<&str>,
         json: &str,
     ) -> MetaResult<bool> {
-        dispatch!(self, s => s.compare_and_swap_cluster_state(expected, json).await)
+        dispatch!(self, "compare_and_swap_cluster_state", s => s.compare_and_swap_cluster_state(expected, json).await)
     }
 
     /// Every later change of the cluster state document, as it happens. SQLite has one
     /// writer (this process), so its stream never yields.
     pub async fn watch_cluster_state(&self) -> MetaResult<BoxStream<'static, String>> {
-        dispatch!(self, s => s.watch_cluster_state().await)
+        dispatch!(self, "watch_cluster_state", s => s.watch_cluster_state().await)
     }
 
     /// Records a hinted copy (replacing an older hint for the same key and owner).
     pub async fn record_hint(&self, hint: &Hint) -> MetaResult<()> {
-        dispatch!(self, s => s.record_hint(hint).await)
+        dispatch!(self, "record_hint", s => s.record_hint(hint).await)
     }
 
     /// Every hinted copy waiting for its owner, by owner then key.
     pub async fn hints(&self) -> MetaResult<Vec<Hint>> {
-        dispatch!(self, s => s.hints().await)
+        dispatch!(self, "hints", s => s.hints().await)
     }
 
     /// Forgets the hint for `key` on `owner` (handed off, or no longer needed). Idempotent.
     pub async fn remove_hint(&self, key: &str, owner: &str) -> MetaResult<()> {
-        dispatch!(self, s => s.remove_hint(key, owner).await)
+        dispatch!(self, "remove_hint", s => s.remove_hint(key, owner).await)
     }
 
     /// A short name for logs and pages: "sqlite" or "etcd".

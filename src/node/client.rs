@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::metrics::storage_calls::{self, MeteredChannel};
 use crate::node::address::with_scheme;
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
@@ -108,7 +109,8 @@ pub struct NodeHealth {
 #[derive(Clone, Debug)]
 pub struct StorageClient {
     address: String,
-    inner: StorageServiceClient<Channel>,
+    /// Every call through it is counted and timed for the metrics.
+    inner: StorageServiceClient<MeteredChannel>,
 }
 
 /// Turns `host:port` (or a URL) into an endpoint with the timeouts every node call uses.
@@ -133,7 +135,7 @@ impl StorageClient {
     pub fn from_channel(address: &str, channel: Channel) -> Self {
         StorageClient {
             address: address.to_string(),
-            inner: StorageServiceClient::new(channel)
+            inner: StorageServiceClient::new(storage_calls::metered(address, channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }

@@ -1,5 +1,5 @@
 //! The storage node server: StorageService and `grpc.health.v1.Health` on one listener,
-//! and the `tritontube storage` command line.
+//! Prometheus metrics on another when asked, and the `tritontube storage` command line.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ use super::identity::StoreIdentity;
 use super::scrub::{DEFAULT_SCRUB_MBPS, ScrubConfig, Scrubber};
 use super::service::StorageService;
 use super::store::{DEFAULT_MIN_FREE_BYTES, Store, StoreError, StoreOptions};
+use crate::metrics::node::NodeMetrics;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("serving gRPC: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("serving metrics: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// How a storage node runs, beyond where.
@@ -50,6 +53,18 @@ pub async fn run_with(
     options: NodeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_with_metrics(listener, None, dir, options, shutdown).await
+}
+
+/// As [`run_with`], and serves `GET /metrics` on `metrics_listener` when there is one.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    dir: PathBuf,
+    options: NodeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let metrics = NodeMetrics::new();
     let store = Store::open_with(dir, options.store).await?;
     let root = store.root().to_path_buf();
     let identity = tokio::task::spawn_blocking(move || StoreIdentity::load_or_create(&root))
@@ -73,21 +88,49 @@ pub async fn run_with(
     health
         .set_serving::<StorageServiceServer<StorageService>>()
         .await;
-    let served = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        // Wider windows than the 64 KiB default so one stream can fill a fast link.
-        .initial_stream_window_size(4 * 1024 * 1024)
-        .initial_connection_window_size(16 * 1024 * 1024)
-        .add_service(health_service)
-        .add_service(StorageService::with_healing(store, scrubber, identity).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+    let stop = CancellationToken::new();
+    let scrub_for_metrics = scrubber.clone();
+    let metrics_server = async {
+        match metrics_listener {
+            Some(listener) => crate::metrics::node::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                scrub_for_metrics,
+                stop.clone(),
+            )
+            .await
+            .map_err(ServerError::Metrics),
+            None => Ok(()),
+        }
+    };
+    let grpc_server = async {
+        let served = tonic::transport::Server::builder()
+            .layer(metrics.layer())
+            .tcp_nodelay(true)
+            // Wider windows than the 64 KiB default so one stream can fill a fast link.
+            .initial_stream_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(16 * 1024 * 1024)
+            .add_service(health_service)
+            .add_service(
+                StorageService::with_healing(store.clone(), scrubber, identity).into_server(),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        // A gRPC server that failed takes the metrics listener down with it.
+        stop.cancel();
+        served
+    };
+    let (served, metrics_served) = tokio::join!(grpc_server, metrics_server);
     stop_scrub.cancel();
     if let Some(task) = scrub_task {
         let _ = task.await;
     }
     served?;
-    Ok(())
+    metrics_served
 }
 
 /// `tritontube storage --host H --port P DIR`
@@ -117,6 +160,9 @@ pub struct StorageArgs {
     /// what verification costs. Rotted bytes are then served.
     #[arg(long, hide = true)]
     pub unverified_reads: bool,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
+    #[arg(long, env = "TRITONTUBE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
 }
 
 impl StorageArgs {
@@ -186,8 +232,20 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
         "storage node listening on {local}, serving {}",
         args.dir.display()
     );
+    let metrics_listener = match args.metrics_port {
+        Some(port) => {
+            let addr = resolve(&args.host, port).await?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let local = listener.local_addr().context("reading the bound address")?;
+            tracing::info!("metrics at http://{local}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     let options = args.options();
-    run_with(listener, args.dir, options, shutdown).await?;
+    run_with_metrics(listener, metrics_listener, args.dir, options, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
 }

@@ -23,8 +23,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ControlPlane, Seed};
+use crate::cluster::{Cluster, ControlPlane, Seed};
 use crate::meta::MetaStore;
+use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
 use content::Content;
@@ -218,6 +219,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
     let mut control_plane = None;
+    let metrics = WebMetrics::new(meta.kind(), config.cache_bytes);
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -242,18 +244,33 @@ pub async fn run(
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
             tracing::info!(address = %listener.local_addr()?, "admin service listening");
-            let server = plane.admin_server(admin_token);
+            metrics.watch_ring(ring_facts(plane.cluster.clone()));
+            metrics.watch_migration(plane.migrator.watch());
+            let server = plane.admin_server(admin_token, metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
             (content, Some((listener, server)))
         }
     };
     abandon_stale_uploads(&meta, &content).await;
+    let cache = serve::new_cache(config.cache_bytes, &metrics.cache);
+    metrics.watch_cache({
+        let cache = cache.clone();
+        Box::new(move || {
+            let cache = cache.clone();
+            Box::pin(async move {
+                // The sizes lag behind inserts until moka's housekeeping has run.
+                cache.run_pending_tasks().await;
+                (cache.weighted_size(), cache.entry_count())
+            })
+        })
+    });
     let state = Arc::new(routes::AppState {
         meta,
         content,
-        cache: serve::new_cache(config.cache_bytes),
+        cache,
         config,
+        metrics,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
     let http_server = axum::serve(http, routes::router(state))
@@ -314,4 +331,21 @@ async fn abandon_stale_uploads(meta: &MetaStore, content: &Content) {
             Err(e) => tracing::warn!(%id, error = %e, "cannot remove an abandoned upload's files"),
         }
     }
+}
+
+/// The ring's size, R and V for the metrics, read from the cluster state when scraped.
+fn ring_facts(cluster: Arc<Cluster>) -> RingFactsSource {
+    Box::new(move || {
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            // A snapshot: a scrape never waits for a ring change.
+            let state = cluster.snapshot();
+            RingFacts {
+                nodes: state.ring.nodes().count() as u64,
+                spares: state.spares.len() as u64,
+                replicas: state.ring.replicas(),
+                virtual_nodes: state.ring.virtual_nodes(),
+            }
+        })
+    })
 }

@@ -11,9 +11,9 @@ use tower_http::trace::TraceLayer;
 
 use super::content::{Content, ContentError};
 use super::serve::{ContentCache, serve_content};
-use super::upload::upload;
 use super::{WebConfig, pages};
 use crate::meta::{MetaError, MetaStore};
+use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};
 
 pub struct AppState {
@@ -21,6 +21,7 @@ pub struct AppState {
     pub content: Content,
     pub cache: ContentCache,
     pub config: WebConfig,
+    pub metrics: Arc<WebMetrics>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -33,12 +34,14 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/upload",
             // The upload handler enforces its own limit while streaming to disk.
-            post(upload).layer(DefaultBodyLimit::disable()),
+            post(crate::metrics::upload::metered_upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/videos/{id}", get(player))
         .route("/content/{id}/{file}", get(serve_content))
         .route("/static/dash.all.min.js", get(dash_js))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::web::scrape))
+        .layer(state.metrics.http.layer())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::content::ContentError;
 use super::routes::{SharedState, WebError};
+use crate::metrics::web::CacheMetrics;
 use crate::node::client::FileStat;
 use crate::node::keys;
 
@@ -24,13 +25,14 @@ pub struct CachedFile {
 
 pub type ContentCache = moka::future::Cache<String, CachedFile>;
 
-/// A cache holding at most `capacity_bytes` of file data.
-pub fn new_cache(capacity_bytes: u64) -> ContentCache {
+/// A cache holding at most `capacity_bytes` of file data, counting its evictions.
+pub fn new_cache(capacity_bytes: u64, metrics: &CacheMetrics) -> ContentCache {
     moka::future::Cache::builder()
         .max_capacity(capacity_bytes)
         .weigher(|key: &String, file: &CachedFile| {
             u32::try_from(file.data.len() + key.len()).unwrap_or(u32::MAX)
         })
+        .eviction_listener(metrics.eviction_listener())
         .build()
 }
 
@@ -241,10 +243,15 @@ pub async fn serve_content(
 
     // Concurrent misses for one file share one fetch: a popular segment that just fell
     // out of the cache costs the storage nodes one read, not one per viewer.
+    let mut read_from_storage = false;
     let fetched = state
         .cache
-        .try_get_with(key.clone(), fetch_small(&state, &key))
+        .try_get_with(key.clone(), async {
+            read_from_storage = true;
+            fetch_small(&state, &key).await
+        })
         .await;
+    state.metrics.cache.record_lookup(read_from_storage);
     let opened = match fetched {
         Ok(cached) => return Ok(respond_cached(&file, &cached, &method, &headers)),
         Err(e) => match &*e {

@@ -21,6 +21,7 @@ use super::content::Content;
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
 use crate::meta::{MetaStore, VideoDetails};
+use crate::metrics::upload::{UploadMetrics, UploadStage};
 use crate::node::keys;
 
 /// DASH files stored at once per upload.
@@ -146,8 +147,16 @@ pub async fn upload(
         .tempdir_in(&state.config.work_dir)
         .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let source = work.path().join("source.mp4");
-    let source_bytes = receive(field, &source, limit, state.config.upload_idle_timeout).await?;
-    let probe = transcode::probe(&source).await?;
+    let stages = &state.metrics.uploads;
+    let source_bytes = stages
+        .time(
+            UploadStage::Receive,
+            receive(field, &source, limit, state.config.upload_idle_timeout),
+        )
+        .await?;
+    let probe = stages
+        .time(UploadStage::Probe, transcode::probe(&source))
+        .await?;
     let out_dir = work.path().join("dash");
     tokio::fs::create_dir(&out_dir)
         .await
@@ -160,6 +169,7 @@ pub async fn upload(
         &out_dir,
         &probe,
         &rollback.stored,
+        stages,
     )
     .await?;
     tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "transcoded and stored");
@@ -236,10 +246,12 @@ async fn transcode_and_store(
     out_dir: &Path,
     probe: &transcode::Probe,
     stored: &Mutex<Vec<String>>,
+    stages: &UploadMetrics,
 ) -> Result<(u64, u64), WebError> {
     let (ready, finished) = mpsc::channel::<PathBuf>(64);
     let encode = async {
-        let result = transcode::to_dash(source, out_dir, probe, ready).await;
+        let encoding = transcode::to_dash(source, out_dir, probe, ready);
+        let result = stages.time(UploadStage::Transcode, encoding).await;
         result.map_err(WebError::from)
     };
     let store = async {
@@ -265,6 +277,7 @@ async fn transcode_and_store(
         let manifest_bytes = store_file(content, id, &manifest, stored).await?;
         Ok::<_, WebError>((count + 1, bytes + manifest_bytes))
     };
+    let store = stages.time(UploadStage::Store, store);
     // A failed store drops the encoder (ffmpeg is killed); a failed encode ends the stream.
     let ((), stored_totals) = futures::future::try_join(encode, store).await?;
     Ok(stored_totals)

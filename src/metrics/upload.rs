@@ -1,0 +1,152 @@
+//! Uploads by outcome, and how long each stage took: receive (the body to disk), probe
+//! (ffprobe), transcode (ffmpeg) and store (every DASH file on its holders; it overlaps
+//! the transcode, since files are stored as ffmpeg finishes them).
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::{Multipart, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::web::routes::{SharedState, WebError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadStage {
+    Receive,
+    Probe,
+    Transcode,
+    Store,
+}
+
+impl UploadStage {
+    fn label(self) -> &'static str {
+        match self {
+            UploadStage::Receive => "receive",
+            UploadStage::Probe => "probe",
+            UploadStage::Transcode => "transcode",
+            UploadStage::Store => "store",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+    /// Whether the stage finished well; a failed stage's time is worth seeing too.
+    outcome: &'static str,
+}
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(super::stage_buckets())
+}
+
+#[derive(Clone, Debug)]
+pub struct UploadMetrics {
+    outcomes: Family<OutcomeLabels, Counter>,
+    stages: Family<StageLabels, Histogram, fn() -> Histogram>,
+}
+
+impl UploadMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = UploadMetrics {
+            outcomes: Family::default(),
+            stages: Family::new_with_constructor(stage_histogram),
+        };
+        registry.register(
+            "uploads",
+            "Uploads by outcome: stored, bad_request, conflict, too_large, timeout, \
+             unavailable, failed, abandoned (the client went away)",
+            metrics.outcomes.clone(),
+        );
+        registry.register(
+            "upload_stage_duration_seconds",
+            "Time each upload stage took (receive, probe, transcode, store), by outcome",
+            metrics.stages.clone(),
+        );
+        metrics
+    }
+
+    /// Runs one stage of an upload and records how long it took.
+    pub async fn time<T, E>(
+        &self,
+        stage: UploadStage,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = Instant::now();
+        let result = work.await;
+        let labels = StageLabels {
+            stage: stage.label(),
+            outcome: if result.is_ok() { "ok" } else { "error" },
+        };
+        self.stages
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+}
+
+fn outcome_of(result: &Result<Response, WebError>) -> &'static str {
+    match result {
+        Ok(_) => "stored",
+        Err(WebError::BadRequest(_)) => "bad_request",
+        Err(WebError::NotFound(_)) => "not_found",
+        Err(WebError::Conflict(_)) => "conflict",
+        Err(WebError::TooLarge(_)) => "too_large",
+        Err(WebError::Timeout(_)) => "timeout",
+        Err(WebError::Unavailable(_)) => "unavailable",
+        Err(WebError::Internal(_)) => "failed",
+    }
+}
+
+/// Counts an upload as abandoned unless it is told how it ended: a client that goes
+/// away drops the request future midway.
+struct Pending<'a> {
+    metrics: &'a UploadMetrics,
+    counted: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.metrics.count("abandoned");
+        }
+    }
+}
+
+/// `POST /upload` with its outcome counted.
+pub async fn metered_upload(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<Response, WebError> {
+    let metrics = state.metrics.clone();
+    let mut pending = Pending {
+        metrics: &metrics.uploads,
+        counted: false,
+    };
+    let result = crate::web::upload::upload(State(state), headers, multipart).await;
+    let outcome = outcome_of(&result);
+    pending.counted = true;
+    metrics.uploads.count(outcome);
+    if result.is_ok() {
+        metrics.library_changed();
+    }
+    result
+}
