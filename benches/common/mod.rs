@@ -32,9 +32,24 @@ impl StorageProcess {
 
     /// The same with extra command-line flags.
     pub fn start_with(dir: &Path, flags: &[&str]) -> StorageProcess {
+        Self::start_on(dir, 0, flags)
+    }
+
+    /// A node on `port` (one restarted where it was).
+    pub fn start_at(dir: &Path, port: u16) -> StorageProcess {
+        Self::start_on(dir, port, &[])
+    }
+
+    fn start_on(dir: &Path, port: u16, flags: &[&str]) -> StorageProcess {
         std::fs::create_dir_all(dir).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tritontube"))
-            .args(["storage", "--host", "127.0.0.1", "--port", "0"])
+            .args([
+                "storage",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .args(flags)
             .arg(dir)
             .env("NO_COLOR", "1")
