@@ -25,7 +25,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use super::{MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
+use super::{Cursor, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus};
 
 /// The original system's prefix.
 const LEGACY_PREFIX: &str = "videos/";
@@ -447,6 +447,10 @@ impl EtcdStore {
             };
             let mut record: Record = serde_json::from_slice(kv.value())
                 .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+            if record.status != VideoStatus::Processing {
+                // Finished already, or deleted while it was being stored.
+                return Err(MetaError::NotFound(id.to_owned()));
+            }
             record.status = VideoStatus::Ready;
             record.details = Some(details.clone());
             let txn = Txn::new()
@@ -475,6 +479,76 @@ impl EtcdStore {
         ]);
         self.txn(&format!("removing video {id:?}"), txn).await?;
         Ok(())
+    }
+
+    pub async fn begin_delete(&self, id: &str) -> MetaResult<VideoStatus> {
+        let (rkey, lkey) = (record_key(id), legacy_key(id));
+        let what = format!("deleting video {id:?}");
+        // Read, then write if unchanged; a lost race re-reads.
+        for _ in 0..5 {
+            let resp = self
+                .txn(
+                    &what,
+                    Txn::new().and_then([
+                        TxnOp::get(lkey.as_str(), None),
+                        TxnOp::get(rkey.as_str(), None),
+                    ]),
+                )
+                .await?;
+            let (legacy, records) = two_gets(&resp);
+            let (record, guard) = match (records.first(), legacy.first()) {
+                (Some(kv), _) => {
+                    let record: Record = serde_json::from_slice(kv.value())
+                        .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+                    let guard = Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    (record, guard)
+                }
+                // A video of the original system: only its key exists.
+                (None, Some(kv)) => {
+                    let text = String::from_utf8_lossy(kv.value());
+                    let record = Record {
+                        uploaded_at: super::parse_time(&text).unwrap_or(DateTime::UNIX_EPOCH),
+                        status: VideoStatus::Ready,
+                        details: None,
+                        claim: String::new(),
+                    };
+                    let guard = Compare::mod_revision(lkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    (record, guard)
+                }
+                (None, None) => return Err(MetaError::NotFound(id.to_owned())),
+            };
+            let previous = record.status;
+            if previous == VideoStatus::Processing {
+                return Ok(previous);
+            }
+            let tombstone = Record {
+                status: VideoStatus::Deleting,
+                ..record
+            };
+            let txn = Txn::new().when([guard]).and_then([
+                TxnOp::put(rkey.as_str(), to_json(&tombstone)?, None),
+                TxnOp::delete(lkey.as_str(), None),
+            ]);
+            if self.txn(&what, txn).await?.succeeded() {
+                return Ok(previous);
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+
+    /// etcd keeps videos by id, not by time: the page is cut from the whole listing.
+    pub async fn list_videos_page(
+        &self,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> MetaResult<Read<Page>> {
+        let all = self.list_videos().await?;
+        Ok(Read {
+            value: super::page_of(all.value, limit, after),
+            stale: all.stale,
+        })
     }
 
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
@@ -739,10 +813,10 @@ fn merge(legacy: &[KeyValue], records: &[KeyValue]) -> Vec<Video> {
                         id: id.to_owned(),
                         uploaded_at: r.uploaded_at,
                         status: r.status,
-                        details: if r.status == VideoStatus::Ready {
-                            r.details
-                        } else {
+                        details: if r.status == VideoStatus::Processing {
                             None
+                        } else {
+                            r.details
                         },
                     },
                 );

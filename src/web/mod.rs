@@ -9,16 +9,22 @@
 //! - [`cluster`]: the ring state (persisted), node clients, reads with fallback.
 //! - [`migration`]: ring changes that never lose a file.
 //! - [`admin`]: the VideoContentAdminService.
+//! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
+//!   versions and deletes; [`assets`]: the pages' script and style sheet.
 
 pub mod admin;
+pub mod api;
+pub mod assets;
 pub mod cluster;
 pub mod content;
 pub mod migration;
 pub mod pages;
+pub mod progress;
 pub mod routes;
 pub mod serve;
 pub mod transcode;
 pub mod upload;
+pub mod videos;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +52,8 @@ pub struct WebConfig {
     pub cache_bytes: u64,
     /// How long an upload may send nothing before it is given up.
     pub upload_idle_timeout: std::time::Duration,
+    /// The renditions uploads are encoded to.
+    pub ladder: transcode::Ladder,
 }
 
 impl Default for WebConfig {
@@ -55,6 +63,7 @@ impl Default for WebConfig {
             work_dir: std::env::temp_dir(),
             cache_bytes: 128 * 1024 * 1024,
             upload_idle_timeout: std::time::Duration::from_secs(60),
+            ladder: transcode::Ladder::default(),
         }
     }
 }
@@ -122,6 +131,10 @@ pub struct WebArgs {
     /// Shared secret the admin service requires from its clients.
     #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Renditions each upload is encoded to, `HEIGHT:BITRATE,…`; a source gets those no
+    /// taller than itself (README: "Viewing and uploading").
+    #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
+    pub ladder: transcode::Ladder,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -164,6 +177,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
         cache_bytes: args.cache_bytes,
+        ladder: args.ladder,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -213,6 +227,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
+    let admin_token = match &content {
+        ContentSpec::Ring { admin_token, .. } => admin_token.clone(),
+        ContentSpec::Local(_) => None,
+    };
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -239,10 +257,14 @@ pub async fn run(
         }
     };
     abandon_stale_uploads(&meta, &content).await;
+    videos::finish_tombstones(&meta, &content).await;
     let state = Arc::new(routes::AppState {
         meta,
         content,
         cache: serve::new_cache(config.cache_bytes),
+        versions: serve::new_version_cache(),
+        uploads: progress::Uploads::default(),
+        admin_token,
         config,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");

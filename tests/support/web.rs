@@ -101,6 +101,7 @@ pub async fn start_web(
         work_dir: work.path().join("uploads"),
         cache_bytes: 32 * 1024 * 1024,
         upload_idle_timeout: options.upload_idle_timeout,
+        ..WebConfig::default()
     };
     let shutdown = CancellationToken::new();
     let admin = matches!(content, ContentSpec::Ring { .. }).then_some(admin);
