@@ -479,3 +479,91 @@ async fn refusals_reach_a_client_still_sending() {
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(web.meta.list_videos().await.unwrap().value.len(), 1);
 }
+
+/// The journey with the pages' script in a real browser (tests/browser/viewer.mjs): the
+/// progress bar moves while a 720p file is sent, the state reaches ready, the poster shows
+/// on the index, dash.js plays it with more than one video quality, and the player page
+/// deletes it (with the admin token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
+    );
+    let nodes = vec![
+        start_storage_node().await,
+        start_storage_node().await,
+        start_storage_node().await,
+    ];
+    let refs: Vec<&StorageNode> = nodes.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            admin_token: Some("browser-secret".into()),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "journey.mp4", 8, "1280x720");
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("viewer.mjs"))
+        .arg(&web.url)
+        .arg(&clip)
+        .args(["journey", "browser-secret", "240000"])
+        .output()
+        .await
+        .expect("node runs (install Node.js)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser journey failed: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(report.trim()).unwrap();
+    eprintln!("the browser saw: {seen}");
+    // The bar moved while the file was being sent: several values between 0 and 100.
+    let sent: Vec<u64> = seen["sendingValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .filter(|v| (1..100).contains(v))
+        .collect();
+    assert!(sent.len() >= 3, "the progress bar did not move: {seen}");
+    let phases: Vec<&str> = seen["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(phases.last(), Some(&"ready"), "{seen}");
+    assert!(phases.contains(&"sending"), "{seen}");
+    assert!(phases.contains(&"transcoding"), "{seen}");
+    assert!(seen["pageErrors"].as_array().unwrap().is_empty(), "{seen}");
+    // The poster on the index, with its text alternative.
+    assert!(seen["poster"]["width"].as_u64().unwrap() > 0, "{seen}");
+    assert_eq!(seen["poster"]["alt"], "Frame from journey");
+    // dash.js has the ladder: 720p, 480p, 360p.
+    let heights: Vec<u64> = seen["qualities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["height"].as_u64())
+        .collect();
+    assert!(heights.len() > 1, "one quality only: {seen}");
+    assert_eq!(heights.iter().max(), Some(&720), "{seen}");
+    assert!(seen["currentTime"].as_f64().unwrap() > 2.0, "{seen}");
+    assert!(seen["videoPoster"].as_str().unwrap().ends_with("/poster.jpg"));
+    // Deleted: confirmed, asked for the token, gone from the list, the API and the nodes.
+    assert_eq!(seen["dialogs"], serde_json::json!(["confirm", "prompt"]));
+    assert!(!seen["listedAfterDelete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|id| id == "journey"));
+    assert_eq!(seen["apiAfterDelete"], 404);
+    assert!(holdings(&refs).await.is_empty());
+    assert!(web.meta.get_video("journey").await.unwrap().value.is_none());
+}

@@ -348,9 +348,10 @@ pub fn poster_time(duration_seconds: f64) -> f64 {
     (duration_seconds / 4.0).min(5.0)
 }
 
-/// Writes a JPEG of one frame (at most 720 pixels high) to `output`.
+/// Writes a JPEG of one frame (at most 480 pixels high: a card or a player poster) to
+/// `output`.
 pub async fn poster(input: &Path, output: &Path, probe: &Probe) -> Result<(), TranscodeError> {
-    let height = probe.height.min(720) / 2 * 2;
+    let height = probe.height.min(480) / 2 * 2;
     let result = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss"])
         .arg(format!("{:.3}", poster_time(probe.duration_seconds)))
