@@ -34,6 +34,8 @@ pub enum AdminCommand {
     Remove { admin: String, node: String },
     /// List the storage nodes in the ring.
     List { admin: String },
+    /// Delete a video and every file of it on every node.
+    Delete { admin: String, id: String },
 }
 
 /// An admin client that sends `token` with every call.
@@ -111,6 +113,20 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
                 println!("{node}");
             }
         }
+        AdminCommand::Delete { admin, id } => delete_video(&admin, token, &id).await?,
     }
+    Ok(())
+}
+
+/// `tritontube admin delete ADMIN ID`.
+async fn delete_video(admin: &str, token: Option<&str>, id: &str) -> anyhow::Result<()> {
+    let mut client = connect(admin, token)?;
+    let reply = client
+        .delete_video(crate::proto::admin::DeleteVideoRequest { id: id.to_string() })
+        .await
+        .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
+        .into_inner();
+    println!("Successfully deleted video: {id}");
+    println!("Number of files deleted: {}", reply.deleted_files);
     Ok(())
 }

@@ -567,3 +567,72 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
     assert!(holdings(&refs).await.is_empty());
     assert!(web.meta.get_video("journey").await.unwrap().value.is_none());
 }
+
+/// `tritontube admin delete ADMIN ID`, and the ListVideos RPC the console uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_service_lists_and_deletes_videos() {
+    let nodes = vec![start_storage_node().await, start_storage_node().await];
+    let refs: Vec<&StorageNode> = nodes.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            admin_token: Some("cli-secret".into()),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "c.mp4", 2, "160x120");
+    for id in ["one", "two", "three"] {
+        assert_eq!(
+            upload_file(&web.url, &clip, &format!("{id}.mp4")).await.status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    let mut client = tritontube::admin_cli::connect(&web.admin, Some("cli-secret")).unwrap();
+    let first = client
+        .list_videos(tritontube::proto::admin::ListVideosRequest {
+            limit: 2,
+            after: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = first.videos.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["three", "two"]);
+    assert_eq!(first.videos[0].state, "ready");
+    assert_eq!((first.videos[0].width, first.videos[0].height), (160, 120));
+    assert!(first.videos[0].bytes > 0 && first.videos[0].files >= 4);
+    let rest = client
+        .list_videos(tritontube::proto::admin::ListVideosRequest {
+            limit: 2,
+            after: first.next.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.videos.len(), 1);
+    assert_eq!(rest.videos[0].id, "one");
+    assert!(rest.next.is_empty());
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tritontube"))
+            .arg("admin")
+            .args(args)
+            .env_remove("TRITONTUBE_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let refused = cli(&["delete", &web.admin, "two"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("token"));
+    let done = cli(&["--token", "cli-secret", "delete", &web.admin, "two"]);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{out} {}", String::from_utf8_lossy(&done.stderr));
+    assert!(out.starts_with("Successfully deleted video: two\nNumber of files deleted: "), "{out}");
+    assert!(web.meta.get_video("two").await.unwrap().value.is_none());
+    assert!(holdings(&refs).await.keys().all(|k| !k.starts_with("two/")));
+    let unknown = cli(&["--token", "cli-secret", "delete", &web.admin, "two"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no video named"));
+}

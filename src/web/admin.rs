@@ -203,6 +203,26 @@ impl VideoContentAdminService for AdminService {
         };
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn list_videos(
+        &self,
+        request: Request<admin::ListVideosRequest>,
+    ) -> Result<Response<admin::ListVideosResponse>, Status> {
+        let meta = self.migrator.cluster().meta();
+        let reply = super::video_admin::list(meta, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn delete_video(
+        &self,
+        request: Request<admin::DeleteVideoRequest>,
+    ) -> Result<Response<admin::DeleteVideoResponse>, Status> {
+        let cluster = self.migrator.cluster();
+        let content = super::content::Content::Ring(cluster.clone());
+        let reply =
+            super::video_admin::delete(cluster.meta(), &content, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
 }
 
 #[cfg(test)]

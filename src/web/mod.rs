@@ -24,6 +24,7 @@ pub mod routes;
 pub mod serve;
 pub mod transcode;
 pub mod upload;
+pub mod video_admin;
 pub mod videos;
 
 use std::path::PathBuf;
