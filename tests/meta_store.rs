@@ -232,7 +232,11 @@ async fn pages(store: MetaStore) {
     }
     let first = store.list_videos_page(3, None).await.unwrap().value;
     assert_eq!(
-        first.videos.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+        first
+            .videos
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect::<Vec<_>>(),
         ["v19", "v18", "v17"]
     );
     assert!(Cursor::decode("nonsense").is_none());
@@ -278,11 +282,21 @@ async fn tombstones(store: MetaStore) {
         Err(MetaError::NotFound(_))
     ));
     let listed = store.list_videos().await.unwrap().value;
-    assert!(listed.iter().any(|v| v.id == "gone" && v.status == VideoStatus::Deleting));
+    assert!(
+        listed
+            .iter()
+            .any(|v| v.id == "gone" && v.status == VideoStatus::Deleting)
+    );
     store.remove_video("gone").await.unwrap();
     store.claim_video("gone", at(4)).await.unwrap();
     assert_eq!(
-        store.get_video("gone").await.unwrap().value.unwrap().uploaded_at,
+        store
+            .get_video("gone")
+            .await
+            .unwrap()
+            .value
+            .unwrap()
+            .uploaded_at,
         at(4)
     );
 }

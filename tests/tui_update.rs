@@ -543,6 +543,11 @@ fn every_binding_maps_its_keys_to_its_action() {
                 node: NODES[0].into(),
                 plan: PlanView::Loading,
             },
+            Context::Videos => Mode::Videos(Default::default()),
+            Context::ConfirmDelete => Mode::Videos(tritontube::tui::videos::VideosView {
+                confirm: Some("v".into()),
+                ..Default::default()
+            }),
         };
         for (code, mods) in b.keys {
             let key = KeyEvent::new(*code, *mods);

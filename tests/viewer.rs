@@ -123,7 +123,10 @@ async fn the_api_pages_through_videos_newest_first() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["state"], "ready");
     assert_eq!(one["duration_seconds"], 61.0);
-    assert_eq!((one["width"].as_u64(), one["height"].as_u64()), (Some(1280), Some(720)));
+    assert_eq!(
+        (one["width"].as_u64(), one["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
     assert_eq!(one["uploaded_at"], "2023-11-14T22:13:27Z");
     assert_eq!(one["player_url"], "/videos/v07");
 
@@ -189,7 +192,10 @@ async fn a_script_upload_reports_its_phases_until_ready() {
     let (phases, last) = follow_upload(&web.url, "phased").await;
     assert_eq!(last["phase"], "ready", "{last}");
     assert_eq!(last["transcode_percent"], 100.0, "{last}");
-    assert_eq!(last["received_bytes"], std::fs::metadata(&clip).unwrap().len());
+    assert_eq!(
+        last["received_bytes"],
+        std::fs::metadata(&clip).unwrap().len()
+    );
     assert!(last["stored_files"].as_u64().unwrap() >= 3, "{last}");
     // The phases come in their order (the quick ones may pass between two looks).
     let order = ["receiving", "probing", "transcoding", "storing", "ready"];
@@ -217,7 +223,10 @@ async fn a_script_upload_reports_its_phases_until_ready() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, last) = follow_upload(&web.url, "junk").await;
     assert_eq!(last["phase"], "failed");
-    assert!(last["error"].as_str().unwrap().contains("not a video"), "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("not a video"),
+        "{last}"
+    );
     let mut gone = false;
     for _ in 0..100 {
         if web.meta.get_video("junk").await.unwrap().value.is_none() {
@@ -228,7 +237,9 @@ async fn a_script_upload_reports_its_phases_until_ready() {
     }
     assert!(gone, "the failed upload's claim stayed");
     assert!(
-        support::files_under(&dir).iter().all(|f| !f.starts_with("junk")),
+        support::files_under(&dir)
+            .iter()
+            .all(|f| !f.starts_with("junk")),
         "{:?}",
         support::files_under(&dir)
     );
@@ -257,7 +268,11 @@ async fn a_720p_upload_gets_a_ladder_of_renditions() {
         .collect();
     assert_eq!(heights, [720, 480, 360], "{video}");
     let manifest = http_client()
-        .get(format!("{}{}", web.url, video["manifest_url"].as_str().unwrap()))
+        .get(format!(
+            "{}{}",
+            web.url,
+            video["manifest_url"].as_str().unwrap()
+        ))
         .send()
         .await
         .unwrap()
@@ -266,13 +281,20 @@ async fn a_720p_upload_gets_a_ladder_of_renditions() {
         .unwrap();
     assert_eq!(manifest.matches("<AdaptationSet").count(), 2, "{manifest}");
     assert_eq!(manifest.matches("<Representation").count(), 4, "{manifest}");
-    for size in ["width=\"1280\" height=\"720\"", "width=\"854\" height=\"480\"", "width=\"640\" height=\"360\""] {
+    for size in [
+        "width=\"1280\" height=\"720\"",
+        "width=\"854\" height=\"480\"",
+        "width=\"640\" height=\"360\"",
+    ] {
         assert!(manifest.contains(size), "{size} missing: {manifest}");
     }
     // Every rendition plays: its segments are there under the original's names.
     for representation in 0..4 {
         let init = http_client()
-            .get(format!("{}/content/tall/init-{representation}.m4s", web.url))
+            .get(format!(
+                "{}/content/tall/init-{representation}.m4s",
+                web.url
+            ))
             .send()
             .await
             .unwrap();
@@ -346,7 +368,11 @@ async fn delete_removes_every_file_and_the_id_can_be_uploaded_again() {
         "/content/gone/chunk-0-00001.m4s".to_string(),
         format!("/content/gone/{old_version}/manifest.mpd"),
     ] {
-        let response = client.get(format!("{}{path}", web.url)).send().await.unwrap();
+        let response = client
+            .get(format!("{}{path}", web.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
 
@@ -359,13 +385,19 @@ async fn delete_removes_every_file_and_the_id_can_be_uploaded_again() {
     let new_version = content_version(&new);
     assert_ne!(new_version, old_version);
     let stale = client
-        .get(format!("{}/content/gone/{old_version}/manifest.mpd", web.url))
+        .get(format!(
+            "{}/content/gone/{old_version}/manifest.mpd",
+            web.url
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
     let fresh = client
-        .get(format!("{}/content/gone/{new_version}/chunk-0-00001.m4s", web.url))
+        .get(format!(
+            "{}/content/gone/{new_version}/chunk-0-00001.m4s",
+            web.url
+        ))
         .send()
         .await
         .unwrap()
@@ -406,7 +438,11 @@ async fn a_delete_interrupted_by_a_crash_is_finished_at_start() {
     record(&meta, "doomed", 1).await;
     record(&meta, "kept", 2).await;
     meta.begin_delete("doomed").await.unwrap();
-    for key in ["doomed/chunk-0-00002.m4s", "doomed/manifest.mpd", "kept/manifest.mpd"] {
+    for key in [
+        "doomed/chunk-0-00002.m4s",
+        "doomed/manifest.mpd",
+        "kept/manifest.mpd",
+    ] {
         node.client()
             .put(key, bytes::Bytes::from_static(b"data"), None)
             .await
@@ -555,14 +591,21 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
     assert!(heights.len() > 1, "one quality only: {seen}");
     assert_eq!(heights.iter().max(), Some(&720), "{seen}");
     assert!(seen["currentTime"].as_f64().unwrap() > 2.0, "{seen}");
-    assert!(seen["videoPoster"].as_str().unwrap().ends_with("/poster.jpg"));
+    assert!(
+        seen["videoPoster"]
+            .as_str()
+            .unwrap()
+            .ends_with("/poster.jpg")
+    );
     // Deleted: confirmed, asked for the token, gone from the list, the API and the nodes.
     assert_eq!(seen["dialogs"], serde_json::json!(["confirm", "prompt"]));
-    assert!(!seen["listedAfterDelete"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|id| id == "journey"));
+    assert!(
+        !seen["listedAfterDelete"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|id| id == "journey")
+    );
     assert_eq!(seen["apiAfterDelete"], 404);
     assert!(holdings(&refs).await.is_empty());
     assert!(web.meta.get_video("journey").await.unwrap().value.is_none());
@@ -585,7 +628,9 @@ async fn the_admin_service_lists_and_deletes_videos() {
     let clip = make_video(videos.path(), "c.mp4", 2, "160x120");
     for id in ["one", "two", "three"] {
         assert_eq!(
-            upload_file(&web.url, &clip, &format!("{id}.mp4")).await.status(),
+            upload_file(&web.url, &clip, &format!("{id}.mp4"))
+                .await
+                .status(),
             StatusCode::SEE_OTHER
         );
     }
@@ -614,6 +659,15 @@ async fn the_admin_service_lists_and_deletes_videos() {
     assert_eq!(rest.videos.len(), 1);
     assert_eq!(rest.videos[0].id, "one");
     assert!(rest.next.is_empty());
+    // The console's videos view reads the same list.
+    let console = tritontube::tui::sources::admin_client(&web.admin, Some("cli-secret")).unwrap();
+    let seen = tritontube::tui::sources::list_videos(console)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = seen.rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["three", "two", "one"]);
+    assert!(!seen.more);
+    assert_eq!(seen.rows[0].state, "ready");
 
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tritontube"))
@@ -628,8 +682,15 @@ async fn the_admin_service_lists_and_deletes_videos() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("token"));
     let done = cli(&["--token", "cli-secret", "delete", &web.admin, "two"]);
     let out = String::from_utf8_lossy(&done.stdout);
-    assert!(done.status.success(), "{out} {}", String::from_utf8_lossy(&done.stderr));
-    assert!(out.starts_with("Successfully deleted video: two\nNumber of files deleted: "), "{out}");
+    assert!(
+        done.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        out.starts_with("Successfully deleted video: two\nNumber of files deleted: "),
+        "{out}"
+    );
     assert!(web.meta.get_video("two").await.unwrap().value.is_none());
     assert!(holdings(&refs).await.keys().all(|k| !k.starts_with("two/")));
     let unknown = cli(&["--token", "cli-secret", "delete", &web.admin, "two"]);

@@ -500,7 +500,8 @@ impl EtcdStore {
                 (Some(kv), _) => {
                     let record: Record = serde_json::from_slice(kv.value())
                         .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
-                    let guard = Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    let guard =
+                        Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
                     (record, guard)
                 }
                 // A video of the original system: only its key exists.
@@ -512,7 +513,8 @@ impl EtcdStore {
                         details: None,
                         claim: String::new(),
                     };
-                    let guard = Compare::mod_revision(lkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    let guard =
+                        Compare::mod_revision(lkey.as_str(), CompareOp::Equal, kv.mod_revision());
                     (record, guard)
                 }
                 (None, None) => return Err(MetaError::NotFound(id.to_owned())),

@@ -173,9 +173,11 @@ impl SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction().map_err(sql_error)?;
             let status: Option<String> = tx
-                .query_row("SELECT status FROM videos WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT status FROM videos WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(sql_error)?;
             let Some(status) = status.map(|s| VideoStatus::parse(&s)) else {
@@ -306,12 +308,19 @@ const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, so
 fn backfill_sort_keys(conn: &Connection) -> MetaResult<()> {
     let missing: Vec<(String, String)> = {
         let mut stmt = conn
-            .prepare_cached("SELECT id, CAST(uploaded_at AS TEXT) FROM videos WHERE uploaded_ns IS NULL")
+            .prepare_cached(
+                "SELECT id, CAST(uploaded_at AS TEXT) FROM videos WHERE uploaded_ns IS NULL",
+            )
             .map_err(sql_error)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default())))
-            .map_err(sql_error)?
-            .collect::<Result<_, _>>()
-            .map_err(sql_error)?
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?
     };
     for (id, text) in missing {
         let at = parse_time(&text).unwrap_or(DateTime::UNIX_EPOCH);
@@ -430,19 +439,21 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
     let status = VideoStatus::parse(&row.get::<_, String>(2)?);
     let duration: Option<f64> = row.get(3)?;
     let details = match (status, duration) {
-        (VideoStatus::Ready | VideoStatus::Deleting, Some(duration_seconds)) => Some(VideoDetails {
-            duration_seconds,
-            source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
-            file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-            stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
-            width: row.get::<_, Option<u32>>(7)?.unwrap_or(0),
-            height: row.get::<_, Option<u32>>(8)?.unwrap_or(0),
-            renditions: row
-                .get::<_, Option<String>>(9)?
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default(),
-            poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
-        }),
+        (VideoStatus::Ready | VideoStatus::Deleting, Some(duration_seconds)) => {
+            Some(VideoDetails {
+                duration_seconds,
+                source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+                file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
+                width: row.get::<_, Option<u32>>(7)?.unwrap_or(0),
+                height: row.get::<_, Option<u32>>(8)?.unwrap_or(0),
+                renditions: row
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default(),
+                poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            })
+        }
         _ => None,
     };
     Ok(Video {

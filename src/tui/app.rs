@@ -257,6 +257,8 @@ pub enum Mode {
         node: String,
         plan: PlanView,
     },
+    /// The videos view.
+    Videos(super::videos::VideosView),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,6 +310,13 @@ pub enum Action {
         node: String,
         result: Result<u64, Failure>,
     },
+    // The videos view.
+    OpenVideos,
+    VideosListed(Result<super::videos::VideoList, Failure>),
+    VideoDeleted {
+        id: String,
+        result: Result<u64, Failure>,
+    },
 }
 
 /// Work `update` asks the runtime to start; results come back as actions.
@@ -318,6 +327,8 @@ pub enum Command {
     AddNode(String),
     RemoveNode(String),
     PlanRemove(String),
+    ListVideos,
+    DeleteVideo(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -453,7 +464,7 @@ impl State {
         });
     }
 
-    fn say(&mut self, level: Level, text: impl Into<String>) {
+    pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         self.log(level, text.clone());
         self.message = Some((level, text));
@@ -514,6 +525,8 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![Command::Refresh]
         }
+        Action::VideosListed(result) => super::videos::on_listed(state, result),
+        Action::VideoDeleted { id, result } => super::videos::on_deleted(state, id, result),
         key => on_key(state, key),
     }
 }
@@ -580,6 +593,7 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.say(Level::Info, format!("removing {node}…"));
             vec![Command::RemoveNode(node)]
         }
+        (Mode::Videos(_), action) => super::videos::on_key(state, action),
         (Mode::Normal, action) => on_normal_key(state, action),
         // Keys that mean nothing in the current mode.
         _ => vec![],
@@ -596,6 +610,7 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::Help;
             vec![]
         }
+        Action::OpenVideos => super::videos::open(state),
         Action::FocusNext => {
             state.focus = state.focus.next(state.etcd_configured());
             vec![]

@@ -12,6 +12,8 @@ pub enum Context {
     AddPrompt,
     Confirm,
     Help,
+    Videos,
+    ConfirmDelete,
 }
 
 impl Context {
@@ -21,6 +23,7 @@ impl Context {
             Mode::Help => Context::Help,
             Mode::AddNode { .. } => Context::AddPrompt,
             Mode::ConfirmRemove { .. } => Context::Confirm,
+            Mode::Videos(view) => super::videos::context(view),
         }
     }
 
@@ -30,6 +33,8 @@ impl Context {
             Context::AddPrompt => "Add-node prompt",
             Context::Confirm => "Remove confirmation",
             Context::Help => "Help",
+            Context::Videos => "Videos view",
+            Context::ConfirmDelete => "Delete confirmation",
         }
     }
 }
@@ -102,6 +107,14 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         context: Context::Normal,
+        keys: &[(KeyCode::Char('v'), NONE)],
+        label: "v",
+        help: "videos: list them, delete one",
+        action: Some(Action::OpenVideos),
+        short: "",
+    },
+    Binding {
+        context: Context::Normal,
         keys: &[(KeyCode::Char('?'), NONE)],
         label: "?",
         help: "show or hide this help",
@@ -161,6 +174,66 @@ pub static BINDINGS: &[Binding] = &[
         keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
         label: "n/Esc",
         help: "keep the node",
+        action: Some(Action::Cancel),
+        short: "keep",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
+        label: "↑/k",
+        help: "select the video above",
+        action: Some(Action::Up),
+        short: "",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
+        label: "↓/j",
+        help: "select the video below",
+        action: Some(Action::Down),
+        short: "",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Char('x'), NONE), (KeyCode::Delete, NONE)],
+        label: "x/Del",
+        help: "delete the selected video (asks first)",
+        action: Some(Action::OpenRemove),
+        short: "delete",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Char('r'), NONE)],
+        label: "r",
+        help: "list the videos again",
+        action: Some(Action::Refresh),
+        short: "refresh",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[
+            (KeyCode::Esc, NONE),
+            (KeyCode::Char('v'), NONE),
+            (KeyCode::Char('q'), NONE),
+        ],
+        label: "Esc/v/q",
+        help: "back to the cluster",
+        action: Some(Action::Cancel),
+        short: "back",
+    },
+    Binding {
+        context: Context::ConfirmDelete,
+        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
+        label: "y/Enter",
+        help: "delete the video",
+        action: Some(Action::Confirm),
+        short: "delete",
+    },
+    Binding {
+        context: Context::ConfirmDelete,
+        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+        label: "n/Esc",
+        help: "keep it",
         action: Some(Action::Cancel),
         short: "keep",
     },

@@ -4,6 +4,7 @@
 //! - [`view`]: `view(&state, frame)`, draws and changes nothing.
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
 //! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
+//! - [`videos`]: the videos view (list, delete).
 //!
 //! This module owns the terminal: raw mode and the alternate screen on start, and their
 //! restoration on exit, on error and on panic.
@@ -11,6 +12,7 @@
 pub mod app;
 pub mod keys;
 pub mod sources;
+pub mod videos;
 pub mod view;
 
 use std::io::{self, Stdout};

@@ -64,6 +64,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Mode::Help => draw_help(frame, area),
         Mode::AddNode { input, error } => draw_add(frame, area, input, error.as_deref()),
         Mode::ConfirmRemove { node, plan } => draw_confirm(frame, area, node, plan),
+        Mode::Videos(videos) => super::videos::draw(frame, area, videos),
     }
 }
 
@@ -643,6 +644,7 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>) 
 fn draw_help(frame: &mut Frame, area: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
     let mut lines = Vec::new();
+    // The videos view shows its own keys along its border.
     for ctx in [Context::Normal, Context::AddPrompt, Context::Confirm] {
         lines.push(Line::styled(ctx.title(), BOLD));
         let rows =

@@ -44,7 +44,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/videos/{id}", get(player))
         .route("/content/{id}/{file}", get(serve_content))
-        .route("/content/{id}/{version}/{file}", get(serve_versioned_content))
+        .route(
+            "/content/{id}/{version}/{file}",
+            get(serve_versioned_content),
+        )
         .route("/api/videos", get(api::list_videos))
         .route(
             "/api/videos/{id}",
@@ -176,10 +179,7 @@ async fn player(
     keys::validate_video_id(&id)
         .map_err(|_| WebError::NotFound(format!("no video named {id:?}")))?;
     match state.meta.get_video(&id).await?.value {
-        Some(video) => Ok(Html(pages::player(
-            &video,
-            state.admin_token.is_some(),
-        ))),
+        Some(video) => Ok(Html(pages::player(&video, state.admin_token.is_some()))),
         None => Err(WebError::NotFound(format!("no video named {id:?}"))),
     }
 }

@@ -353,7 +353,14 @@ pub fn poster_time(duration_seconds: f64) -> f64 {
 pub async fn poster(input: &Path, output: &Path, probe: &Probe) -> Result<(), TranscodeError> {
     let height = probe.height.min(480) / 2 * 2;
     let result = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss"])
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+        ])
         .arg(format!("{:.3}", poster_time(probe.duration_seconds)))
         .arg("-i")
         .arg(input)
@@ -367,9 +374,7 @@ pub async fn poster(input: &Path, output: &Path, probe: &Probe) -> Result<(), Tr
         .output()
         .await
         .map_err(spawn_error("ffmpeg"))?;
-    let written = tokio::fs::metadata(output)
-        .await
-        .is_ok_and(|m| m.len() > 0);
+    let written = tokio::fs::metadata(output).await.is_ok_and(|m| m.len() > 0);
     if !result.status.success() || !written {
         let stderr = String::from_utf8_lossy(&result.stderr);
         return Err(TranscodeError::Failed(format!(
@@ -541,7 +546,15 @@ mod tests {
         assert!(ladder.for_source(160, 120)[0].bitrate_kbps >= MIN_BITRATE_KBPS);
         let custom: Ladder = " 360p:700k , 720:2500k ".parse().unwrap();
         assert_eq!(custom.to_string(), "720p:2500k,360p:700k");
-        for bad in ["", "720p", "abc:100k", "720p:x", "721p:100k", "720p:1k", "0p:100k"] {
+        for bad in [
+            "",
+            "720p",
+            "abc:100k",
+            "720p:x",
+            "721p:100k",
+            "720p:1k",
+            "0p:100k",
+        ] {
             assert!(bad.parse::<Ladder>().is_err(), "{bad:?}");
         }
     }

@@ -53,7 +53,11 @@ pub async fn delete_video(
 }
 
 /// The part of a delete after the tombstone: idempotent, so it can be run again.
-async fn finish_delete(meta: &MetaStore, content: &Content, id: &str) -> Result<usize, DeleteError> {
+async fn finish_delete(
+    meta: &MetaStore,
+    content: &Content,
+    id: &str,
+) -> Result<usize, DeleteError> {
     let files = content
         .delete_video_files(id)
         .await
@@ -76,7 +80,10 @@ pub async fn finish_tombstones(meta: &MetaStore, content: &Content) -> usize {
         }
     };
     let mut finished = 0;
-    for video in videos.into_iter().filter(|v| v.status == VideoStatus::Deleting) {
+    for video in videos
+        .into_iter()
+        .filter(|v| v.status == VideoStatus::Deleting)
+    {
         match finish_delete(meta, content, &video.id).await {
             Ok(files) => {
                 finished += 1;
