@@ -304,7 +304,7 @@ async fn a_720p_upload_gets_a_ladder_of_renditions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_removes_every_file_and_the_id_can_be_uploaded_again() {
-    let nodes = vec![
+    let nodes = [
         start_storage_node().await,
         start_storage_node().await,
         start_storage_node().await,
@@ -527,7 +527,7 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
         browser_dir.join("node_modules/playwright-core").exists(),
         "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
     );
-    let nodes = vec![
+    let nodes = [
         start_storage_node().await,
         start_storage_node().await,
         start_storage_node().await,
@@ -614,7 +614,7 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
 /// `tritontube admin delete ADMIN ID`, and the ListVideos RPC the console uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_service_lists_and_deletes_videos() {
-    let nodes = vec![start_storage_node().await, start_storage_node().await];
+    let nodes = [start_storage_node().await, start_storage_node().await];
     let refs: Vec<&StorageNode> = nodes.iter().collect();
     let web = start_web_ring(
         &refs,

@@ -90,7 +90,7 @@ impl std::str::FromStr for Ladder {
         if rungs.is_empty() {
             return Err("the ladder needs at least one HEIGHT:BITRATE".into());
         }
-        rungs.sort_by(|a, b| b.height.cmp(&a.height));
+        rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
         rungs.dedup_by_key(|r| r.height);
         Ok(Ladder(rungs))
     }
