@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 BIG_MB=${BIG_MB:-1000}
 
-bench_init upload 900 ffmpeg curl python3
+bench_init upload 1800 ffmpeg curl python3
 load_before="$(uptime | sed 's/.*load average: //')"
 
 # --- the cluster -------------------------------------------------------------------
