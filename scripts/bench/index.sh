@@ -83,7 +83,7 @@ print("%d%%3Avideo-%05d" % (int(at.timestamp()) * 1_000_000_000, 10))')"
 rows=()
 measure() { # STORE
   local first api deep_page
-  curl -sSf "$web/" | grep -c '<li class="card"' | grep -qx 24 || {
+  [[ $(curl -sSf "$web/" | grep -o '<li class="card"' | wc -l) == 24 ]] || {
     echo "the index of $1 does not show 24 cards" >&2
     exit 1
   }
