@@ -516,6 +516,91 @@ async fn etcd_specifics() {
     etcd_original_shape(&cluster).await;
     cluster.wipe().await;
     etcd_watch(&cluster).await;
+    cluster.wipe().await;
+    etcd_pages_index_what_came_before(&cluster).await;
+}
+
+/// Pages come from a time index. Videos that have no entry in it (the original's, and
+/// records written before the index existed) get one the first time a page is read, and
+/// an entry whose video is gone is dropped.
+async fn etcd_pages_index_what_came_before(cluster: &EtcdCluster) {
+    let mut raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .unwrap();
+    raw.put("videos/legacy-old", "2024-05-01T12:00:00Z", None)
+        .await
+        .unwrap();
+    raw.put("videos/legacy-new", "2024-05-03 12:00:00.5+00:00", None)
+        .await
+        .unwrap();
+    let record = r#"{"uploaded_at":"2024-05-02T00:00:00Z","status":"ready","claim":"old"}"#;
+    raw.put("tritontube/videos/unindexed", record, None)
+        .await
+        .unwrap();
+    raw.put("videos/unindexed", "2024-05-02T00:00:00Z", None)
+        .await
+        .unwrap();
+    raw.put("tritontube/by-time/00000000000000000001/ghost", "", None)
+        .await
+        .unwrap();
+    let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    store.claim_video("fresh", at(0)).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = store
+            .list_videos_page(2, after.as_ref())
+            .await
+            .unwrap()
+            .value;
+        seen.extend(page.videos.into_iter().map(|v| v.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["legacy-new", "unindexed", "legacy-old", "fresh"]);
+    assert_eq!(ids(&store).await, seen);
+    let index = raw
+        .get(
+            "tritontube/by-time/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        index.kvs().len(),
+        4,
+        "one entry per video, the dangling one dropped"
+    );
+    // Deleting and removing keep the index in step.
+    assert_eq!(
+        store.begin_delete("legacy-old").await.unwrap(),
+        VideoStatus::Ready
+    );
+    store.remove_video("legacy-old").await.unwrap();
+    store.remove_video("fresh").await.unwrap();
+    let index = raw
+        .get(
+            "tritontube/by-time/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(index.count(), 2);
+    let first = store.list_videos_page(10, None).await.unwrap().value;
+    let ids: Vec<&str> = first.videos.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["legacy-new", "unindexed"]);
+    assert!(first.next.is_none());
 }
 
 // ---- etcd with members down -------------------------------------------------------------
