@@ -697,3 +697,84 @@ async fn the_admin_service_lists_and_deletes_videos() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no video named"));
 }
+
+/// Two web nodes on one etcd cluster: pages through the time index, a delete through
+/// one, a re-upload of the id through it, and the other node never answering with the
+/// old video's bytes once its version lookup expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_etcd_a_reupload_is_seen_by_every_web_node() {
+    let cluster = support::etcd::EtcdCluster::start(1)
+        .await
+        .expect("etcd is installed by scripts/setup.sh");
+    let nodes = [start_storage_node().await, start_storage_node().await];
+    let refs: Vec<&StorageNode> = nodes.iter().collect();
+    let on_etcd = || async {
+        let meta = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+        let content = ContentSpec::Ring {
+            seed_nodes: refs.iter().map(|n| n.address()).collect(),
+            spares: Vec::new(),
+            virtual_nodes: 64,
+            replicas: 1,
+            admin_token: None,
+        };
+        start_web(
+            tempfile::tempdir().unwrap(),
+            meta,
+            content,
+            WebOptions::default(),
+        )
+        .await
+    };
+    let a = on_etcd().await;
+    let b = on_etcd().await;
+    let videos = tempfile::tempdir().unwrap();
+    let first = make_video(videos.path(), "first.mp4", 3, "320x240");
+    let second = make_video(videos.path(), "second.mp4", 5, "160x120");
+    for id in ["older", "shared"] {
+        assert_eq!(
+            upload_file(&a.url, &first, &format!("{id}.mp4"))
+                .await
+                .status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+    let (_, page) = get_json(&format!("{}/api/videos?limit=1", b.url)).await;
+    assert_eq!(page["videos"][0]["id"], "shared");
+    let next = page["next"].as_str().unwrap().replace(':', "%3A");
+    let (_, rest) = get_json(&format!("{}/api/videos?limit=1&after={next}", b.url)).await;
+    assert_eq!(rest["videos"][0]["id"], "older");
+    assert!(rest["next"].is_null());
+
+    let segment = |web: &str| {
+        let url = format!("{web}/content/shared/chunk-0-00001.m4s");
+        async move { http_client().get(url).send().await.unwrap() }
+    };
+    let old = segment(&b.url).await.bytes().await.unwrap();
+    let deleted = http_client()
+        .delete(format!("{}/api/videos/shared", a.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(
+        upload_file(&a.url, &second, "shared.mp4").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let fresh = segment(&a.url).await.bytes().await.unwrap();
+    assert_ne!(fresh, old);
+    // B remembered the old version for at most VERSION_TTL; after it, the new bytes.
+    tokio::time::sleep(tritontube::web::serve::VERSION_TTL + Duration::from_millis(500)).await;
+    assert_eq!(segment(&b.url).await.bytes().await.unwrap(), fresh);
+    let (_, video) = get_json(&format!("{}/api/videos/shared", b.url)).await;
+    assert_eq!(video["width"], 160);
+    let manifest = http_client()
+        .get(format!(
+            "{}{}",
+            b.url,
+            video["manifest_url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), StatusCode::OK);
+}
