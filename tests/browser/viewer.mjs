@@ -91,11 +91,27 @@ try {
     v.muted = true;
     return v.play().catch(() => {});
   });
-  await page.waitForFunction(() => {
+  // A play() refused before the stream was attached is tried again.
+  const playing = page.waitForFunction(() => {
     const v = document.querySelector('video');
+    if (v.paused) v.play().catch(() => {});
     const q = v.getVideoPlaybackQuality();
     return v.currentTime > 2 && q.totalVideoFrames > 0;
   }, null, { timeout: 90000, polling: 200 });
+  try {
+    await playing;
+  } catch (e) {
+    result.playback = await page.evaluate(() => {
+      const v = document.querySelector('video');
+      const ranges = [];
+      for (let i = 0; i < v.buffered.length; i += 1) ranges.push([v.buffered.start(i), v.buffered.end(i)]);
+      return {
+        currentTime: v.currentTime, paused: v.paused, readyState: v.readyState,
+        networkState: v.networkState, error: v.error && v.error.message, buffered: ranges,
+      };
+    });
+    throw e;
+  }
   Object.assign(result, await page.evaluate(() => {
     const v = document.querySelector('video');
     const list = window.player.getBitrateInfoListFor('video') || [];
