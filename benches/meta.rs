@@ -27,6 +27,7 @@ fn details() -> VideoDetails {
         source_bytes: 10_000_000,
         file_count: 20,
         stored_bytes: 9_000_000,
+        ..VideoDetails::default()
     }
 }
 

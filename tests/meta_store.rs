@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use support::etcd::EtcdCluster;
-use tritontube::meta::{MetaError, MetaStore, VideoDetails, VideoStatus};
+use tritontube::meta::{Cursor, MetaError, MetaStore, Rendition, VideoDetails, VideoStatus};
 
 /// Generous bound for anything that must "return, not hang".
 const NO_HANG: Duration = Duration::from_secs(15);
@@ -25,6 +25,21 @@ fn details(n: u64) -> VideoDetails {
         source_bytes: 1_000_000 + n,
         file_count: 7 + n,
         stored_bytes: 900_000 + n,
+        width: 1280,
+        height: 720,
+        renditions: vec![
+            Rendition {
+                width: 1280,
+                height: 720,
+                bitrate_kbps: 3000,
+            },
+            Rendition {
+                width: 640,
+                height: 360,
+                bitrate_kbps: 800,
+            },
+        ],
+        poster: n % 2 == 0,
     }
 }
 
@@ -129,6 +144,7 @@ async fn details_round_trip(store: MetaStore) {
         source_bytes: 40_000_000_000,
         file_count: 1352,
         stored_bytes: 39_999_999_999,
+        ..VideoDetails::default()
     };
     store.claim_video("movie", at(1)).await.unwrap();
     store.finish_video("movie", &big).await.unwrap();
@@ -211,6 +227,123 @@ async fn cluster_state_compare_and_swap(store: MetaStore) {
     );
 }
 
+/// Walking the pages visits every video once, newest first, whatever the page size; a
+/// video added meanwhile does not shift the pages after the cursor.
+async fn pages(store: MetaStore) {
+    let empty = store.list_videos_page(10, None).await.unwrap().value;
+    assert!(empty.videos.is_empty() && empty.next.is_none());
+    // 23 videos, three of them sharing one time (then ordered by id).
+    for n in 0..20 {
+        store.claim_video(&format!("v{n:02}"), at(n)).await.unwrap();
+    }
+    for id in ["same-b", "same-a", "same-c"] {
+        store.claim_video(id, at(7)).await.unwrap();
+    }
+    let everything = ids(&store).await;
+    assert_eq!(everything.len(), 23);
+    for limit in [1, 4, 7, 23, 50] {
+        let mut seen = Vec::new();
+        let mut after: Option<Cursor> = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .list_videos_page(limit, after.as_ref())
+                .await
+                .unwrap()
+                .value;
+            assert!(page.videos.len() <= limit);
+            seen.extend(page.videos.iter().map(|v| v.id.clone()));
+            pages += 1;
+            match page.next {
+                Some(next) => {
+                    // Cursors survive their text form.
+                    after = Some(Cursor::decode(&next.encode()).unwrap());
+                }
+                None => break,
+            }
+            if pages == 2 {
+                // Newer than everything: lands on the first page, shifts nothing here.
+                store
+                    .claim_video(&format!("late-{limit}"), at(1000 + limit as i64))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(pages, 23usize.div_ceil(limit).max(1), "limit {limit}");
+        assert_eq!(seen, everything, "limit {limit}");
+        store.remove_video(&format!("late-{limit}")).await.unwrap();
+    }
+    let first = store.list_videos_page(3, None).await.unwrap().value;
+    assert_eq!(
+        first
+            .videos
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect::<Vec<_>>(),
+        ["v19", "v18", "v17"]
+    );
+    assert!(Cursor::decode("nonsense").is_none());
+    assert!(Cursor::decode("12:").is_none());
+}
+
+/// A delete leaves a tombstone that blocks the id until it is removed; an upload in
+/// progress is not turned into one.
+async fn tombstones(store: MetaStore) {
+    assert!(matches!(
+        store.begin_delete("nobody").await,
+        Err(MetaError::NotFound(_))
+    ));
+    store.claim_video("busy", at(1)).await.unwrap();
+    assert_eq!(
+        store.begin_delete("busy").await.unwrap(),
+        VideoStatus::Processing
+    );
+    let busy = store.get_video("busy").await.unwrap().value.unwrap();
+    assert_eq!(busy.status, VideoStatus::Processing);
+
+    store.claim_video("gone", at(2)).await.unwrap();
+    store.finish_video("gone", &details(2)).await.unwrap();
+    assert_eq!(
+        store.begin_delete("gone").await.unwrap(),
+        VideoStatus::Ready
+    );
+    let tomb = store.get_video("gone").await.unwrap().value.unwrap();
+    assert_eq!(tomb.status, VideoStatus::Deleting);
+    assert_eq!(tomb.details, Some(details(2)));
+    // Again: still a tombstone, and the id stays taken until the record goes.
+    assert_eq!(
+        store.begin_delete("gone").await.unwrap(),
+        VideoStatus::Deleting
+    );
+    assert!(matches!(
+        store.claim_video("gone", at(3)).await,
+        Err(MetaError::AlreadyExists(_))
+    ));
+    // A tombstone cannot be finished back into a video.
+    assert!(matches!(
+        store.finish_video("gone", &details(2)).await,
+        Err(MetaError::NotFound(_))
+    ));
+    let listed = store.list_videos().await.unwrap().value;
+    assert!(
+        listed
+            .iter()
+            .any(|v| v.id == "gone" && v.status == VideoStatus::Deleting)
+    );
+    store.remove_video("gone").await.unwrap();
+    store.claim_video("gone", at(4)).await.unwrap();
+    assert_eq!(
+        store
+            .get_video("gone")
+            .await
+            .unwrap()
+            .value
+            .unwrap()
+            .uploaded_at,
+        at(4)
+    );
+}
+
 type Behaviour = fn(MetaStore) -> futures::future::BoxFuture<'static, ()>;
 
 fn suite() -> Vec<(&'static str, Behaviour)> {
@@ -224,6 +357,8 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
         ("cluster_state_compare_and_swap", |s| {
             Box::pin(cluster_state_compare_and_swap(s))
         }),
+        ("pages", |s| Box::pin(pages(s))),
+        ("tombstones", |s| Box::pin(tombstones(s))),
     ]
 }
 
@@ -321,7 +456,7 @@ async fn sqlite_opens_a_file_of_the_original_system() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     drop(conn);
 
     // Re-opening does not migrate twice.
@@ -331,6 +466,23 @@ async fn sqlite_opens_a_file_of_the_original_system() {
     assert_eq!(names, ["from-go", "old", "older", "new"]);
     assert_eq!(listed[0].status, VideoStatus::Ready);
     assert_eq!(listed[3].details, Some(details(0)));
+    // Rows the original added after the migration have no sort key of their own; pages
+    // still place them by their upload time.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_videos_page(1, after.as_ref())
+            .await
+            .unwrap()
+            .value;
+        paged.extend(page.videos.into_iter().map(|v| v.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged, names);
 }
 
 #[tokio::test]
@@ -406,6 +558,91 @@ async fn etcd_specifics() {
     etcd_original_shape(&cluster).await;
     cluster.wipe().await;
     etcd_watch(&cluster).await;
+    cluster.wipe().await;
+    etcd_pages_index_what_came_before(&cluster).await;
+}
+
+/// Pages come from a time index. Videos that have no entry in it (the original's, and
+/// records written before the index existed) get one the first time a page is read, and
+/// an entry whose video is gone is dropped.
+async fn etcd_pages_index_what_came_before(cluster: &EtcdCluster) {
+    let mut raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .unwrap();
+    raw.put("videos/legacy-old", "2024-05-01T12:00:00Z", None)
+        .await
+        .unwrap();
+    raw.put("videos/legacy-new", "2024-05-03 12:00:00.5+00:00", None)
+        .await
+        .unwrap();
+    let record = r#"{"uploaded_at":"2024-05-02T00:00:00Z","status":"ready","claim":"old"}"#;
+    raw.put("tritontube/videos/unindexed", record, None)
+        .await
+        .unwrap();
+    raw.put("videos/unindexed", "2024-05-02T00:00:00Z", None)
+        .await
+        .unwrap();
+    raw.put("tritontube/by-time/00000000000000000001/ghost", "", None)
+        .await
+        .unwrap();
+    let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    store.claim_video("fresh", at(0)).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = store
+            .list_videos_page(2, after.as_ref())
+            .await
+            .unwrap()
+            .value;
+        seen.extend(page.videos.into_iter().map(|v| v.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["legacy-new", "unindexed", "legacy-old", "fresh"]);
+    assert_eq!(ids(&store).await, seen);
+    let index = raw
+        .get(
+            "tritontube/by-time/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        index.kvs().len(),
+        4,
+        "one entry per video, the dangling one dropped"
+    );
+    // Deleting and removing keep the index in step.
+    assert_eq!(
+        store.begin_delete("legacy-old").await.unwrap(),
+        VideoStatus::Ready
+    );
+    store.remove_video("legacy-old").await.unwrap();
+    store.remove_video("fresh").await.unwrap();
+    let index = raw
+        .get(
+            "tritontube/by-time/",
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_count_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(index.count(), 2);
+    let first = store.list_videos_page(10, None).await.unwrap().value;
+    let ids: Vec<&str> = first.videos.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["legacy-new", "unindexed"]);
+    assert!(first.next.is_none());
 }
 
 // ---- etcd with members down -------------------------------------------------------------

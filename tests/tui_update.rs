@@ -650,6 +650,11 @@ fn every_binding_maps_its_keys_to_its_action() {
                 change: format!("add {NEW_NODE}"),
             },
             Context::ConfirmRepair => Mode::ConfirmRepair { plan: None },
+            Context::Videos => Mode::Videos(Default::default()),
+            Context::ConfirmDelete => Mode::Videos(tritontube::tui::videos::VideosView {
+                confirm: Some("v".into()),
+                ..Default::default()
+            }),
         };
         for (code, mods) in b.keys {
             let key = KeyEvent::new(*code, *mods);

@@ -73,7 +73,13 @@ async fn upload_spreads_files_over_the_ring_and_plays_back() {
     assert_eq!(player.status(), StatusCode::OK);
     let html = player.text().await.unwrap();
     assert!(html.contains("/static/dash.all.min.js"));
-    assert!(html.contains("/content/clip/manifest.mpd"));
+    // The manifest and poster at versioned URLs.
+    let version = tritontube::web::videos::content_version(
+        &web.meta.get_video("clip").await.unwrap().value.unwrap(),
+    );
+    assert!(html.contains(&format!("/content/clip/{version}/manifest.mpd")));
+    assert!(html.contains(&format!("poster=\"/content/clip/{version}/poster.jpg\"")));
+    assert!(held.contains_key("clip/poster.jpg"), "{held:?}");
     let dash = http_client()
         .get(format!("{}/static/dash.all.min.js", web.url))
         .send()
@@ -129,12 +135,38 @@ async fn content_route_speaks_http_properly() {
     let whole = client.get(&segment_url).send().await.unwrap();
     assert_eq!(whole.status(), StatusCode::OK);
     assert_eq!(whole.headers()[header::CONTENT_TYPE], "video/iso.segment");
+    // An unversioned name may hold another upload's bytes after a delete: revalidated.
+    assert_eq!(whole.headers()[header::CACHE_CONTROL], "public, no-cache");
+    // The versioned name never changes: immutable. Another version is not found.
+    let version = tritontube::web::videos::content_version(
+        &web.meta.get_video("http").await.unwrap().value.unwrap(),
+    );
+    let versioned = client
+        .get(format!("{base}/{version}/chunk-0-00001.m4s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioned.status(), StatusCode::OK);
     assert!(
-        whole.headers()[header::CACHE_CONTROL]
+        versioned.headers()[header::CACHE_CONTROL]
             .to_str()
             .unwrap()
             .contains("immutable")
     );
+    let other = client
+        .get(format!("{base}/1{version}/chunk-0-00001.m4s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let poster = client
+        .get(format!("{base}/{version}/poster.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poster.status(), StatusCode::OK);
+    assert_eq!(poster.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert!(poster.bytes().await.unwrap().starts_with(&[0xFF, 0xD8]));
     let length: usize = whole.headers()[header::CONTENT_LENGTH]
         .to_str()
         .unwrap()

@@ -1,4 +1,4 @@
-//! `tritontube admin add|remove|list|status|cancel ADMIN …`: the scriptable admin client.
+//! `tritontube admin add|remove|list|status|cancel|repair|delete ADMIN …`: the scriptable admin client.
 //! `add`, `remove` and `list` print what the original Tritontube's admin CLI printed (on
 //! stdout) and exit non-zero on any error; progress goes to stderr.
 //!
@@ -44,6 +44,8 @@ pub enum AdminCommand {
     Status { admin: String },
     /// Cancel the running ring change: every file goes back to the ring as it was.
     Cancel { admin: String },
+    /// Delete a video and every file of it on every node.
+    Delete { admin: String, id: String },
     /// Restore missing copies, move misplaced ones, delete orphans; prints the plan first.
     Repair {
         admin: String,
@@ -106,6 +108,16 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
                 .map_err(describe)?
                 .into_inner();
             print!("{}", repair::health_report(&health));
+        }
+        AdminCommand::Delete { admin, id } => {
+            let mut client = connect(&admin, token)?;
+            let reply = client
+                .delete_video(crate::proto::admin::DeleteVideoRequest { id: id.clone() })
+                .await
+                .map_err(describe)?
+                .into_inner();
+            println!("Successfully deleted video: {id}");
+            println!("Number of files deleted: {}", reply.deleted_files);
         }
         AdminCommand::Repair {
             admin,

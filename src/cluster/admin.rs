@@ -374,6 +374,26 @@ impl VideoContentAdminService for AdminService {
         Ok(Response::new(self.metrics.traffic_stats()))
     }
 
+    async fn list_videos(
+        &self,
+        request: Request<admin::ListVideosRequest>,
+    ) -> Result<Response<admin::ListVideosResponse>, Status> {
+        let meta = self.migrator.cluster().meta();
+        let reply = crate::web::video_admin::list(meta, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn delete_video(
+        &self,
+        request: Request<admin::DeleteVideoRequest>,
+    ) -> Result<Response<admin::DeleteVideoResponse>, Status> {
+        let cluster = self.migrator.cluster();
+        let content = crate::web::content::Content::Ring(cluster.clone());
+        let reply =
+            crate::web::video_admin::delete(cluster.meta(), &content, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
     async fn cancel_change(
         &self,
         _request: Request<admin::CancelChangeRequest>,

@@ -4,6 +4,11 @@
 //! - `videos/{id}` → upload time, RFC 3339 with nanoseconds: the original system's key.
 //!   It exists only for Ready videos, so the original never lists a half-uploaded one.
 //! - `tritontube/videos/{id}` → [`Record`] as JSON: status, upload time, details.
+//! - `tritontube/by-time/{inverted time}/{id}` → "": the newest-first index, so a page of
+//!   the listing is one short range read instead of the whole library. The inverted time
+//!   (`i64::MAX` − upload time in ns, 20 digits) sorts newest first, and equal times by id,
+//!   as the listing does. Written with the record; videos without it (the original's, or
+//!   records from before the index) are indexed the first time a page is asked for.
 //! - `tritontube/cluster` → the cluster state document.
 //!
 //! Each member gets its own clients, and this module does the failing over: it tries the
@@ -28,9 +33,14 @@ use serde::{Deserialize, Serialize};
 use super::{Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
 use crate::node::address::with_scheme;
 
+mod delete;
+mod pages;
+use pages::time_key;
+
 /// The original system's prefix.
 const LEGACY_PREFIX: &str = "videos/";
 const RECORD_PREFIX: &str = "tritontube/videos/";
+
 const CLUSTER_KEY: &str = "tritontube/cluster";
 /// `tritontube/hints/{owner}/{key}` → the stand-in and when (an owner has no `/`).
 const HINT_PREFIX: &str = "tritontube/hints/";
@@ -76,6 +86,8 @@ struct Member {
 
 struct Inner {
     members: Vec<Member>,
+    /// Whether every video has its time key (checked once per process).
+    indexed: std::sync::atomic::AtomicBool,
     /// The member that answered last.
     preferred: AtomicUsize,
     epoch: Instant,
@@ -206,6 +218,7 @@ impl EtcdStore {
             inner: Arc::new(Inner {
                 members,
                 preferred: AtomicUsize::new(0),
+                indexed: std::sync::atomic::AtomicBool::new(false),
                 epoch: Instant::now(),
             }),
         };
@@ -351,7 +364,7 @@ impl EtcdStore {
     /// A read-only transaction of gets, linearizable if the quorum answers, otherwise
     /// serializable from any member (stale).
     async fn read(&self, what: &str, gets: &[(String, bool)]) -> MetaResult<(TxnResponse, bool)> {
-        let build = |serializable: bool| {
+        self.read_with(what, |serializable: bool| {
             let ops: Vec<TxnOp> = gets
                 .iter()
                 .map(|(key, prefix)| {
@@ -366,7 +379,17 @@ impl EtcdStore {
                 })
                 .collect();
             Txn::new().and_then(ops)
-        };
+        })
+        .await
+    }
+
+    /// A read-only transaction built by `build(serializable)`: linearizable if the quorum
+    /// answers, otherwise serializable from any member (stale).
+    async fn read_with(
+        &self,
+        what: &str,
+        build: impl Fn(bool) -> Txn,
+    ) -> MetaResult<(TxnResponse, bool)> {
         let fresh = build(false);
         let first = self
             .run(Mode::Strict, LINEARIZABLE_READ_DEADLINE, true, |mut kv| {
@@ -405,7 +428,10 @@ impl EtcdStore {
                 Compare::create_revision(legacy_key(id), CompareOp::Equal, 0),
                 Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
             ])
-            .and_then([TxnOp::put(rkey.as_str(), to_json(&record)?, None)])
+            .and_then([
+                TxnOp::put(rkey.as_str(), to_json(&record)?, None),
+                TxnOp::put(time_key(id, at), "", None),
+            ])
             .or_else([TxnOp::get(rkey.as_str(), None)]);
         let resp = self.txn(&format!("claiming video {id:?}"), txn).await?;
         if resp.succeeded() {
@@ -440,6 +466,10 @@ impl EtcdStore {
             };
             let mut record: Record = serde_json::from_slice(kv.value())
                 .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+            if record.status != VideoStatus::Processing {
+                // Finished already, or deleted while it was being stored.
+                return Err(MetaError::NotFound(id.to_owned()));
+            }
             record.status = VideoStatus::Ready;
             record.details = Some(details.clone());
             let txn = Txn::new()
@@ -459,15 +489,6 @@ impl EtcdStore {
         Err(MetaError::Unavailable(format!(
             "{what}: the record kept changing"
         )))
-    }
-
-    pub async fn remove_video(&self, id: &str) -> MetaResult<()> {
-        let txn = Txn::new().and_then([
-            TxnOp::delete(legacy_key(id), None),
-            TxnOp::delete(record_key(id), None),
-        ]);
-        self.txn(&format!("removing video {id:?}"), txn).await?;
-        Ok(())
     }
 
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
@@ -805,10 +826,10 @@ fn merge(legacy: &[KeyValue], records: &[KeyValue]) -> Vec<Video> {
                         id: id.to_owned(),
                         uploaded_at: r.uploaded_at,
                         status: r.status,
-                        details: if r.status == VideoStatus::Ready {
-                            r.details
-                        } else {
+                        details: if r.status == VideoStatus::Processing {
                             None
+                        } else {
+                            r.details
                         },
                     },
                 );

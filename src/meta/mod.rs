@@ -23,6 +23,10 @@ pub enum VideoStatus {
     Processing,
     /// Every file is stored; playable.
     Ready,
+    /// A tombstone: a delete has begun and its files may be partly gone. The record stays
+    /// (so the id cannot be claimed) until every file is deleted; a web node that starts
+    /// with tombstones finishes them.
+    Deleting,
 }
 
 impl VideoStatus {
@@ -30,8 +34,28 @@ impl VideoStatus {
         match self {
             VideoStatus::Processing => "processing",
             VideoStatus::Ready => "ready",
+            VideoStatus::Deleting => "deleting",
         }
     }
+
+    /// Reads [`Self::as_str`] back; anything unknown (the original wrote no status) is
+    /// Ready.
+    pub fn parse(s: &str) -> VideoStatus {
+        match s {
+            "processing" => VideoStatus::Processing,
+            "deleting" => VideoStatus::Deleting,
+            _ => VideoStatus::Ready,
+        }
+    }
+}
+
+/// One video rendition of the DASH ladder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendition {
+    pub width: u32,
+    pub height: u32,
+    /// Target video bitrate, kbit/s.
+    pub bitrate_kbps: u32,
 }
 
 /// What is known of one video once it is stored.
@@ -43,6 +67,89 @@ pub struct VideoDetails {
     /// Number of DASH files stored and their total size.
     pub file_count: u64,
     pub stored_bytes: u64,
+    /// Size of the source video; 0 when unknown (videos stored before this was recorded).
+    #[serde(default)]
+    pub width: u32,
+    #[serde(default)]
+    pub height: u32,
+    /// The video renditions in the manifest, highest first.
+    #[serde(default)]
+    pub renditions: Vec<Rendition>,
+    /// Whether `{id}/poster.jpg` was stored.
+    #[serde(default)]
+    pub poster: bool,
+}
+
+/// Where a page of the newest-first listing ends: the last video shown. The next page
+/// starts strictly after it, so videos added meanwhile never shift a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub uploaded_at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn after(video: &Video) -> Cursor {
+        Cursor {
+            uploaded_at: video.uploaded_at,
+            id: video.id.clone(),
+        }
+    }
+
+    /// `{unix nanoseconds}:{id}`; opaque to clients.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", unix_nanos(self.uploaded_at), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (nanos, id) = s.split_once(':')?;
+        let nanos: i64 = nanos.parse().ok()?;
+        if id.is_empty() {
+            return None;
+        }
+        Some(Cursor {
+            uploaded_at: DateTime::from_timestamp_nanos(nanos),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Whether `video` comes after this cursor in newest-first order.
+    pub fn precedes(&self, video: &Video) -> bool {
+        video.uploaded_at < self.uploaded_at
+            || (video.uploaded_at == self.uploaded_at && video.id > self.id)
+    }
+}
+
+/// Nanoseconds since 1970, saturating outside ±292 years.
+pub fn unix_nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// One page of the newest-first listing and the cursor of the next, if there is one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    pub videos: Vec<Video>,
+    pub next: Option<Cursor>,
+}
+
+/// Cuts `videos` (sorted newest first) to the page after `after`.
+pub(crate) fn page_of(videos: Vec<Video>, limit: usize, after: Option<&Cursor>) -> Page {
+    let mut videos: Vec<Video> = videos
+        .into_iter()
+        .filter(|v| after.is_none_or(|c| c.precedes(v)))
+        .take(limit.saturating_add(1))
+        .collect();
+    let next = if videos.len() > limit {
+        videos.truncate(limit);
+        videos.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Page { videos, next }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,6 +250,24 @@ impl MetaStore {
     /// `Unavailable` only when no member answers.
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
         dispatch!(self, "get_video", s => s.get_video(id).await)
+    }
+
+    /// Starts deleting `id`: a Ready video becomes a Deleting tombstone (on etcd the
+    /// original's `videos/{id}` key goes at once, so the original lists it no more).
+    /// Returns the status it had; a Processing video is left as it is (an upload owns it)
+    /// and a Deleting one stays so. `NotFound` if there is no such video.
+    pub async fn begin_delete(&self, id: &str) -> MetaResult<VideoStatus> {
+        dispatch!(self, "begin_delete", s => s.begin_delete(id).await)
+    }
+
+    /// Up to `limit` videos after `after`, newest first (equal times by id), and the
+    /// cursor of the next page; stale as for [`Self::get_video`].
+    pub async fn list_videos_page(
+        &self,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> MetaResult<Read<Page>> {
+        dispatch!(self, "list_videos_page", s => s.list_videos_page(limit, after).await)
     }
 
     /// Every video, newest first (equal times by id); stale as for [`Self::get_video`].

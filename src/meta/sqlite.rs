@@ -20,13 +20,16 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::{Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus, parse_time};
+use super::{
+    Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus, parse_time,
+    unix_nanos,
+};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes; see [`migrate`].
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -104,8 +107,13 @@ impl SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| {
             let res = conn.execute(
-                "INSERT INTO videos (id, uploaded_at, status) VALUES (?1, ?2, ?3)",
-                params![id, format_time(at), VideoStatus::Processing.as_str()],
+                "INSERT INTO videos (id, uploaded_at, status, uploaded_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    id,
+                    format_time(at),
+                    VideoStatus::Processing.as_str(),
+                    unix_nanos(at)
+                ],
             );
             match res {
                 Ok(_) => Ok(()),
@@ -119,12 +127,15 @@ impl SqliteStore {
     pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
         let id = id.to_owned();
         let d = details.clone();
+        let renditions = serde_json::to_string(&d.renditions)
+            .map_err(|e| MetaError::Internal(format!("encoding renditions: {e}")))?;
         self.call(move |conn| {
             let changed = conn
                 .execute(
                     "UPDATE videos SET status = ?2, duration_seconds = ?3, source_bytes = ?4,
-                         file_count = ?5, stored_bytes = ?6
-                     WHERE id = ?1",
+                         file_count = ?5, stored_bytes = ?6, width = ?7, height = ?8,
+                         renditions = ?9, poster = ?10
+                     WHERE id = ?1 AND status = 'processing'",
                     params![
                         id,
                         VideoStatus::Ready.as_str(),
@@ -132,6 +143,10 @@ impl SqliteStore {
                         to_i64(d.source_bytes),
                         to_i64(d.file_count),
                         to_i64(d.stored_bytes),
+                        d.width,
+                        d.height,
+                        renditions,
+                        d.poster,
                     ],
                 )
                 .map_err(sql_error)?;
@@ -151,6 +166,70 @@ impl SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    pub async fn begin_delete(&self, id: &str) -> MetaResult<VideoStatus> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            let status: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM videos WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_error)?;
+            let Some(status) = status.map(|s| VideoStatus::parse(&s)) else {
+                return Err(MetaError::NotFound(id));
+            };
+            if status == VideoStatus::Ready {
+                tx.execute(
+                    "UPDATE videos SET status = ?2 WHERE id = ?1",
+                    params![id, VideoStatus::Deleting.as_str()],
+                )
+                .map_err(sql_error)?;
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(status)
+        })
+        .await
+    }
+
+    pub async fn list_videos_page(
+        &self,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> MetaResult<Read<Page>> {
+        let after = after.cloned();
+        let page = self
+            .call(move |conn| {
+                backfill_sort_keys(conn)?;
+                let (before_ns, after_id) = match &after {
+                    Some(c) => (unix_nanos(c.uploaded_at), c.id.clone()),
+                    None => (i64::MAX, String::new()),
+                };
+                // Equal times order by id: `>=` on the time, then only later ids at the
+                // cursor's own time. The index (uploaded_ns DESC, id) answers it.
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "{SELECT_VIDEO} WHERE uploaded_ns <= ?1
+                             AND (uploaded_ns < ?1 OR id > ?2)
+                         ORDER BY uploaded_ns DESC, id LIMIT ?3"
+                    ))
+                    .map_err(sql_error)?;
+                let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+                let rows = stmt
+                    .query_map(params![before_ns, after_id, fetch], row_to_video)
+                    .map_err(sql_error)?;
+                let videos = rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)?;
+                Ok(super::page_of(videos, limit, None))
+            })
+            .await?;
+        Ok(Read {
+            value: page,
+            stale: false,
+        })
     }
 
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
@@ -303,7 +382,37 @@ impl SqliteStore {
 }
 
 const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, source_bytes, \
-     file_count, stored_bytes FROM videos";
+     file_count, stored_bytes, width, height, renditions, poster FROM videos";
+
+/// Gives rows without a sort key (written by the original system, which knows no such
+/// column) theirs, parsed from `uploaded_at`. The index makes finding none cheap.
+fn backfill_sort_keys(conn: &Connection) -> MetaResult<()> {
+    let missing: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, CAST(uploaded_at AS TEXT) FROM videos WHERE uploaded_ns IS NULL",
+            )
+            .map_err(sql_error)?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?
+    };
+    for (id, text) in missing {
+        let at = parse_time(&text).unwrap_or(DateTime::UNIX_EPOCH);
+        conn.execute(
+            "UPDATE videos SET uploaded_ns = ?2 WHERE id = ?1",
+            params![id, unix_nanos(at)],
+        )
+        .map_err(sql_error)?;
+    }
+    Ok(())
+}
 
 fn open_connection(path: &Path) -> MetaResult<Connection> {
     let mut conn = Connection::open(path).map_err(|e| {
@@ -372,6 +481,12 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
         ("source_bytes", "INTEGER"),
         ("file_count", "INTEGER"),
         ("stored_bytes", "INTEGER"),
+        // Version 2: the newest-first sort key, and what the index page shows.
+        ("uploaded_ns", "INTEGER"),
+        ("width", "INTEGER"),
+        ("height", "INTEGER"),
+        ("renditions", "TEXT"),
+        ("poster", "INTEGER"),
     ];
     for (name, decl) in columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -379,8 +494,10 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
                 .map_err(sql_error)?;
         }
     }
+    backfill_sort_keys(&tx)?;
     tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS cluster_state (
+        "CREATE INDEX IF NOT EXISTS videos_newest ON videos (uploaded_ns DESC, id);
+         CREATE TABLE IF NOT EXISTS cluster_state (
              id INTEGER PRIMARY KEY CHECK (id = 0),
              json TEXT NOT NULL
          );
@@ -412,20 +529,24 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
         }
         _ => DateTime::UNIX_EPOCH,
     };
-    let status: String = row.get(2)?;
-    let status = if status == VideoStatus::Processing.as_str() {
-        VideoStatus::Processing
-    } else {
-        VideoStatus::Ready
-    };
+    let status = VideoStatus::parse(&row.get::<_, String>(2)?);
     let duration: Option<f64> = row.get(3)?;
     let details = match (status, duration) {
-        (VideoStatus::Ready, Some(duration_seconds)) => Some(VideoDetails {
-            duration_seconds,
-            source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
-            file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-            stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
-        }),
+        (VideoStatus::Ready | VideoStatus::Deleting, Some(duration_seconds)) => {
+            Some(VideoDetails {
+                duration_seconds,
+                source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+                file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+                stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
+                width: row.get::<_, Option<u32>>(7)?.unwrap_or(0),
+                height: row.get::<_, Option<u32>>(8)?.unwrap_or(0),
+                renditions: row
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|text| serde_json::from_str(&text).ok())
+                    .unwrap_or_default(),
+                poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            })
+        }
         _ => None,
     };
     Ok(Video {

@@ -122,6 +122,13 @@ impl QuorumEvidence for Option<String> {
     }
 }
 
+/// A delete's tombstone was written (or refused) by a quorum.
+impl QuorumEvidence for crate::meta::VideoStatus {
+    fn shows_quorum(&self) -> Option<bool> {
+        Some(true)
+    }
+}
+
 /// A compare-and-swap answered either way was decided by a quorum.
 impl QuorumEvidence for bool {
     fn shows_quorum(&self) -> Option<bool> {

@@ -5,16 +5,13 @@
 use std::future::Future;
 use std::time::Instant;
 
-use axum::extract::{Multipart, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::web::routes::{SharedState, WebError};
+use crate::web::routes::WebError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadStage {
@@ -95,6 +92,14 @@ impl UploadMetrics {
         result
     }
 
+    /// An upload starting; tell the returned guard how it ended.
+    pub fn pending(&self) -> PendingUpload {
+        PendingUpload {
+            metrics: self.clone(),
+            counted: false,
+        }
+    }
+
     fn count(&self, outcome: &'static str) {
         self.outcomes
             .get_or_create(&OutcomeLabels { outcome })
@@ -102,51 +107,39 @@ impl UploadMetrics {
     }
 }
 
-fn outcome_of(result: &Result<Response, WebError>) -> &'static str {
-    match result {
-        Ok(_) => "stored",
-        Err(WebError::BadRequest(_)) => "bad_request",
-        Err(WebError::NotFound(_)) => "not_found",
-        Err(WebError::Conflict(_)) => "conflict",
-        Err(WebError::TooLarge(_)) => "too_large",
-        Err(WebError::Timeout(_)) => "timeout",
-        Err(WebError::Unavailable(_)) => "unavailable",
-        Err(WebError::Internal(_)) => "failed",
+fn outcome_of(error: Option<&WebError>) -> &'static str {
+    match error {
+        None => "stored",
+        Some(WebError::BadRequest(_)) => "bad_request",
+        Some(WebError::Unauthorized(_)) => "unauthorized",
+        Some(WebError::NotFound(_)) => "not_found",
+        Some(WebError::Conflict(_)) => "conflict",
+        Some(WebError::TooLarge(_)) => "too_large",
+        Some(WebError::Timeout(_)) => "timeout",
+        Some(WebError::Unavailable(_)) => "unavailable",
+        Some(WebError::Internal(_)) => "failed",
     }
 }
 
-/// Counts an upload as abandoned unless it is told how it ended: a client that goes
-/// away drops the request future midway.
-struct Pending<'a> {
-    metrics: &'a UploadMetrics,
+/// One upload whose outcome is not known yet: counted as abandoned if it is dropped
+/// before [`PendingUpload::finish`] (a client that went away while sending).
+pub struct PendingUpload {
+    metrics: UploadMetrics,
     counted: bool,
 }
 
-impl Drop for Pending<'_> {
+impl PendingUpload {
+    /// The upload is stored (None) or failed with `error`.
+    pub fn finish(mut self, error: Option<&WebError>) {
+        self.counted = true;
+        self.metrics.count(outcome_of(error));
+    }
+}
+
+impl Drop for PendingUpload {
     fn drop(&mut self) {
         if !self.counted {
             self.metrics.count("abandoned");
         }
     }
-}
-
-/// `POST /upload` with its outcome counted.
-pub async fn metered_upload(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    multipart: Multipart,
-) -> Result<Response, WebError> {
-    let metrics = state.metrics.clone();
-    let mut pending = Pending {
-        metrics: &metrics.uploads,
-        counted: false,
-    };
-    let result = crate::web::upload::upload(State(state), headers, multipart).await;
-    let outcome = outcome_of(&result);
-    pending.counted = true;
-    metrics.uploads.count(outcome);
-    if result.is_ok() {
-        metrics.library_changed();
-    }
-    result
 }

@@ -390,6 +390,8 @@ impl WebMetrics {
                     bytes += video.details.as_ref().map_or(0, |d| d.stored_bytes);
                 }
                 VideoStatus::Processing => processing += 1,
+                // Being deleted: no longer part of the library.
+                VideoStatus::Deleting => {}
             }
         }
         let videos = &self.library.videos;

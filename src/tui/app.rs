@@ -265,6 +265,8 @@ pub enum Mode {
     ConfirmRepair {
         plan: Option<Result<Vec<String>, Failure>>,
     },
+    /// The videos view.
+    Videos(super::videos::VideosView),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,6 +328,13 @@ pub enum Action {
     RepairPlanned(Result<Vec<String>, Failure>),
     /// The repair's worker id, or why it did not start.
     RepairStarted(Result<u64, Failure>),
+    // The videos view.
+    OpenVideos,
+    VideosListed(Result<super::videos::VideoList, Failure>),
+    VideoDeleted {
+        id: String,
+        result: Result<u64, Failure>,
+    },
 }
 
 /// Work `update` asks the runtime to start; results come back as actions.
@@ -339,6 +348,8 @@ pub enum Command {
     CancelChange,
     PlanRepair,
     StartRepair,
+    ListVideos,
+    DeleteVideo(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -477,7 +488,7 @@ impl State {
         });
     }
 
-    fn say(&mut self, level: Level, text: impl Into<String>) {
+    pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         self.log(level, text.clone());
         self.message = Some((level, text));
@@ -566,6 +577,8 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![Command::Refresh]
         }
+        Action::VideosListed(result) => super::videos::on_listed(state, result),
+        Action::VideoDeleted { id, result } => super::videos::on_deleted(state, id, result),
         key => on_key(state, key),
     }
 }
@@ -655,6 +668,7 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.say(Level::Info, text);
             vec![Command::CancelChange]
         }
+        (Mode::Videos(_), action) => super::videos::on_key(state, action),
         (Mode::Normal, action) => on_normal_key(state, action),
         // Keys that mean nothing in the current mode.
         _ => vec![],
@@ -671,6 +685,7 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::Help;
             vec![]
         }
+        Action::OpenVideos => super::videos::open(state),
         Action::FocusNext => {
             state.focus = state.focus.next(state.etcd_configured());
             vec![]

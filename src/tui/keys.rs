@@ -14,6 +14,8 @@ pub enum Context {
     ConfirmCancel,
     ConfirmRepair,
     Help,
+    Videos,
+    ConfirmDelete,
 }
 
 impl Context {
@@ -25,6 +27,7 @@ impl Context {
             Mode::ConfirmRemove { .. } => Context::Confirm,
             Mode::ConfirmCancelChange { .. } => Context::ConfirmCancel,
             Mode::ConfirmRepair { .. } => Context::ConfirmRepair,
+            Mode::Videos(view) => super::videos::context(view),
         }
     }
 
@@ -36,6 +39,8 @@ impl Context {
             Context::ConfirmCancel => "Cancel confirmation",
             Context::ConfirmRepair => "Repair confirmation",
             Context::Help => "Help",
+            Context::Videos => "Videos view",
+            Context::ConfirmDelete => "Delete confirmation",
         }
     }
 }
@@ -124,6 +129,14 @@ pub static BINDINGS: &[Binding] = &[
         help: "refresh now",
         action: Some(Action::Refresh),
         short: "refresh",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('v'), NONE)],
+        label: "v",
+        help: "videos: list them, delete one",
+        action: Some(Action::OpenVideos),
+        short: "",
     },
     Binding {
         context: Context::Normal,
@@ -220,6 +233,66 @@ pub static BINDINGS: &[Binding] = &[
         help: "do nothing",
         action: Some(Action::Cancel),
         short: "close",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
+        label: "↑/k",
+        help: "select the video above",
+        action: Some(Action::Up),
+        short: "",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Down, NONE), (KeyCode::Char('j'), NONE)],
+        label: "↓/j",
+        help: "select the video below",
+        action: Some(Action::Down),
+        short: "",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Char('x'), NONE), (KeyCode::Delete, NONE)],
+        label: "x/Del",
+        help: "delete the selected video (asks first)",
+        action: Some(Action::OpenRemove),
+        short: "delete",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[(KeyCode::Char('r'), NONE)],
+        label: "r",
+        help: "list the videos again",
+        action: Some(Action::Refresh),
+        short: "refresh",
+    },
+    Binding {
+        context: Context::Videos,
+        keys: &[
+            (KeyCode::Esc, NONE),
+            (KeyCode::Char('v'), NONE),
+            (KeyCode::Char('q'), NONE),
+        ],
+        label: "Esc/v/q",
+        help: "back to the cluster",
+        action: Some(Action::Cancel),
+        short: "back",
+    },
+    Binding {
+        context: Context::ConfirmDelete,
+        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
+        label: "y/Enter",
+        help: "delete the video",
+        action: Some(Action::Confirm),
+        short: "delete",
+    },
+    Binding {
+        context: Context::ConfirmDelete,
+        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
+        label: "n/Esc",
+        help: "keep it",
+        action: Some(Action::Cancel),
+        short: "keep",
     },
     Binding {
         context: Context::Help,

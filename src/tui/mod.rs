@@ -5,6 +5,7 @@
 //! - [`health`]: the storage's health and the repair started from the console.
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
 //! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
+//! - [`videos`]: the videos view (list, delete).
 //!
 //! This module owns the terminal: raw mode and the alternate screen on start, and their
 //! restoration on exit, on error and on panic.
@@ -13,6 +14,7 @@ pub mod app;
 pub mod health;
 pub mod keys;
 pub mod sources;
+pub mod videos;
 pub mod view;
 
 use std::io::{self, Stdout};

@@ -166,6 +166,23 @@ impl Sources {
                     let _ = tx.send(Action::ChangeCancelled(result));
                 });
             }
+            Command::ListVideos => {
+                let (admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let _ = tx.send(Action::VideosListed(list_videos(admin).await));
+                });
+            }
+            Command::DeleteVideo(id) => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin
+                        .delete_video(admin::DeleteVideoRequest { id: id.clone() })
+                        .await
+                        .map(|r| r.into_inner().deleted_files)
+                        .map_err(|s| failure(&s));
+                    let _ = tx.send(Action::VideoDeleted { id, result });
+                });
+            }
             Command::PlanRemove(node) => {
                 let (admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
@@ -346,6 +363,37 @@ async fn plan(mut admin: AdminClient, kind: ChangeKind, node: &str) -> Result<Pl
             })
         }
     }
+}
+
+/// The newest videos, for the videos view.
+pub async fn list_videos(mut admin: AdminClient) -> Result<super::videos::VideoList, Failure> {
+    let mut request = tonic::Request::new(admin::ListVideosRequest {
+        limit: super::videos::PAGE,
+        after: String::new(),
+    });
+    request.set_timeout(PLAN_TIMEOUT);
+    let reply = admin
+        .list_videos(request)
+        .await
+        .map_err(|s| failure(&s))?
+        .into_inner();
+    let rows = reply
+        .videos
+        .into_iter()
+        .map(|v| super::videos::VideoRow {
+            id: v.id,
+            state: v.state,
+            bytes: v.bytes,
+            files: v.files,
+            duration_seconds: v.duration_seconds,
+            height: v.height,
+            renditions: v.renditions,
+        })
+        .collect();
+    Ok(super::videos::VideoList {
+        rows,
+        more: !reply.next.is_empty(),
+    })
 }
 
 fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {

@@ -67,6 +67,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Mode::ConfirmRemove { node, plan } => draw_confirm(frame, area, node, plan),
         Mode::ConfirmCancelChange { change } => draw_confirm_cancel(frame, area, change),
         Mode::ConfirmRepair { plan } => draw_confirm_repair(frame, area, plan.as_ref()),
+        Mode::Videos(videos) => super::videos::draw(frame, area, videos),
     }
 }
 
@@ -656,6 +657,7 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>) 
 fn draw_help(frame: &mut Frame, area: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
     let mut lines = Vec::new();
+    // The videos view shows its own keys along its border.
     for ctx in [Context::Normal, Context::AddPrompt, Context::Confirm] {
         lines.push(Line::styled(ctx.title(), BOLD));
         let rows =

@@ -6,15 +6,23 @@
 //! - [`transcode`]: ffprobe and ffmpeg as child processes.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
+//! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
+//!   versions and deletes; [`video_admin`]: the admin service's video RPCs; [`assets`]:
+//!   the pages' script and style sheet.
 //!
 //! The ring, ring changes and the admin service are the control plane, in [`crate::cluster`].
 
+pub mod api;
+pub mod assets;
 pub mod content;
 pub mod pages;
+pub mod progress;
 pub mod routes;
 pub mod serve;
 pub mod transcode;
 pub mod upload;
+pub mod video_admin;
+pub mod videos;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +52,8 @@ pub struct WebConfig {
     /// Time between scheduled repairs of the ring; None: only on demand and when a node
     /// comes back or shows a new store.
     pub repair_every: Option<std::time::Duration>,
+    /// The renditions uploads are encoded to.
+    pub ladder: transcode::Ladder,
 }
 
 impl Default for WebConfig {
@@ -54,6 +64,7 @@ impl Default for WebConfig {
             cache_bytes: 128 * 1024 * 1024,
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
+            ladder: transcode::Ladder::default(),
         }
     }
 }
@@ -125,6 +136,10 @@ pub struct WebArgs {
     /// comes back or shows a new store).
     #[arg(long, env = "TRITONTUBE_REPAIR_EVERY_SECS", default_value_t = crate::cluster::DEFAULT_REPAIR_EVERY.as_secs())]
     pub repair_every_secs: u64,
+    /// Renditions each upload is encoded to, `HEIGHT:BITRATE,…`; a source gets those no
+    /// taller than itself (README: "Viewing and uploading").
+    #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
+    pub ladder: transcode::Ladder,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -169,6 +184,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache_bytes,
         repair_every: (args.repair_every_secs > 0)
             .then(|| std::time::Duration::from_secs(args.repair_every_secs)),
+        ladder: args.ladder,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -220,6 +236,10 @@ pub async fn run(
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
     let mut control_plane = None;
     let metrics = WebMetrics::new(meta.kind(), config.cache_bytes);
+    let admin_token = match &content {
+        ContentSpec::Ring { admin_token, .. } => admin_token.clone(),
+        ContentSpec::Local(_) => None,
+    };
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -253,6 +273,7 @@ pub async fn run(
         }
     };
     abandon_stale_uploads(&meta, &content).await;
+    videos::finish_tombstones(&meta, &content).await;
     let cache = serve::new_cache(config.cache_bytes, &metrics.cache);
     metrics.watch_cache({
         let cache = cache.clone();
@@ -269,6 +290,9 @@ pub async fn run(
         meta,
         content,
         cache,
+        versions: serve::new_version_cache(),
+        uploads: progress::Uploads::default(),
+        admin_token,
         config,
         metrics,
     });

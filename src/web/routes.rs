@@ -10,8 +10,10 @@ use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use super::content::{Content, ContentError};
-use super::serve::{ContentCache, serve_content};
-use super::{WebConfig, pages};
+use super::progress::Uploads;
+use super::serve::{ContentCache, VersionCache, serve_content, serve_versioned_content};
+use super::upload::upload;
+use super::{WebConfig, api, assets, pages};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};
@@ -20,6 +22,12 @@ pub struct AppState {
     pub meta: MetaStore,
     pub content: Content,
     pub cache: ContentCache,
+    /// Each id's current content version, briefly remembered.
+    pub versions: VersionCache,
+    /// The uploads this node is processing, for the page's progress display.
+    pub uploads: Uploads,
+    /// The admin token, when set: deleting a video requires it.
+    pub admin_token: Option<String>,
     pub config: WebConfig,
     pub metrics: Arc<WebMetrics>,
 }
@@ -34,11 +42,23 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/upload",
             // The upload handler enforces its own limit while streaming to disk.
-            post(crate::metrics::upload::metered_upload).layer(DefaultBodyLimit::disable()),
+            post(upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/videos/{id}", get(player))
         .route("/content/{id}/{file}", get(serve_content))
+        .route(
+            "/content/{id}/{version}/{file}",
+            get(serve_versioned_content),
+        )
+        .route("/api/videos", get(api::list_videos))
+        .route(
+            "/api/videos/{id}",
+            get(api::get_video).delete(api::delete_video),
+        )
+        .route("/api/uploads/{id}", get(api::upload_status))
         .route("/static/dash.all.min.js", get(dash_js))
+        .route("/static/app.js", get(assets::app_js))
+        .route("/static/app.css", get(assets::app_css))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::web::scrape))
         .layer(state.metrics.http.layer())
@@ -53,6 +73,8 @@ pub enum WebError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -92,23 +114,35 @@ impl From<ContentError> for WebError {
     }
 }
 
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl WebError {
+    pub fn status(&self) -> StatusCode {
+        match self {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            WebError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        if status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR {
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The status, logged as it deserves; internals are logged, never sent.
+    pub fn logged_status(&self) -> StatusCode {
+        let status = self.status();
+        if let WebError::Internal(detail) = self {
+            tracing::error!(%detail, "request failed");
+        } else if status.is_server_error() {
             tracing::warn!(error = %self, "request refused");
         }
+        status
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.logged_status();
         let mut response = (status, format!("{self}\n")).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -118,9 +152,28 @@ impl IntoResponse for WebError {
     }
 }
 
-async fn index(State(state): State<SharedState>) -> Result<Html<String>, WebError> {
-    let listing = state.meta.list_videos().await?;
-    Ok(Html(pages::index(&listing.value, listing.stale)))
+/// Videos on one page of the index.
+pub const INDEX_PAGE_SIZE: usize = 24;
+
+#[derive(serde::Deserialize)]
+struct IndexQuery {
+    after: Option<String>,
+}
+
+async fn index(
+    State(state): State<SharedState>,
+    axum::extract::Query(query): axum::extract::Query<IndexQuery>,
+) -> Result<Html<String>, WebError> {
+    let after = api::parse_cursor(query.after.as_deref())?;
+    let listing = state
+        .meta
+        .list_videos_page(INDEX_PAGE_SIZE, after.as_ref())
+        .await?;
+    Ok(Html(pages::index(
+        &listing.value,
+        after.is_some(),
+        listing.stale,
+    )))
 }
 
 async fn player(
@@ -130,7 +183,7 @@ async fn player(
     keys::validate_video_id(&id)
         .map_err(|_| WebError::NotFound(format!("no video named {id:?}")))?;
     match state.meta.get_video(&id).await?.value {
-        Some(_) => Ok(Html(pages::player(&id))),
+        Some(video) => Ok(Html(pages::player(&video, state.admin_token.is_some()))),
         None => Err(WebError::NotFound(format!("no video named {id:?}"))),
     }
 }

@@ -1,6 +1,21 @@
 //! `GET|HEAD /content/{id}/{file}`: a DASH file from the store, with MIME type, length,
 //! byte ranges, ETag revalidation and cache lifetimes. Small files (every segment) are
 //! kept in a bounded in-memory cache, so hot segments are served without a node round trip.
+//!
+//! Caching and deletes: an id can be deleted and uploaded again, so a name like
+//! `/content/clip/chunk-0-00001.m4s` may later hold other bytes. Browsers and proxies
+//! therefore get two kinds of URL:
+//! - versioned, `/content/{id}/{version}/{file}` (what the pages use): the version is the
+//!   upload's time, so a re-upload gets new URLs; these are `immutable` for a year, and a
+//!   version that is not the current one is 404, never another upload's bytes;
+//! - unversioned, `/content/{id}/{file}` (the original's URLs, for its clients): `no-cache`,
+//!   revalidated by ETag (the file's SHA-256) on every use, which is cheap (304) and can
+//!   never hand out an old upload's bytes.
+//!
+//! The in-memory cache is keyed by version too, so a re-upload made through another web
+//! node is never served from this node's memory; a delete through this node also drops
+//! the id's entries at once. The current version of an id is looked up in the metadata
+//! store and remembered for [`VERSION_TTL`].
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -10,6 +25,8 @@ use bytes::Bytes;
 
 use super::content::ContentError;
 use super::routes::{SharedState, WebError};
+use super::videos::content_version;
+use crate::meta::{MetaStore, VideoStatus};
 use crate::metrics::web::CacheMetrics;
 use crate::node::client::FileStat;
 use crate::node::keys;
@@ -29,11 +46,64 @@ pub type ContentCache = moka::future::Cache<String, CachedFile>;
 pub fn new_cache(capacity_bytes: u64, metrics: &CacheMetrics) -> ContentCache {
     moka::future::Cache::builder()
         .max_capacity(capacity_bytes)
+        .support_invalidation_closures()
         .weigher(|key: &String, file: &CachedFile| {
             u32::try_from(file.data.len() + key.len()).unwrap_or(u32::MAX)
         })
         .eviction_listener(metrics.eviction_listener())
         .build()
+}
+
+/// How long this node trusts what it last read of an id's version: the longest a
+/// re-upload made through another web node can be answered from before it.
+pub const VERSION_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the metadata store says of an id, as far as its files are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentVersion {
+    /// A recorded video (processing or ready) and its version.
+    Current(String),
+    /// Being deleted: its files are going.
+    Deleting,
+    /// No record: files put on the ring by other means are still served unversioned.
+    Unrecorded,
+}
+
+pub type VersionCache = moka::future::Cache<String, ContentVersion>;
+
+pub fn new_version_cache() -> VersionCache {
+    moka::future::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(VERSION_TTL)
+        .build()
+}
+
+async fn current_version(state: &SharedState, id: &str) -> Result<ContentVersion, WebError> {
+    let meta: &MetaStore = &state.meta;
+    state
+        .versions
+        .try_get_with(id.to_owned(), async move {
+            let video = meta.get_video(id).await?.value;
+            Ok::<_, crate::meta::MetaError>(match video {
+                None => ContentVersion::Unrecorded,
+                Some(v) if v.status == VideoStatus::Deleting => ContentVersion::Deleting,
+                Some(v) => ContentVersion::Current(content_version(&v)),
+            })
+        })
+        .await
+        .map_err(|e| WebError::Unavailable(format!("the metadata store is unavailable: {e}")))
+}
+
+/// Drops everything this node remembers of `id`'s files (it was deleted).
+pub async fn forget_video(state: &SharedState, id: &str) {
+    let prefix = format!("{id}/");
+    if let Err(e) = state
+        .cache
+        .invalidate_entries_if(move |key, _| key.starts_with(&prefix))
+    {
+        tracing::warn!(error = %e, "cannot drop cached files of a deleted video");
+    }
+    state.versions.invalidate(id).await;
 }
 
 pub fn mime_for(file: &str) -> &'static str {
@@ -48,15 +118,17 @@ pub fn mime_for(file: &str) -> &'static str {
             "m4a" => "audio/mp4",
             "m3u8" => "application/vnd.apple.mpegurl",
             "vtt" => "text/vtt",
+            "jpg" | "jpeg" => "image/jpeg",
             _ => "application/octet-stream",
         },
         None => "application/octet-stream",
     }
 }
 
-/// Segments never change under a name; the manifest is revalidated (cheap, by ETag).
-fn cache_control(file: &str) -> &'static str {
-    if file.ends_with(".m4s") {
+/// Versioned URLs never change what they name; unversioned ones may (a delete and a
+/// re-upload of the id), so they are revalidated by ETag on every use.
+fn cache_control(versioned: bool) -> &'static str {
+    if versioned {
         "public, max-age=31536000, immutable"
     } else {
         "public, no-cache"
@@ -150,12 +222,12 @@ fn plan(headers: &HeaderMap, size: u64) -> Plan {
     }
 }
 
-fn head_builder(file: &str, stat: &FileStat) -> axum::http::response::Builder {
+fn head_builder(file: &str, stat: &FileStat, versioned: bool) -> axum::http::response::Builder {
     Response::builder()
         .header(header::CONTENT_TYPE, mime_for(file))
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, etag(stat))
-        .header(header::CACHE_CONTROL, cache_control(file))
+        .header(header::CACHE_CONTROL, cache_control(versioned))
 }
 
 fn finish(builder: axum::http::response::Builder, body: Body) -> Response {
@@ -178,9 +250,10 @@ fn respond_cached(
     cached: &CachedFile,
     method: &Method,
     headers: &HeaderMap,
+    versioned: bool,
 ) -> Response {
     let size = cached.data.len() as u64;
-    let builder = head_builder(file, &cached.stat);
+    let builder = head_builder(file, &cached.stat, versioned);
     if not_modified(headers, &etag(&cached.stat)) {
         return finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
     }
@@ -230,30 +303,69 @@ async fn fetch_small(state: &SharedState, key: &str) -> Result<CachedFile, Fetch
     }
 }
 
+/// `/content/{id}/{file}`: the original's URL, revalidated on every use.
 pub async fn serve_content(
     State(state): State<SharedState>,
     method: Method,
     Path((id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
+    serve(state, method, &id, None, &file, headers).await
+}
+
+/// `/content/{id}/{version}/{file}`: immutable, and 404 unless `version` is current.
+pub async fn serve_versioned_content(
+    State(state): State<SharedState>,
+    method: Method,
+    Path((id, version, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    serve(state, method, &id, Some(&version), &file, headers).await
+}
+
+async fn serve(
+    state: SharedState,
+    method: Method,
+    id: &str,
+    wanted_version: Option<&str>,
+    file: &str,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let (id, file) = (id.to_owned(), file.to_owned());
     keys::validate_video_id(&id)?;
     keys::validate_file_name(&file)?;
     let key = keys::make_key(&id, &file);
     let missing = || WebError::NotFound(format!("no file {file:?} in video {id:?}"));
+    let version = match current_version(&state, &id).await? {
+        ContentVersion::Deleting => return Err(missing()),
+        ContentVersion::Current(v) => v,
+        ContentVersion::Unrecorded if wanted_version.is_none() => String::new(),
+        ContentVersion::Unrecorded => return Err(missing()),
+    };
+    if wanted_version.is_some_and(|w| w != version) {
+        return Err(WebError::NotFound(format!(
+            "video {id:?} has no version {:?} (it was deleted or uploaded again)",
+            wanted_version.unwrap_or_default()
+        )));
+    }
+    let versioned = wanted_version.is_some();
+    // The version is part of the key (after a newline, which no file name holds), so a
+    // re-upload is never answered from the old upload's entry.
+    let cache_key = format!("{key}\n{version}");
 
     // Concurrent misses for one file share one fetch: a popular segment that just fell
     // out of the cache costs the storage nodes one read, not one per viewer.
     let mut read_from_storage = false;
     let fetched = state
         .cache
-        .try_get_with(key.clone(), async {
+        .try_get_with(cache_key, async {
             read_from_storage = true;
             fetch_small(&state, &key).await
         })
         .await;
     state.metrics.cache.record_lookup(read_from_storage);
     let opened = match fetched {
-        Ok(cached) => return Ok(respond_cached(&file, &cached, &method, &headers)),
+        Ok(cached) => return Ok(respond_cached(&file, &cached, &method, &headers, versioned)),
         Err(e) => match &*e {
             FetchError::Missing => return Err(missing()),
             FetchError::Failed(why) => return Err(WebError::Unavailable(why.clone())),
@@ -266,7 +378,7 @@ pub async fn serve_content(
     let stat = opened.stat.clone();
 
     // A large file: stream it, never holding it whole.
-    let builder = head_builder(&file, &stat);
+    let builder = head_builder(&file, &stat, versioned);
     if not_modified(&headers, &etag(&stat)) {
         return Ok(finish(
             builder.status(StatusCode::NOT_MODIFIED),
@@ -334,5 +446,6 @@ mod tests {
         assert_eq!(mime_for("chunk-0-00001.m4s"), "video/iso.segment");
         assert_eq!(mime_for("a.MP4"), "video/mp4");
         assert_eq!(mime_for("noext"), "application/octet-stream");
+        assert_eq!(mime_for("poster.jpg"), "image/jpeg");
     }
 }

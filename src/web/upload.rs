@@ -1,27 +1,32 @@
 //! `POST /upload`: stream the MP4 to a temp file, check it is a video, transcode it to
-//! DASH, store every file on its holders, then record the video. The id is claimed first,
-//! so a taken id is refused before the body is read and two uploads of one id cannot both
-//! proceed; any failure (or a client that goes away) removes the claim and every file
-//! already stored.
+//! a DASH ladder and a poster, store every file on its holders, then record the video.
+//! The id is claimed first, so a taken id is refused without storing the body and two
+//! uploads of one id cannot both proceed; any failure (or a plain-form client that goes
+//! away) removes the claim and every file already stored. Each phase is reported to
+//! [`super::progress`] for the page.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartError};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::api;
 use super::content::Content;
+use super::pages::encode_segment;
+use super::progress::Phase;
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
-use crate::meta::{MetaStore, VideoDetails};
-use crate::metrics::upload::{UploadMetrics, UploadStage};
+use crate::meta::{MetaStore, Rendition, VideoDetails};
+use crate::metrics::upload::UploadStage;
 use crate::node::keys;
 
 /// DASH files stored at once per upload.
@@ -103,12 +108,72 @@ impl Drop for Rollback {
     }
 }
 
+/// An upload whose body is in: what is left is to probe, transcode, store and record.
+struct Received {
+    id: String,
+    rollback: Rollback,
+    /// Holds the source and ffmpeg's output; removed when dropped.
+    work: tempfile::TempDir,
+    source: PathBuf,
+    source_bytes: u64,
+}
+
+/// `POST /upload`. A plain form gets the original's answers: 303 to `/` once the video is
+/// stored, or the error as text. A client asking for JSON (the index page's script) gets
+/// 202 with the status URL as soon as the body is in, and follows the processing there;
+/// processing then belongs to the web node, not to the request.
 pub async fn upload(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let json = api::wants_json(&headers);
+    let refuse = |e: WebError| {
+        if json {
+            api::ApiError(e).into_response()
+        } else {
+            e.into_response()
+        }
+    };
+    // Counted as abandoned unless it is told how it ended: a client that goes away while
+    // sending drops this future midway.
+    let outcome = state.metrics.uploads.pending();
+    let received = match receive_upload(&state, &headers, multipart).await {
+        Ok(received) => received,
+        Err(e) => {
+            outcome.finish(Some(&e));
+            return refuse(e);
+        }
+    };
+    if json {
+        let id = received.id.clone();
+        tokio::spawn(async move {
+            let result = process(state, received).await;
+            outcome.finish(result.as_ref().err());
+        });
+        let status_url = format!("/api/uploads/{}", encode_segment(&id));
+        let body = serde_json::json!({ "id": id, "status_url": status_url });
+        return (StatusCode::ACCEPTED, Json(body)).into_response();
+    }
+    let result = process(state, received).await;
+    outcome.finish(result.as_ref().err());
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => refuse(e),
+    }
+}
+
+/// Reads the form up to the end of the file's body: the name, the claim, the bytes.
+/// A refusal made while the client is still sending (bad name, taken id, too large)
+/// first reads the rest of the file, up to [`DRAIN_BYTES`], so the client gets the answer
+/// instead of a broken pipe.
+async fn receive_upload(
+    state: &SharedState,
+    headers: &HeaderMap,
     mut multipart: Multipart,
-) -> Result<Response, WebError> {
+) -> Result<Received, WebError> {
     let limit = state.config.max_upload_bytes;
+    let idle_timeout = state.config.upload_idle_timeout;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -116,7 +181,7 @@ pub async fn upload(
     if declared.is_some_and(|len| len > limit.saturating_add(DRAIN_BYTES)) {
         return Err(too_large(limit));
     }
-    let field = loop {
+    let mut field = loop {
         match multipart.next_field().await? {
             Some(field) if field.name() == Some("file") => break field,
             Some(_) => continue,
@@ -127,14 +192,26 @@ pub async fn upload(
             }
         }
     };
-    let file_name = field
-        .file_name()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| WebError::BadRequest("the uploaded file has no name".to_string()))?
-        .to_string();
-    let id = video_id_for(&file_name)?;
-
-    state.meta.claim_video(&id, Utc::now()).await?;
+    let claimed = async {
+        let file_name = field
+            .file_name()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| WebError::BadRequest("the uploaded file has no name".to_string()))?
+            .to_string();
+        let id = video_id_for(&file_name)?;
+        state.meta.claim_video(&id, Utc::now()).await?;
+        Ok::<_, WebError>(id)
+    }
+    .await;
+    let id = match claimed {
+        Ok(id) => id,
+        Err(e) => {
+            drain(&mut field, idle_timeout).await;
+            return Err(e);
+        }
+    };
+    state.uploads.start(&id);
+    state.versions.invalidate(&id).await;
     let rollback = Rollback {
         meta: state.meta.clone(),
         content: state.content.clone(),
@@ -142,47 +219,144 @@ pub async fn upload(
         stored: Arc::default(),
         armed: true,
     };
+    let failed = |e: WebError| {
+        state.uploads.fail(&id, e.to_string());
+        e
+    };
     let work = tempfile::Builder::new()
         .prefix("upload-")
         .tempdir_in(&state.config.work_dir)
-        .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
+        .map_err(|e| failed(WebError::Internal(format!("temp dir: {e}"))))?;
     let source = work.path().join("source.mp4");
+    let uploads = &state.uploads;
+    let receiving = receive(field, &source, limit, idle_timeout, |n| {
+        uploads.update(&id, |s| s.received_bytes = n)
+    });
+    let source_bytes = state
+        .metrics
+        .uploads
+        .time(UploadStage::Receive, receiving)
+        .await
+        .map_err(failed)?;
+    Ok(Received {
+        id,
+        rollback,
+        work,
+        source,
+        source_bytes,
+    })
+}
+
+/// Reads and drops the rest of a refused file, at most [`DRAIN_BYTES`].
+async fn drain(field: &mut Field<'_>, idle_timeout: std::time::Duration) {
+    let mut drained = 0u64;
+    while drained < DRAIN_BYTES {
+        match tokio::time::timeout(idle_timeout, field.chunk()).await {
+            Ok(Ok(Some(chunk))) => drained += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+/// Probes, transcodes, stores and records a received upload, reporting each phase; a
+/// failure is reported with its reason and rolled back.
+async fn process(state: SharedState, received: Received) -> Result<(), WebError> {
+    let id = received.id.clone();
+    let result = process_inner(&state, received).await;
+    match &result {
+        Ok(()) => {
+            state.uploads.set_phase(&id, Phase::Ready);
+            state.metrics.library_changed();
+        }
+        Err(e) => {
+            state.uploads.fail(&id, e.to_string());
+            tracing::info!(%id, error = %e, "upload failed");
+        }
+    }
+    state.versions.invalidate(&id).await;
+    result
+}
+
+async fn process_inner(state: &SharedState, received: Received) -> Result<(), WebError> {
+    let Received {
+        id,
+        rollback,
+        work,
+        source,
+        source_bytes,
+    } = received;
+    state.uploads.set_phase(&id, Phase::Probing);
     let stages = &state.metrics.uploads;
-    let source_bytes = stages
-        .time(
-            UploadStage::Receive,
-            receive(field, &source, limit, state.config.upload_idle_timeout),
-        )
-        .await?;
     let probe = stages
         .time(UploadStage::Probe, transcode::probe(&source))
         .await?;
+    let renditions = state.config.ladder.for_source(probe.width, probe.height);
     let out_dir = work.path().join("dash");
     tokio::fs::create_dir(&out_dir)
         .await
         .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let started = std::time::Instant::now();
-    let (file_count, stored_bytes) = transcode_and_store(
-        &state.content,
-        &id,
-        &source,
-        &out_dir,
-        &probe,
-        &rollback.stored,
-        stages,
+    state.uploads.set_phase(&id, Phase::Transcoding);
+    let poster_path = work.path().join(POSTER);
+    let (stored, poster) = futures::future::join(
+        transcode_and_store(
+            state,
+            &id,
+            &source,
+            &out_dir,
+            &probe,
+            &renditions,
+            &rollback.stored,
+        ),
+        store_poster(state, &id, &source, &poster_path, &probe, &rollback.stored),
     )
-    .await?;
+    .await;
+    let (mut file_count, mut stored_bytes) = stored?;
+    if let Some(size) = poster {
+        file_count += 1;
+        stored_bytes += size;
+    }
     tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "transcoded and stored");
     let details = VideoDetails {
         duration_seconds: probe.duration_seconds,
         source_bytes,
         file_count,
         stored_bytes,
+        width: probe.width,
+        height: probe.height,
+        renditions,
+        poster: poster.is_some(),
     };
     state.meta.finish_video(&id, &details).await?;
     rollback.disarm();
     tracing::info!(%id, elapsed = ?started.elapsed(), "upload stored");
-    Ok(Redirect::to("/").into_response())
+    Ok(())
+}
+
+/// The poster's file name, beside the DASH files.
+pub const POSTER: &str = "poster.jpg";
+
+/// Makes and stores the poster; returns its size. A video without a poster is still a
+/// video, so a failure here is logged, not fatal.
+async fn store_poster(
+    state: &SharedState,
+    id: &str,
+    source: &Path,
+    path: &Path,
+    probe: &transcode::Probe,
+    stored: &Mutex<Vec<String>>,
+) -> Option<u64> {
+    if let Err(e) = transcode::poster(source, path, probe).await {
+        tracing::warn!(%id, error = %e, "no poster for this video");
+        return None;
+    }
+    match store_file(&state.content, id, path, stored).await {
+        Ok(size) => Some(size),
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "could not store the poster");
+            None
+        }
+    }
 }
 
 fn too_large(limit: u64) -> WebError {
@@ -191,7 +365,8 @@ fn too_large(limit: u64) -> WebError {
     ))
 }
 
-/// Streams the field to `path`, refusing it once it passes `limit` bytes.
+/// Streams the field to `path`, refusing it once it passes `limit` bytes; `on_progress`
+/// hears the bytes received so far.
 /// An upload that sends nothing for `idle_timeout` is given up (and its claim removed), so
 /// a stalled client cannot hold an id in processing for ever.
 async fn receive(
@@ -199,6 +374,7 @@ async fn receive(
     path: &Path,
     limit: u64,
     idle_timeout: std::time::Duration,
+    on_progress: impl Fn(u64),
 ) -> Result<u64, WebError> {
     let io = |e: std::io::Error| WebError::Internal(format!("writing the upload: {e}"));
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
@@ -216,16 +392,11 @@ async fn receive(
         received += chunk.len() as u64;
         if received > limit {
             drop(file);
-            let mut drained = 0u64;
-            while drained < DRAIN_BYTES {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => drained += chunk.len() as u64,
-                    _ => break,
-                }
-            }
+            drain(&mut field, idle_timeout).await;
             return Err(too_large(limit));
         }
         file.write_all(&chunk).await.map_err(io)?;
+        on_progress(received);
     }
     file.flush().await.map_err(io)?;
     if received == 0 {
@@ -240,19 +411,38 @@ async fn receive(
 /// at most [`STORE_PARALLELISM`] at once; the manifest goes last, once every segment is
 /// stored, so it never points at a missing one. Returns the files and bytes stored.
 async fn transcode_and_store(
-    content: &Content,
+    state: &SharedState,
     id: &str,
     source: &Path,
     out_dir: &Path,
     probe: &transcode::Probe,
+    renditions: &[Rendition],
     stored: &Mutex<Vec<String>>,
-    stages: &UploadMetrics,
 ) -> Result<(u64, u64), WebError> {
+    let content = &state.content;
     let (ready, finished) = mpsc::channel::<PathBuf>(64);
+    let (progress, mut percent) = watch::channel(0.0f64);
     let encode = async {
-        let encoding = transcode::to_dash(source, out_dir, probe, ready);
-        let result = stages.time(UploadStage::Transcode, encoding).await;
+        let encoding = transcode::to_dash(source, out_dir, probe, renditions, ready, progress);
+        let result = state
+            .metrics
+            .uploads
+            .time(UploadStage::Transcode, encoding)
+            .await;
+        // ffmpeg is done; what is left is storing its last files and the manifest.
+        state.uploads.set_phase(id, Phase::Storing);
         result.map_err(WebError::from)
+    };
+    let report = async {
+        while percent.changed().await.is_ok() {
+            let done = *percent.borrow_and_update() * 100.0;
+            state.uploads.update(id, |s| s.transcode_percent = done);
+        }
+    };
+    let encode = async {
+        // The reporter ends when the encoder drops its sender.
+        let (result, ()) = futures::future::join(encode, report).await;
+        result
     };
     let store = async {
         let mut manifest = None;
@@ -266,7 +456,11 @@ async fn transcode_and_store(
             futures::future::ready(path)
         });
         let (count, bytes) = segments
-            .map(|path| async move { store_file(content, id, &path, stored).await })
+            .map(|path| async move {
+                let size = store_file(content, id, &path, stored).await?;
+                state.uploads.update(id, |s| s.stored_files += 1);
+                Ok::<_, WebError>(size)
+            })
             .buffer_unordered(STORE_PARALLELISM)
             .try_fold((0u64, 0u64), |(n, sum), size| async move {
                 Ok((n + 1, sum + size))
@@ -277,7 +471,7 @@ async fn transcode_and_store(
         let manifest_bytes = store_file(content, id, &manifest, stored).await?;
         Ok::<_, WebError>((count + 1, bytes + manifest_bytes))
     };
-    let store = stages.time(UploadStage::Store, store);
+    let store = state.metrics.uploads.time(UploadStage::Store, store);
     // A failed store drops the encoder (ffmpeg is killed); a failed encode ends the stream.
     let ((), stored_totals) = futures::future::try_join(encode, store).await?;
     Ok(stored_totals)

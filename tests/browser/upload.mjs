@@ -1,5 +1,6 @@
-// Uploads a file through the web node's index page in headless Chromium, as a viewer
-// does: choose the file, press Upload, land back on the index. Prints one JSON line with
+// Uploads a file through the web node's index page in headless Chromium with script
+// turned off, as a browser without script does: choose the file, press Upload, the form
+// posts and the 303 lands back on the index. Prints one JSON line with
 // what it saw; exits non-zero if the upload did not come back to a list showing the video.
 //
 // usage: node upload.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS=120000]
@@ -20,7 +21,8 @@ const browser = await chromium.launch({
 });
 const result = { base, id, ok: false };
 try {
-  const page = await browser.newPage();
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
   await page.goto(base + '/', { waitUntil: 'load', timeout });
   await page.setInputFiles('input[type=file][name=file]', file);
   const [response] = await Promise.all([

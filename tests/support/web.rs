@@ -105,6 +105,7 @@ pub async fn start_web(
         cache_bytes: 32 * 1024 * 1024,
         upload_idle_timeout: options.upload_idle_timeout,
         repair_every: options.repair_every,
+        ..WebConfig::default()
     };
     let shutdown = CancellationToken::new();
     let admin = matches!(content, ContentSpec::Ring { .. }).then_some(admin);

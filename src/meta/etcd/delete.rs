@@ -1,0 +1,107 @@
+//! Deleting on etcd: the tombstone, and removing a record with its keys.
+
+use chrono::DateTime;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+
+use super::{EtcdStore, Record, first_kvs, legacy_key, record_key, time_key, to_json, two_gets};
+use crate::meta::{MetaError, MetaResult, VideoStatus};
+
+impl EtcdStore {
+    pub async fn remove_video(&self, id: &str) -> MetaResult<()> {
+        let rkey = record_key(id);
+        let what = format!("removing video {id:?}");
+        // The record names the time key to remove with it; a record changed meanwhile
+        // (removed and claimed again) is read again.
+        for _ in 0..5 {
+            let resp = self
+                .txn(
+                    &what,
+                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
+                )
+                .await?;
+            let mut ops = vec![
+                TxnOp::delete(legacy_key(id), None),
+                TxnOp::delete(rkey.as_str(), None),
+            ];
+            let guard = match first_kvs(&resp).first() {
+                Some(kv) => {
+                    if let Ok(record) = serde_json::from_slice::<Record>(kv.value()) {
+                        ops.push(TxnOp::delete(time_key(id, record.uploaded_at), None));
+                    }
+                    Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision())
+                }
+                None => Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
+            };
+            if self
+                .txn(&what, Txn::new().when([guard]).and_then(ops))
+                .await?
+                .succeeded()
+            {
+                return Ok(());
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+
+    pub async fn begin_delete(&self, id: &str) -> MetaResult<VideoStatus> {
+        let (rkey, lkey) = (record_key(id), legacy_key(id));
+        let what = format!("deleting video {id:?}");
+        // Read, then write if unchanged; a lost race re-reads.
+        for _ in 0..5 {
+            let resp = self
+                .txn(
+                    &what,
+                    Txn::new().and_then([
+                        TxnOp::get(lkey.as_str(), None),
+                        TxnOp::get(rkey.as_str(), None),
+                    ]),
+                )
+                .await?;
+            let (legacy, records) = two_gets(&resp);
+            let (record, guard) = match (records.first(), legacy.first()) {
+                (Some(kv), _) => {
+                    let record: Record = serde_json::from_slice(kv.value())
+                        .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+                    let guard =
+                        Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    (record, guard)
+                }
+                // A video of the original system: only its key exists.
+                (None, Some(kv)) => {
+                    let text = String::from_utf8_lossy(kv.value());
+                    let record = Record {
+                        uploaded_at: crate::meta::parse_time(&text).unwrap_or(DateTime::UNIX_EPOCH),
+                        status: VideoStatus::Ready,
+                        details: None,
+                        claim: String::new(),
+                    };
+                    let guard =
+                        Compare::mod_revision(lkey.as_str(), CompareOp::Equal, kv.mod_revision());
+                    (record, guard)
+                }
+                (None, None) => return Err(MetaError::NotFound(id.to_owned())),
+            };
+            let previous = record.status;
+            if previous == VideoStatus::Processing {
+                return Ok(previous);
+            }
+            let tombstone = Record {
+                status: VideoStatus::Deleting,
+                ..record
+            };
+            let txn = Txn::new().when([guard]).and_then([
+                TxnOp::put(rkey.as_str(), to_json(&tombstone)?, None),
+                TxnOp::put(time_key(id, tombstone.uploaded_at), "", None),
+                TxnOp::delete(lkey.as_str(), None),
+            ]);
+            if self.txn(&what, txn).await?.succeeded() {
+                return Ok(previous);
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+}

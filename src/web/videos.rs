@@ -1,0 +1,96 @@
+//! A video as a whole: the version its content URLs carry, and deleting it everywhere.
+//!
+//! A delete is crash-safe: the record first becomes a tombstone (so the id cannot be
+//! claimed and the video is listed as deleting), then every file goes from every node,
+//! and only then the record. A web node killed in between finds the tombstone when it
+//! starts and finishes the job; repair sees the leftovers of a tombstone as files of a
+//! video that is going away.
+
+use crate::meta::{MetaError, MetaStore, Video, VideoStatus, unix_nanos};
+
+use super::content::{Content, ContentError};
+
+/// The version in a video's content URLs: its upload time, so a video deleted and
+/// uploaded again under the same id gets URLs no cache has seen.
+pub fn content_version(video: &Video) -> String {
+    format!("{:x}", unix_nanos(video.uploaded_at))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("no video named {0:?}")]
+    NotFound(String),
+    #[error("video {0:?} is still being uploaded; delete it once it is ready")]
+    Busy(String),
+    #[error(transparent)]
+    Meta(MetaError),
+    #[error("deleting the files of {id:?}: {source}")]
+    Content { id: String, source: ContentError },
+}
+
+impl From<MetaError> for DeleteError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::NotFound(id) => DeleteError::NotFound(id),
+            other => DeleteError::Meta(other),
+        }
+    }
+}
+
+/// Deletes video `id` and every file of it on every node; returns how many files went.
+/// An upload still in progress is refused (`Busy`); a delete left unfinished is finished.
+pub async fn delete_video(
+    meta: &MetaStore,
+    content: &Content,
+    id: &str,
+) -> Result<usize, DeleteError> {
+    if meta.begin_delete(id).await? == VideoStatus::Processing {
+        return Err(DeleteError::Busy(id.to_owned()));
+    }
+    let files = finish_delete(meta, content, id).await?;
+    tracing::info!(%id, files, "deleted a video");
+    Ok(files)
+}
+
+/// The part of a delete after the tombstone: idempotent, so it can be run again.
+async fn finish_delete(
+    meta: &MetaStore,
+    content: &Content,
+    id: &str,
+) -> Result<usize, DeleteError> {
+    let files = content
+        .delete_video_files(id)
+        .await
+        .map_err(|source| DeleteError::Content {
+            id: id.to_owned(),
+            source,
+        })?;
+    meta.remove_video(id).await?;
+    Ok(files)
+}
+
+/// Finishes the deletes a previous run of a web node left as tombstones. Errors are
+/// logged: the tombstones stay and the next start (or a delete request) tries again.
+pub async fn finish_tombstones(meta: &MetaStore, content: &Content) -> usize {
+    let videos = match meta.list_videos().await {
+        Ok(listing) => listing.value,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for unfinished deletes");
+            return 0;
+        }
+    };
+    let mut finished = 0;
+    for video in videos
+        .into_iter()
+        .filter(|v| v.status == VideoStatus::Deleting)
+    {
+        match finish_delete(meta, content, &video.id).await {
+            Ok(files) => {
+                finished += 1;
+                tracing::info!(id = %video.id, files, "finished a delete left by an earlier run");
+            }
+            Err(e) => tracing::warn!(id = %video.id, error = %e, "cannot finish a delete"),
+        }
+    }
+    finished
+}
