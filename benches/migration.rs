@@ -13,15 +13,15 @@
 //! files once, as a smoke test. MIGRATION_VIDEOS (default 40, 30 files each) and
 //! MIGRATION_ROUNDS (default 3) change the size. Temporary folders live under $TMPDIR.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use bytes::Bytes;
-use common::{Stopped, StorageProcess, pseudo_random_bytes};
+use common::{
+    Stopped, StorageProcess, free_port, median, pseudo_random_bytes, visible_files, wait_for_port,
+};
 use futures::StreamExt;
 use tritontube::node::client::StorageClient;
 use tritontube::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES, Ring};
@@ -32,39 +32,6 @@ const VIDEO_SEGMENT_BYTES: usize = 1_500_000;
 const AUDIO_SEGMENT_BYTES: usize = 64_000;
 /// Segments per representation of a video (60 s in 4 s segments).
 const SEGMENTS: usize = 15;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Files (not the store's hidden sidecars and temp files) under `dir`: count and bytes.
-fn visible_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for video in std::fs::read_dir(dir).unwrap().flatten() {
-        if !video.path().is_dir() || video.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        for file in std::fs::read_dir(video.path()).unwrap().flatten() {
-            if file.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            out.push((file.path(), file.metadata().unwrap().len()));
-        }
-    }
-    out
-}
 
 /// Puts every file on the holders `ring` names, as the web node would have.
 async fn seed(nodes: &[&StorageProcess], ring: &Ring, videos: usize) -> (usize, u64) {
@@ -125,16 +92,6 @@ fn admin(verb: &str, admin: &str, node: &str) -> (Duration, u64) {
         .and_then(|n| n.trim().parse().ok())
         .expect("migrated count");
     (took, migrated)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {

@@ -13,15 +13,16 @@
 //! once, as a smoke test. REPAIR_VIDEOS (default 30, 30 files each) and REPAIR_ROUNDS
 //! (default 3) change the size. Temporary folders live under $TMPDIR.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use bytes::Bytes;
-use common::{Stopped, StorageProcess, pseudo_random_bytes};
+use common::{
+    Stopped, StorageProcess, free_port, median, pseudo_random_bytes, visible_files, wait_for_port,
+};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tritontube::meta::{MetaStore, VideoDetails};
@@ -33,38 +34,6 @@ const VIDEO_SEGMENT_BYTES: usize = 1_500_000;
 const AUDIO_SEGMENT_BYTES: usize = 64_000;
 const SEGMENTS: usize = 15;
 const REPLICAS: u32 = 2;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Stored files (not the store's hidden bookkeeping) under `dir`, with their sizes.
-fn visible_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for video in std::fs::read_dir(dir).unwrap().flatten() {
-        if !video.path().is_dir() || video.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        for file in std::fs::read_dir(video.path()).unwrap().flatten() {
-            if !file.file_name().to_string_lossy().starts_with('.') {
-                out.push((file.path(), file.metadata().unwrap().len()));
-            }
-        }
-    }
-    out
-}
 
 /// Records the videos, then puts every file on the holders `ring` names with its hash.
 async fn seed(meta: &MetaStore, addresses: &[String], ring: &Ring, videos: usize) -> u64 {
@@ -107,16 +76,6 @@ async fn seed(meta: &MetaStore, addresses: &[String], ring: &Ring, videos: usize
         .buffer_unordered(8)
         .fold(0, |sum, size| async move { sum + size })
         .await
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {

@@ -13,7 +13,7 @@ use support::web::{
     WebOptions, WebProcess, decoded_frames, free_port, holdings, http_client, make_video,
     start_web_ring, upload_file,
 };
-use support::{StorageNode, sha256_hex, start_storage_node};
+use support::{StorageNode, ring_of, sha256_hex, start_storage_nodes};
 use tonic::Code;
 use tritontube::admin_cli::connect;
 use tritontube::proto::admin::{
@@ -21,18 +21,6 @@ use tritontube::proto::admin::{
     RemoveNodeRequest, WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
-
-async fn nodes(n: usize) -> Vec<StorageNode> {
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(start_storage_node().await);
-    }
-    nodes
-}
-
-fn ring_of(addresses: &[String], replicas: u32) -> Ring {
-    Ring::with_nodes(DEFAULT_VIRTUAL_NODES, replicas, addresses.iter().cloned())
-}
 
 /// Every key sits on exactly the holders `ring` wants.
 fn assert_placed(held: &BTreeMap<String, Vec<String>>, ring: &Ring) {
@@ -56,7 +44,7 @@ async fn plays(url: &str, id: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adding_and_removing_nodes_moves_exactly_the_changed_keys() {
-    let all = nodes(4).await;
+    let all = start_storage_nodes(4).await;
     let first_three: Vec<&StorageNode> = all[..3].iter().collect();
     let every: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
@@ -176,7 +164,7 @@ async fn adding_and_removing_nodes_moves_exactly_the_changed_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_changes_are_refused_with_fitting_codes() {
-    let all = nodes(2).await;
+    let all = start_storage_nodes(2).await;
     let refs: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &refs,
@@ -224,7 +212,7 @@ async fn bad_changes_are_refused_with_fitting_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_token_is_required_when_set() {
-    let all = nodes(1).await;
+    let all = start_storage_nodes(1).await;
     let refs: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &refs,
@@ -254,7 +242,7 @@ async fn the_admin_token_is_required_when_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_two_replicas_every_segment_survives_a_dead_node() {
-    let mut all = nodes(3).await;
+    let mut all = start_storage_nodes(3).await;
     let refs: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &refs,
@@ -329,7 +317,7 @@ async fn seed_files(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
-    let all = nodes(4).await;
+    let all = start_storage_nodes(4).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let three: Vec<String> = all[..3].iter().map(|n| n.address()).collect();
     let replicas = 1;
@@ -535,7 +523,7 @@ mod original_node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_without_pull_gets_its_files_relayed() {
-    let all = nodes(2).await;
+    let all = start_storage_nodes(2).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let old_dir = tempfile::tempdir().unwrap();
     let store = tritontube::node::store::Store::open(old_dir.path())

@@ -11,7 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
 use support::web::{WebOptions, holdings, start_web, start_web_ring};
-use support::{StorageNode, StorageProcess, pseudo_random_bytes, start_storage_node};
+use support::{
+    StorageNode, StorageProcess, pseudo_random_bytes, ring_of, start_storage_node,
+    start_storage_nodes,
+};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -27,18 +30,6 @@ use tritontube::web::ContentSpec;
 
 /// A guard against hanging forever, never a measurement.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-async fn nodes(n: usize) -> Vec<StorageNode> {
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(start_storage_node().await);
-    }
-    nodes
-}
-
-fn ring_of(addresses: &[String], replicas: u32) -> Ring {
-    Ring::with_nodes(DEFAULT_VIRTUAL_NODES, replicas, addresses.iter().cloned())
-}
 
 /// Puts `count` files straight on the owners `ring` names, as uploads would have.
 async fn seed_files(nodes: &[&StorageNode], ring: &Ring, count: usize) -> BTreeSet<String> {
@@ -83,7 +74,7 @@ async fn ring_nodes(admin: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_change_whose_client_goes_away_finishes_by_itself() {
-    let all = nodes(3).await;
+    let all = start_storage_nodes(3).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &every[..2],
@@ -183,7 +174,7 @@ async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> support::
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_two_web_nodes_asked_at_once_exactly_one_changes_the_ring() {
     let etcd = EtcdCluster::start(3).await;
-    let all = nodes(4).await;
+    let all = start_storage_nodes(4).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let first = web_on_etcd(&etcd, &every[..2]).await;
     let second = web_on_etcd(&etcd, &every[..2]).await;
@@ -245,7 +236,7 @@ fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_never_wait_for_an_upload_or_a_ring_change() {
-    let all = nodes(3).await;
+    let all = start_storage_nodes(3).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let two: Vec<String> = all[..2].iter().map(|n| n.address()).collect();
     let three: Vec<String> = all.iter().map(|n| n.address()).collect();

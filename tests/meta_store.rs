@@ -344,6 +344,10 @@ async fn tombstones(store: MetaStore) {
     );
 }
 
+/// Each etcd test runs a five-member cluster; three at once on two cores starve them
+/// enough that a member misses the deadlines the fail-fast test checks.
+static ONE_ETCD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 type Behaviour = fn(MetaStore) -> futures::future::BoxFuture<'static, ()>;
 
 fn suite() -> Vec<(&'static str, Behaviour)> {
@@ -387,6 +391,7 @@ async fn sqlite_suite() {
 
 #[tokio::test]
 async fn etcd_suite() {
+    let _alone = ONE_ETCD_AT_A_TIME.lock().await;
     init_logs();
     let cluster = EtcdCluster::start(5).await;
     for (name, behaviour) in suite() {
@@ -553,6 +558,7 @@ async fn etcd_watch(cluster: &EtcdCluster) {
 
 #[tokio::test]
 async fn etcd_specifics() {
+    let _alone = ONE_ETCD_AT_A_TIME.lock().await;
     init_logs();
     let cluster = EtcdCluster::start(5).await;
     etcd_original_shape(&cluster).await;
@@ -668,6 +674,7 @@ async fn claim_eventually(store: &MetaStore, id: &str) {
 
 #[tokio::test]
 async fn etcd_survives_two_failures_and_fails_fast_without_quorum() {
+    let _alone = ONE_ETCD_AT_A_TIME.lock().await;
     init_logs();
     let mut cluster = EtcdCluster::start(5).await;
     let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();

@@ -15,15 +15,15 @@ use support::web::{
     start_web_ring, upload_file,
 };
 use support::{
-    StorageNode, StorageProcess, pseudo_random_bytes, sha256_hex, start_storage_node,
-    start_storage_node_at,
+    StorageNode, StorageProcess, pseudo_random_bytes, ring_of, sha256_hex, start_storage_node,
+    start_storage_node_at, start_storage_nodes,
 };
 use tritontube::admin_cli::connect;
 use tritontube::meta::{MetaStore, VideoDetails};
 use tritontube::proto::admin::{
     AddNodeRequest, ClusterHealthRequest, ListWorkersRequest, StartRepairRequest, WorkerInfo,
 };
-use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
+use tritontube::ring::Ring;
 
 /// A guard against hanging forever, never a measurement.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -33,18 +33,6 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// first test's web node would then take that node for its own and repair it. So they
 /// run one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn nodes(n: usize) -> Vec<StorageNode> {
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        nodes.push(start_storage_node().await);
-    }
-    nodes
-}
-
-fn ring_of(addresses: &[String], replicas: u32) -> Ring {
-    Ring::with_nodes(DEFAULT_VIRTUAL_NODES, replicas, addresses.iter().cloned())
-}
 
 fn addresses(nodes: &[&StorageNode]) -> Vec<String> {
     nodes.iter().map(|n| n.address()).collect()
@@ -200,7 +188,7 @@ async fn upload_clip(web: &WebNode, name: &str) -> StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_bytes_are_never_served() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let all = nodes(3).await;
+    let all = start_storage_nodes(3).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &every,
@@ -262,7 +250,7 @@ async fn corrupt_bytes_are_never_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ring_change_and_a_repair_leave_only_good_copies() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let all = nodes(4).await;
+    let all = start_storage_nodes(4).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let three = addresses(&every[..3]);
     let web = start_web_ring(
@@ -354,7 +342,7 @@ async fn wipe_and_restart(node: StorageNode) -> StorageNode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wiped_node_is_refilled_on_demand_then_by_itself() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let mut all = nodes(3).await;
+    let mut all = start_storage_nodes(3).await;
     let ids = ["one", "two", "three", "four"];
     let web = {
         let every: Vec<&StorageNode> = all.iter().collect();
@@ -408,7 +396,7 @@ async fn a_wiped_node_is_refilled_on_demand_then_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_go_on_with_a_node_down_and_hand_over_when_it_returns() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let mut all = nodes(3).await;
+    let mut all = start_storage_nodes(3).await;
     let ring = ring_of(&addresses(&all.iter().collect::<Vec<_>>()), 2);
     let web = {
         let every: Vec<&StorageNode> = all.iter().collect();
@@ -482,7 +470,7 @@ async fn uploads_go_on_with_a_node_down_and_hand_over_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repair_removes_orphans_and_spares_uploads_in_progress() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let all = nodes(3).await;
+    let all = start_storage_nodes(3).await;
     let every: Vec<&StorageNode> = all.iter().collect();
     let web = start_web_ring(
         &every,

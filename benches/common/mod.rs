@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A child process, stopped (SIGTERM, then waited for) when dropped.
 pub struct Stopped(pub Child);
@@ -105,4 +106,48 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// A TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 30 s) until something accepts on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stored files (not the store's hidden bookkeeping) under `dir`, with their sizes.
+pub fn visible_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for video in std::fs::read_dir(dir).unwrap().flatten() {
+        if !video.path().is_dir() || video.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for file in std::fs::read_dir(video.path()).unwrap().flatten() {
+            if !file.file_name().to_string_lossy().starts_with('.') {
+                out.push((file.path(), file.metadata().unwrap().len()));
+            }
+        }
+    }
+    out
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }

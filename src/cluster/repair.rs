@@ -8,7 +8,7 @@
 //! owners does not answer is left exactly as it is until a later pass.
 //!
 //! Orphans, and the race with an upload starting: a key is an orphan when its video id has
-//! no record at all (neither finished nor claimed). The nodes are listed first and the
+//! no record at all (neither finished nor claimed), or only a delete's tombstone. The nodes are listed first and the
 //! records read after: an upload claims its id before it writes any file, so a file seen
 //! in the listing belongs to an upload whose claim is already in the store when the
 //! records are read — unless that upload has since failed and removed its claim, and then
@@ -27,7 +27,7 @@ use super::inventory::{self, KeyWork};
 use super::membership::{Cluster, ClusterError};
 use super::state::{ClusterState, RepairJournal};
 use super::worker::{Runner, WorkerContext, WorkerHandle};
-use crate::meta::MetaError;
+use crate::meta::{MetaError, VideoStatus};
 
 /// The kind of worker that runs repairs.
 pub const REPAIR: &str = "repair";
@@ -119,7 +119,13 @@ async fn survey(cluster: &Cluster, verify: bool) -> Result<(RepairPlan, Vec<Task
         drop_corrupt_copies(cluster, &mut inventory).await;
     }
     let records = cluster.meta().list_videos().await?;
-    let known: BTreeSet<String> = records.value.iter().map(|v| v.id.clone()).collect();
+    // A video being deleted keeps nothing: its files are orphans already.
+    let known: BTreeSet<String> = records
+        .value
+        .iter()
+        .filter(|v| v.status != VideoStatus::Deleting)
+        .map(|v| v.id.clone())
+        .collect();
     let unreachable: BTreeSet<String> = missed.iter().map(|m| m.node.clone()).collect();
     for m in &missed {
         tracing::warn!(node = %m.node, why = %m.why, "repair: node does not answer; its files wait");

@@ -96,6 +96,24 @@ pub async fn start_storage_node_at(dir: &Path, address: &str) -> StorageNode {
     }
 }
 
+/// `n` storage nodes, each in its own temporary folder.
+pub async fn start_storage_nodes(n: usize) -> Vec<StorageNode> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(start_storage_node().await);
+    }
+    nodes
+}
+
+/// The ring the web node builds over `addresses` with the default virtual nodes.
+pub fn ring_of(addresses: &[String], replicas: u32) -> tritontube::ring::Ring {
+    tritontube::ring::Ring::with_nodes(
+        tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        replicas,
+        addresses.iter().cloned(),
+    )
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
 pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
