@@ -17,6 +17,9 @@ use crate::node::client::NodeHealth;
 
 /// How often every node is probed; a node back from the dead is repaired within this.
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// Hinted copies whose owner answers start a repair at most this often, so one that
+/// cannot be handed over does not start a repair every round.
+const HINT_REPAIR_EVERY: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the monitor last saw of one node.
@@ -37,6 +40,7 @@ pub struct HealthMonitor {
     /// Why a repair is wanted and not yet started (one was running, or a change).
     wanted: Mutex<Option<String>>,
     last_repair_at: Mutex<Option<tokio::time::Instant>>,
+    last_hint_repair_at: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl HealthMonitor {
@@ -52,6 +56,7 @@ impl HealthMonitor {
             seen: Mutex::new(BTreeMap::new()),
             wanted: Mutex::new(None),
             last_repair_at: Mutex::new(None),
+            last_hint_repair_at: Mutex::new(None),
         })
     }
 
@@ -140,6 +145,9 @@ impl HealthMonitor {
                 }
             }
         }
+        if let Some(reason) = self.hints_to_hand_over().await {
+            reasons.push(reason);
+        }
         let scheduled = self.repair_every.is_some_and(|every| {
             self.last_repair_at
                 .lock()
@@ -159,6 +167,40 @@ impl HealthMonitor {
             });
         }
         self.start_wanted_repair().await;
+    }
+
+    /// Hinted copies whose owner answers now: a node may have been down between two
+    /// probes, so its return is not always seen; the hints it missed are.
+    async fn hints_to_hand_over(&self) -> Option<String> {
+        let recent = self
+            .last_hint_repair_at
+            .lock()
+            .expect("monitor lock")
+            .is_some_and(|at| at.elapsed() < HINT_REPAIR_EVERY);
+        if recent {
+            return None;
+        }
+        let hints = match self.cluster.meta().hints().await {
+            Ok(hints) => hints,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the hinted copies");
+                return None;
+            }
+        };
+        let seen = self.seen.lock().expect("monitor lock");
+        let owners: std::collections::BTreeSet<&str> = hints
+            .iter()
+            .filter(|h| seen.get(&h.owner).is_some_and(|s| s.up))
+            .map(|h| h.owner.as_str())
+            .collect();
+        if owners.is_empty() {
+            return None;
+        }
+        *self.last_hint_repair_at.lock().expect("monitor lock") = Some(tokio::time::Instant::now());
+        Some(format!(
+            "hinted copies wait for {}",
+            owners.into_iter().collect::<Vec<_>>().join(", ")
+        ))
     }
 
     async fn start_wanted_repair(&self) {
