@@ -14,7 +14,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
-CACHE_BYTES=${CACHE_BYTES:-16000000}
+CACHE_BYTES=${CACHE_BYTES:-4000000}
 VIDEOS=(bench-ver-a bench-ver-b)
 
 bench_init verified_reads 900 wrk ffmpeg curl python3
