@@ -82,10 +82,13 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Everything under a node's folder but the node's own bookkeeping at its top (the store
 /// marker and the scrub's progress), which every running node has.
+/// What the store holds under its folder, without the node's own bookkeeping at the top
+/// (its marker, the scrub's state and their temp files while they are rewritten, the
+/// quarantine): a file left under a video folder still counts.
 fn store_files(dir: &Path) -> Vec<String> {
     files_under(dir)
         .into_iter()
-        .filter(|f| !f.starts_with(".tritontube-"))
+        .filter(|f| !f.starts_with('.'))
         .collect()
 }
 

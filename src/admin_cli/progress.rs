@@ -128,7 +128,8 @@ fn details(p: &MigrationProgress) -> String {
     text
 }
 
-fn time(ms: i64) -> String {
+/// Unix milliseconds as a UTC time for people.
+pub fn time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| "-".into())

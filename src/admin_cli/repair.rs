@@ -191,8 +191,14 @@ pub fn health_report(health: &ClusterHealthResponse) -> String {
                     "off".to_string()
                 } else if n.scrub_running {
                     format!("running {}/{}", n.scrub_files_checked, n.scrub_files_total)
+                } else if n.scrub_last_finished_ms == 0 {
+                    "idle, no pass finished yet".to_string()
                 } else {
-                    format!("idle ({} corrupt in the last pass)", n.scrub_corrupt_found)
+                    format!(
+                        "last pass {} ({} corrupt found)",
+                        super::progress::time(n.scrub_last_finished_ms as i64),
+                        n.scrub_corrupt_found
+                    )
                 }
             );
         } else {
@@ -211,7 +217,12 @@ pub fn health_report(health: &ClusterHealthResponse) -> String {
     }
     match &health.last_repair {
         Some(r) => {
-            let _ = writeln!(out, "Last repair: {}", r.outcome);
+            let _ = writeln!(
+                out,
+                "Last repair ({}): {}",
+                super::progress::time(r.finished_at_ms),
+                r.outcome
+            );
         }
         None => out.push_str("No repair has finished on this web node since it started.\n"),
     }
