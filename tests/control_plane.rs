@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
-use support::web::{WebOptions, holdings, start_web, start_web_ring};
+use support::web::{WebOptions, holdings, start_web_on_etcd, start_web_ring};
 use support::{
     StorageNode, StorageProcess, pseudo_random_bytes, ring_of, start_storage_node,
     start_storage_nodes,
@@ -26,7 +26,6 @@ use tritontube::proto::admin::{
     StartChangeRequest, WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
-use tritontube::web::ContentSpec;
 
 /// A guard against hanging forever, never a measurement.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -151,33 +150,13 @@ async fn a_change_whose_client_goes_away_finishes_by_itself() {
     assert_eq!(worker.files_done, last.files_done);
 }
 
-async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> support::web::WebNode {
-    let meta = MetaStore::etcd(&cluster.endpoints())
-        .await
-        .expect("etcd store");
-    let content = ContentSpec::Ring {
-        seed_nodes: nodes.iter().map(|n| n.address()).collect(),
-        spares: Vec::new(),
-        virtual_nodes: DEFAULT_VIRTUAL_NODES,
-        replicas: 2,
-        admin_token: None,
-    };
-    start_web(
-        tempfile::tempdir().unwrap(),
-        meta,
-        content,
-        WebOptions::default(),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_two_web_nodes_asked_at_once_exactly_one_changes_the_ring() {
     let etcd = EtcdCluster::start(3).await;
     let all = start_storage_nodes(4).await;
     let every: Vec<&StorageNode> = all.iter().collect();
-    let first = web_on_etcd(&etcd, &every[..2]).await;
-    let second = web_on_etcd(&etcd, &every[..2]).await;
+    let first = start_web_on_etcd(&etcd, &every[..2], 2).await;
+    let second = start_web_on_etcd(&etcd, &every[..2], 2).await;
     let two: Vec<String> = all[..2].iter().map(|n| n.address()).collect();
     let keys = seed_files(&every, &ring_of(&two, 2), 200).await;
 

@@ -8,38 +8,14 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::etcd::EtcdCluster;
-use support::web::{
-    WebNode, WebOptions, holdings, http_client, make_video, start_web, upload_bytes,
-};
+use support::web::{holdings, http_client, make_video, start_web_on_etcd, upload_bytes};
 use support::{StorageNode, start_storage_node};
 use tritontube::admin_cli::connect;
-use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{AddNodeRequest, ListNodesRequest};
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
-use tritontube::web::ContentSpec;
 
 async fn etcd(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).await
-}
-
-async fn web_on_etcd(cluster: &EtcdCluster, nodes: &[&StorageNode]) -> WebNode {
-    let meta = MetaStore::etcd(&cluster.endpoints())
-        .await
-        .expect("etcd store");
-    let content = ContentSpec::Ring {
-        seed_nodes: nodes.iter().map(|n| n.address()).collect(),
-        spares: Vec::new(),
-        virtual_nodes: DEFAULT_VIRTUAL_NODES,
-        replicas: 1,
-        admin_token: None,
-    };
-    start_web(
-        tempfile::tempdir().unwrap(),
-        meta,
-        content,
-        WebOptions::default(),
-    )
-    .await
 }
 
 async fn list_nodes(admin: &str) -> BTreeSet<String> {
@@ -65,8 +41,8 @@ async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
     ];
     let three: Vec<&StorageNode> = storage[..3].iter().collect();
     let every: Vec<&StorageNode> = storage.iter().collect();
-    let a = web_on_etcd(&cluster, &three).await;
-    let b = web_on_etcd(&cluster, &three).await;
+    let a = start_web_on_etcd(&cluster, &three, 1).await;
+    let b = start_web_on_etcd(&cluster, &three, 1).await;
 
     // A node added through A's admin service is used by B.
     let newcomer = storage[3].address();
@@ -170,7 +146,7 @@ async fn survives_two_members_down_and_fails_fast_without_quorum() {
     let mut cluster = etcd(5).await;
     let storage = [start_storage_node().await, start_storage_node().await];
     let refs: Vec<&StorageNode> = storage.iter().collect();
-    let web = web_on_etcd(&cluster, &refs).await;
+    let web = start_web_on_etcd(&cluster, &refs, 1).await;
     let videos = tempfile::tempdir().unwrap();
     let clip = std::fs::read(make_video(videos.path(), "q.mp4", 2, "160x120")).unwrap();
     upload_until_accepted(&web.url, "before", &clip).await;

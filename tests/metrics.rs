@@ -64,21 +64,6 @@ async fn start_metered_node() -> MeteredNode {
     }
 }
 
-/// Fails the test, naming the tool, when promtool is not installed.
-fn require_promtool() {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "promtool is required for the metrics tests: install Debian's `prometheus` package \
-         (apt-get install --no-install-recommends prometheus)"
-    );
-}
-
 /// Runs `promtool check metrics` on `text`; its lint hints are accepted, a parse error
 /// (or any other failure) fails the test.
 fn promtool_accepts(what: &str, text: &str) {
@@ -188,7 +173,7 @@ async fn get_status(url: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
-    require_promtool();
+    support::require_tool("promtool", "prometheus");
     let nodes = vec![
         start_metered_node().await,
         start_metered_node().await,
@@ -591,7 +576,7 @@ async fn holdings_of(addresses: &[String]) -> BTreeMap<String, Vec<String>> {
 
 #[tokio::test]
 async fn storage_command_serves_metrics_on_the_port_it_is_given() {
-    require_promtool();
+    support::require_tool("promtool", "prometheus");
     let dir = tempfile::tempdir().unwrap();
     let port = support::web::free_port();
     let metrics_port = support::web::free_port();
@@ -628,7 +613,7 @@ async fn storage_command_serves_metrics_on_the_port_it_is_given() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcd_quorum_gauge_follows_the_cluster() {
-    require_promtool();
+    support::require_tool("promtool", "prometheus");
     let mut etcd = EtcdCluster::start(3).await;
     let node = start_metered_node().await;
     let work = tempfile::tempdir().unwrap();

@@ -28,7 +28,8 @@ pub struct EtcdCluster {
 }
 
 /// Fails the test, naming the tool, when the `etcd` binary is not on PATH: a test that
-/// could not run must never pass (`scripts/setup.sh` installs it).
+/// could not run must never pass (`scripts/setup.sh` installs it). Its own copy of
+/// `support::require_tool`, because benches/meta.rs includes this file alone.
 fn require_etcd() {
     let works = Command::new("etcd")
         .arg("--version")
@@ -38,7 +39,7 @@ fn require_etcd() {
         .is_ok_and(|s| s.success());
     assert!(
         works,
-        "the `etcd` binary is not on PATH: run scripts/setup.sh (Debian package etcd-server)"
+        "`etcd` is not installed: run scripts/setup.sh (Debian package etcd-server)"
     );
 }
 

@@ -96,6 +96,21 @@ pub async fn start_storage_node_at(dir: &Path, address: &str) -> StorageNode {
     }
 }
 
+/// Fails the test, naming the tool and its Debian package, when `command --version` does
+/// not run: a test that could not run must never pass (`scripts/setup.sh` installs it).
+pub fn require_tool(command: &str, package: &str) {
+    let works = std::process::Command::new(command)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        works,
+        "`{command}` is not installed: run scripts/setup.sh (Debian package {package})"
+    );
+}
+
 /// `n` storage nodes, each in its own temporary folder.
 pub async fn start_storage_nodes(n: usize) -> Vec<StorageNode> {
     let mut nodes = Vec::new();

@@ -78,6 +78,31 @@ pub async fn start_web_ring(nodes: &[&StorageNode], options: WebOptions) -> WebN
     start_web(work, meta, content, options).await
 }
 
+/// A web node on the etcd cluster `etcd`, over the ring of `nodes` with `replicas` copies.
+pub async fn start_web_on_etcd(
+    etcd: &super::etcd::EtcdCluster,
+    nodes: &[&StorageNode],
+    replicas: u32,
+) -> WebNode {
+    let meta = MetaStore::etcd(&etcd.endpoints())
+        .await
+        .expect("etcd store");
+    let content = ContentSpec::Ring {
+        seed_nodes: nodes.iter().map(|n| n.address()).collect(),
+        spares: Vec::new(),
+        virtual_nodes: tritontube::ring::DEFAULT_VIRTUAL_NODES,
+        replicas,
+        admin_token: None,
+    };
+    start_web(
+        tempfile::tempdir().expect("temp dir"),
+        meta,
+        content,
+        WebOptions::default(),
+    )
+    .await
+}
+
 /// A web node in single-machine mode: files in one local folder.
 pub async fn start_web_local(options: WebOptions) -> (WebNode, PathBuf) {
     let work = tempfile::tempdir().expect("temp dir");
