@@ -164,6 +164,31 @@ fn renders_storage_health_and_a_repair() {
 }
 
 #[test]
+fn renders_the_web_nodes_traffic_as_sparklines() {
+    use tritontube::proto::admin::TrafficStatsResponse;
+    let mut s = normal();
+    for (i, requests) in [0u64, 120, 360, 480].into_iter().enumerate() {
+        let reading = TrafficStatsResponse {
+            requests,
+            bytes_served: requests * 500_000,
+            cache_hits: requests * 9 / 10,
+            cache_misses: requests / 10,
+            server_errors: 0,
+            at_unix_ms: 1_000 * (i as i64 + 1),
+            started_at_unix_ms: 1,
+        };
+        update(&mut s, Action::Traffic(reading));
+    }
+    for (w, h) in SIZES {
+        let b = render(&s, w, h);
+        assert!(find(&b, "traffic: 120 req/s").is_some(), "rate at {w}x{h}");
+        assert!(find(&b, "▅█▅").is_some(), "sparkline at {w}x{h}");
+    }
+    let b = render(&s, 120, 40);
+    assert!(find(&b, "cache 90 %").is_some(), "hit ratio at 120x40");
+}
+
+#[test]
 fn migration_finished_reads_100_percent() {
     let mut s = migrating();
     let mut c = cluster(&[NODES[0], NODES[1], NODES[2], NEW_NODE], &[]);

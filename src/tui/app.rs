@@ -324,6 +324,8 @@ pub enum Action {
     ChangeCancelled(Result<String, Failure>),
     /// A ClusterHealth answer (failures are left to the status poll to report).
     Health(HealthInfo),
+    /// A TrafficStats reading (cumulative counters).
+    Traffic(crate::proto::admin::TrafficStatsResponse),
     /// A repair's dry-run plan, as lines.
     RepairPlanned(Result<Vec<String>, Failure>),
     /// The repair's worker id, or why it did not start.
@@ -363,6 +365,8 @@ pub struct State {
     pub migration: Option<MigrationInfo>,
     /// Last ClusterHealth answer.
     pub health: Option<HealthInfo>,
+    /// The web node's traffic over the last minute.
+    pub traffic: super::traffic::TrafficHistory,
     /// Names of etcd members by id, from the latest member list.
     pub etcd_names: BTreeMap<u64, String>,
     pub mode: Mode,
@@ -400,6 +404,7 @@ impl State {
             cluster: None,
             migration: None,
             health: None,
+            traffic: Default::default(),
             etcd_names: BTreeMap::new(),
             mode: Mode::Normal,
             focus: Focus::Nodes,
@@ -552,6 +557,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         }
         Action::Health(health) => {
             on_health(state, health);
+            vec![]
+        }
+        Action::Traffic(reading) => {
+            state.traffic.record(reading);
             vec![]
         }
         Action::RepairPlanned(result) => {

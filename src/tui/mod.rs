@@ -4,6 +4,7 @@
 //! - [`view`]: `view(&state, frame)`, draws and changes nothing.
 //! - [`health`]: the storage's health and the repair started from the console.
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
+//! - [`traffic`]: the web node's request rate, bytes/s and cache hit ratio, as sparklines.
 //! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
 //! - [`videos`]: the videos view (list, delete).
 //!
@@ -14,6 +15,7 @@ pub mod app;
 pub mod health;
 pub mod keys;
 pub mod sources;
+pub mod traffic;
 pub mod videos;
 pub mod view;
 

@@ -58,6 +58,7 @@ impl Sources {
         let mut tasks = vec![
             tokio::spawn(poll_status(admin.clone(), tx.clone(), refresh.subscribe())),
             tokio::spawn(poll_health(admin.clone(), tx.clone(), refresh.subscribe())),
+            tokio::spawn(poll_traffic(admin.clone(), tx.clone(), refresh.subscribe())),
             tokio::spawn(follow_migration(
                 admin.clone(),
                 tx.clone(),
@@ -307,6 +308,25 @@ async fn poll_health(
             }
         }
         if !pause(HEALTH_PERIOD, &mut refresh).await {
+            return;
+        }
+    }
+}
+
+/// TrafficStats once a second, for the sparklines; failures are left to the status poll.
+async fn poll_traffic(
+    mut admin: AdminClient,
+    tx: mpsc::UnboundedSender<Action>,
+    mut refresh: watch::Receiver<u64>,
+) {
+    loop {
+        let call = admin.traffic_stats(admin::TrafficStatsRequest {});
+        if let Ok(Ok(reply)) = tokio::time::timeout(STATUS_TIMEOUT, call).await {
+            if tx.send(Action::Traffic(reply.into_inner())).is_err() {
+                return;
+            }
+        }
+        if !pause(STATUS_PERIOD, &mut refresh).await {
             return;
         }
     }

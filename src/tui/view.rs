@@ -498,6 +498,7 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
             draw_gauges(frame, gauges, m, compact);
             let mut head = vec![migration_line(m)];
             head.extend(state.health.as_ref().map(health::summary_line));
+            head.extend(state.traffic.line());
             draw_log(state, frame, rest, head);
             return;
         }
@@ -511,6 +512,7 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
     };
     let mut head = head;
     head.extend(state.health.as_ref().map(health::summary_line));
+    head.extend(state.traffic.line());
     draw_log(state, frame, inner, head);
 }
 
