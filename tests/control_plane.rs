@@ -144,8 +144,13 @@ async fn a_change_whose_client_goes_away_finishes_by_itself() {
         .unwrap()
         .into_inner();
     assert!(workers.journaled.is_none());
-    let worker = workers.workers.last().expect("the change's worker");
-    assert_eq!(worker.kind, "ring change");
+    // Found by kind: a repair the web node starts by itself afterwards (the new node came
+    // up empty) may be listed after it.
+    let worker = workers
+        .workers
+        .iter()
+        .find(|w| w.kind == "ring change")
+        .expect("the change's worker");
     assert_eq!(worker.state, "done");
     assert_eq!(worker.files_done, last.files_done);
 }
@@ -386,10 +391,20 @@ async fn a_cancelled_add_moves_every_file_back() {
             .await
             .unwrap()
             .into_inner();
-        let last = workers.workers.last().cloned().unwrap();
-        if last.description == description && last.state == "done" && workers.journaled.is_none() {
-            // The stopped forward worker is listed before it, with why it stopped.
-            let forward = &workers.workers[workers.workers.len() - 2];
+        // Found by what it does: a repair the web node starts by itself afterwards (the
+        // new node came up empty) may be listed after it.
+        let done = workers
+            .workers
+            .iter()
+            .find(|w| w.description == description && w.state == "done")
+            .cloned();
+        if let Some(last) = done.filter(|_| workers.journaled.is_none()) {
+            // The stopped forward worker is listed too, with why it stopped.
+            let forward = workers
+                .workers
+                .iter()
+                .find(|w| w.description == format!("add {}", newcomer.address))
+                .expect("the forward worker");
             assert_eq!(forward.state, "interrupted");
             assert!(
                 forward.outcome.contains("cancelled by the operator"),
@@ -399,7 +414,7 @@ async fn a_cancelled_add_moves_every_file_back() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the roll-back never finished"
+            "the roll-back never finished: {workers:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

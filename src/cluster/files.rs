@@ -12,7 +12,7 @@ use tonic::Code;
 
 use super::membership::{Cluster, ClusterError};
 use crate::meta::Hint;
-use crate::node::client::{ClientError, FileStat};
+use crate::node::client::{ClientError, FileStat, StorageClient};
 
 /// A readable file: its size and hash, and its bytes (from `offset`) as a stream.
 pub struct OpenFile {
@@ -116,37 +116,17 @@ impl Cluster {
         key: &str,
         limit: u64,
     ) -> Result<Option<(FileStat, Bytes)>, ClusterError> {
-        let holders = self.snapshot().read_holders(key);
-        if holders.is_empty() {
-            return Err(ClusterError::NoNodes);
-        }
-        let mut last_error = None;
-        for node in &holders {
-            let client = self.client(node)?;
-            let (stat, body) = match client.get_stream(key, 0, 0).await {
-                Ok(Some(found)) => found,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
-                    last_error = Some(e);
-                    continue;
-                }
+        self.read_first_holder(key, |client| async move {
+            let Some((stat, body)) = client.get_stream(key, 0, 0).await? else {
+                return Ok(None);
             };
             if stat.size > limit {
                 return Err(ClusterError::TooLarge(stat.size));
             }
-            match body.try_collect::<Vec<Bytes>>().await {
-                Ok(chunks) => return Ok(Some((stat, chunks.concat().into()))),
-                Err(e) => {
-                    tracing::warn!(%node, %key, error = %e, "copy unreadable; trying the next holder");
-                    last_error = Some(e);
-                }
-            }
-        }
-        match last_error {
-            Some(e) => Err(e.into()),
-            None => Ok(None),
-        }
+            let chunks: Vec<Bytes> = body.try_collect().await?;
+            Ok(Some((stat, chunks.concat().into())))
+        })
+        .await
     }
 
     /// Opens `key` from the first holder that has it, from `offset` for `length` bytes
@@ -157,25 +137,41 @@ impl Cluster {
         offset: u64,
         length: u64,
     ) -> Result<Option<OpenFile>, ClusterError> {
+        self.read_first_holder(key, |client| async move {
+            let opened = client.get_stream(key, offset, length).await?;
+            Ok(opened.map(|(stat, body)| OpenFile {
+                stat,
+                body: body.boxed(),
+            }))
+        })
+        .await
+    }
+
+    /// Runs `read` on the holders of `key` in read order until one has the file. A holder
+    /// that fails (ClusterError::Node) is passed over for the next; any other error stops.
+    async fn read_first_holder<T, F, Fut>(
+        &self,
+        key: &str,
+        mut read: F,
+    ) -> Result<Option<T>, ClusterError>
+    where
+        F: FnMut(StorageClient) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ClusterError>>,
+    {
         let holders = self.snapshot().read_holders(key);
         if holders.is_empty() {
             return Err(ClusterError::NoNodes);
         }
         let mut last_error = None;
         for node in &holders {
-            let client = self.client(node)?;
-            match client.get_stream(key, offset, length).await {
-                Ok(Some((stat, body))) => {
-                    return Ok(Some(OpenFile {
-                        stat,
-                        body: body.boxed(),
-                    }));
-                }
+            match read(self.client(node)?).await {
+                Ok(Some(found)) => return Ok(Some(found)),
                 Ok(None) => {}
-                Err(e) => {
+                Err(ClusterError::Node(e)) => {
                     tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
                     last_error = Some(e);
                 }
+                Err(other) => return Err(other),
             }
         }
         match last_error {

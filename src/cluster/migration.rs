@@ -468,16 +468,9 @@ impl Migrator {
             ),
             Err(e) => e.to_string(),
         };
-        // The final state is set by the runner from the result; publish it in the
-        // original shape too.
+        // The runner records the final state from the result; watchers of the original
+        // shape get the finished report here.
         let mut last = ctx.status.borrow().clone();
-        last.state = if outcome.is_ok() {
-            WorkerState::Done
-        } else if ctx.stop.is_cancelled() {
-            WorkerState::Interrupted
-        } else {
-            WorkerState::Failed
-        };
         if outcome.is_err() {
             last.errors = last.errors.max(1);
             last.last_error = finished.clone();
@@ -488,7 +481,10 @@ impl Migrator {
         ));
         self.progress
             .send_replace(Some(to_progress(&journal, &last, true)));
-        outcome.map(|_| finished.clone()).map_err(|_| finished)
+        match outcome {
+            Ok(_) => Ok(finished),
+            Err(_) => Err(finished),
+        }
     }
 }
 

@@ -149,14 +149,10 @@ impl WorkerHandle {
     }
 }
 
-struct Entry {
-    handle: WorkerHandle,
-}
-
 /// Owns every worker of this web node.
 pub struct Runner {
     next_id: AtomicU64,
-    workers: Mutex<BTreeMap<u64, Entry>>,
+    workers: Mutex<BTreeMap<u64, WorkerHandle>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -230,11 +226,11 @@ impl Runner {
 
     fn remember(&self, handle: WorkerHandle) {
         let mut workers = self.workers.lock().expect("worker table lock");
-        workers.insert(handle.id, Entry { handle });
+        workers.insert(handle.id, handle);
         // Forget the oldest finished workers beyond the few kept for the operator.
         let finished: Vec<u64> = workers
             .iter()
-            .filter(|(_, e)| e.handle.status.borrow().state.is_finished())
+            .filter(|(_, h)| h.status.borrow().state.is_finished())
             .map(|(id, _)| *id)
             .collect();
         for id in finished
@@ -248,7 +244,7 @@ impl Runner {
     /// Every worker this runner knows, oldest first: those running and the last finished.
     pub fn statuses(&self) -> Vec<WorkerStatus> {
         let workers = self.workers.lock().expect("worker table lock");
-        workers.values().map(|e| e.handle.status()).collect()
+        workers.values().map(WorkerHandle::status).collect()
     }
 
     /// The running worker of `kind`, if any.
@@ -257,7 +253,6 @@ impl Runner {
         workers
             .values()
             .rev()
-            .map(|e| &e.handle)
             .find(|h| {
                 let s = h.status.borrow();
                 s.kind == kind && !s.state.is_finished()
@@ -271,7 +266,6 @@ impl Runner {
         workers
             .values()
             .rev()
-            .map(|e| &e.handle)
             .find(|h| h.status.borrow().kind == kind)
             .cloned()
     }
@@ -279,8 +273,8 @@ impl Runner {
     /// Asks every worker to stop and waits up to `drain` for them to finish what is in
     /// flight. Returns false when some were still running at the deadline.
     pub async fn shutdown(&self, drain: Duration) -> bool {
-        for entry in self.workers.lock().expect("worker table lock").values() {
-            entry.handle.stop(
+        for handle in self.workers.lock().expect("worker table lock").values() {
+            handle.stop(
                 "the web node is stopping; its journal resumes the work when it starts again",
             );
         }
