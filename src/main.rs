@@ -2,6 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc keeps freed memory for reuse in a few arenas (returning it after a while):
+/// segments of a few hundred KB are allocated and dropped on every cache miss, which with
+/// the system allocator costs fresh pages and page faults each time.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "tritontube", version, about = "A distributed video service")]
 struct Cli {

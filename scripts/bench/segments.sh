@@ -11,6 +11,8 @@
 #   scripts/bench/segments.sh
 #   ROUNDS=5 DURATION=20 CONNECTIONS=64 scripts/bench/segments.sh
 #   CACHE_BYTES=16000000 scripts/bench/segments.sh   # a cache smaller than the videos
+#   PROFILE=/tmp/seg.perf scripts/bench/segments.sh  # perf record -a -g during round 1's
+#                                                    # Tritontube load (perf report -i …)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -25,7 +27,9 @@ bench_init segments 600 wrk nginx ffmpeg curl python3
 load_before="$(uptime | sed 's/.*load average: //')"
 
 # --- the cluster -------------------------------------------------------------------
-start_cluster --cache-bytes "$CACHE_BYTES"
+# One 3000 kbit/s rendition, as the original transcoder made: 67 MB for the three videos,
+# the working set every run of this benchmark has used.
+start_cluster --cache-bytes "$CACHE_BYTES" --ladder 360p:3000k
 
 # --- the videos ----------------------------------------------------------------------
 log "making a 60 s 640x360 clip"
@@ -131,12 +135,18 @@ run_wrk() { # URL SECONDS → the RESULT line
     grep '^RESULT' | cut -d' ' -f2-
 }
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+# The web node's cache counters (hits misses) from its /metrics.
+cache_counts() {
+  curl -sSf --max-time 5 "$web/metrics" |
+    awk '$1 ~ /_cache_hits_total$/ { h = $2 } $1 ~ /_cache_misses_total$/ { m = $2 } END { printf "%d %d\n", h, m }'
+}
 
 log "warming up both servers (5 s each)"
 run_wrk "$web" 5 >/dev/null
 run_wrk "http://127.0.0.1:$nginx_port" 5 >/dev/null
 
 declare -A results
+declare -a hit_ratio
 for round in $(seq "$ROUNDS"); do
   # Alternate which server goes first, so a burst of load elsewhere hits both alike.
   order=(tritontube nginx)
@@ -145,7 +155,19 @@ for round in $(seq "$ROUNDS"); do
     url=$web
     [[ $server == nginx ]] && url="http://127.0.0.1:$nginx_port"
     log "round $round: $server (${DURATION}s, $CONNECTIONS connections)"
+    if [[ -n ${PROFILE:-} && $round == 1 && $server == tritontube ]]; then
+      # Whole-machine samples (every process: web node, storage nodes, wrk) with call graphs.
+      perf record -a -g -F 499 -o "$PROFILE" -- sleep "$((DURATION - 2))" 2>"$WORK/perf.log" &
+      perf_pid=$!
+    fi
+    [[ $server == tritontube ]] && read -r hits_before misses_before < <(cache_counts)
     results[$server,$round]=$(run_wrk "$url" "$DURATION")
+    if [[ $server == tritontube ]]; then
+      read -r hits_after misses_after < <(cache_counts)
+      hit_ratio[$round]=$(ratio "$((hits_after - hits_before))" "$((hits_after - hits_before + misses_after - misses_before))" 3)
+      log "  cache hit ratio ${hit_ratio[$round]} ($((misses_after - misses_before)) misses)"
+    fi
+    [[ -n ${perf_pid:-} ]] && { wait "$perf_pid" || true; perf_pid=""; }
     log "  ${results[$server,$round]}"
     if [[ $server == tritontube ]]; then
       web_rss_load=$(mem_mib "$web_pid" VmRSS)

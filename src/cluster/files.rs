@@ -123,8 +123,8 @@ impl Cluster {
             if stat.size > limit {
                 return Err(ClusterError::TooLarge(stat.size));
             }
-            let chunks: Vec<Bytes> = body.try_collect().await?;
-            Ok(Some((stat, chunks.concat().into())))
+            let size = stat.size;
+            Ok(Some((stat, gather(body, size).await?)))
         })
         .await
     }
@@ -205,6 +205,29 @@ impl Cluster {
             None => Ok(()),
         }
     }
+}
+
+/// All of a body in one buffer. A small file comes from the node as one message, which
+/// is kept as it is (no copy); a body in several chunks is copied once into a buffer of
+/// `size` bytes (the file's size, already checked against the caller's limit).
+pub async fn gather<E>(
+    body: impl futures::Stream<Item = Result<Bytes, E>>,
+    size: u64,
+) -> Result<Bytes, E> {
+    let mut body = std::pin::pin!(body);
+    let Some(first) = body.try_next().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = body.try_next().await? else {
+        return Ok(first);
+    };
+    let mut whole = bytes::BytesMut::with_capacity(size as usize);
+    whole.extend_from_slice(&first);
+    whole.extend_from_slice(&second);
+    while let Some(chunk) = body.try_next().await? {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
 }
 
 /// Whether a write failure means "this node cannot take it now" (down, not answering,

@@ -19,6 +19,7 @@ use super::identity::StoreIdentity;
 use super::keys::split_key;
 use super::scrub::{PassProgress, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
+use super::verify::SmallRead;
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
     DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
@@ -57,7 +58,16 @@ pub struct StorageService {
     identity: StoreIdentity,
     /// Clients of the nodes this one pulls files from, one connection each.
     sources: Arc<Mutex<HashMap<String, StorageClient>>>,
+    /// Bounds the memory of whole-file reads in flight (see [`WHOLE_READ_BYTES`]).
+    whole_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// A GetFile of a whole file up to this size is read, verified and sent as one message:
+/// one hand-off to the blocking pool and no chunking (a DASH segment is 0.1–3 MB). Larger
+/// files, ranges, and reads beyond [`WHOLE_READS_IN_FLIGHT`] stream chunk by chunk.
+pub const WHOLE_READ_BYTES: u64 = 4 * 1024 * 1024;
+/// At most this many whole-file reads are held in memory at once (64 MiB at most).
+const WHOLE_READS_IN_FLIGHT: usize = 16;
 
 impl StorageService {
     /// The service over `store` alone: no scrub, and no store identity to report (as
@@ -74,6 +84,7 @@ impl StorageService {
             scrubber,
             identity,
             sources: Arc::default(),
+            whole_reads: Arc::new(tokio::sync::Semaphore::new(WHOLE_READS_IN_FLIGHT)),
         }
     }
 
@@ -261,7 +272,29 @@ impl storage_service_server::StorageService for StorageService {
             offset,
             length,
         } = request.into_inner();
-        let file = self.store.open_read(&key).await?;
+        let whole = offset == 0 && length == 0;
+        let permit = whole
+            .then(|| Arc::clone(&self.whole_reads).try_acquire_owned().ok())
+            .flatten();
+        let file = match permit {
+            Some(permit) => match self.store.open_small(&key, WHOLE_READ_BYTES).await? {
+                SmallRead::Whole(stat, data) => {
+                    let reply = GetFileChunk {
+                        data,
+                        total_size: stat.size,
+                        sha256: stat.sha256,
+                    };
+                    // The permit is held until the message has been taken for sending.
+                    let stream = futures::stream::once(async move {
+                        let _permit = permit;
+                        Ok(reply)
+                    });
+                    return Ok(Response::new(Box::pin(stream) as Self::GetFileStream));
+                }
+                SmallRead::Large(file) => file,
+            },
+            None => self.store.open_read(&key).await?,
+        };
         let stat = file.stat.clone();
         let mut data = Box::pin(file.range(offset, length)?);
         let stream = async_stream::try_stream! {

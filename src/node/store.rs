@@ -28,7 +28,7 @@ use super::disk::{DiskSpace, disk_space, is_disk_full};
 use super::keys::split_key;
 use super::quarantine::{FoundBy, Quarantine, QuarantinedCopy};
 use super::record::sidecar_name;
-use super::verify::{FirstSight, OpenFile};
+use super::verify::{FirstSight, OpenFile, SmallRead};
 pub use super::walk::ListedKey;
 use super::walk::{scan, walk};
 use super::write::PendingWrite;
@@ -412,7 +412,16 @@ impl Store {
 
     /// The whole file, checked against its recorded SHA-256.
     pub async fn read(&self, key: &str) -> StoreResult<Bytes> {
-        self.open_read(key).await?.read_all(FoundBy::Read).await
+        match self.open_small(key, u64::MAX).await? {
+            SmallRead::Whole(_, data) => Ok(data),
+            SmallRead::Large(file) => file.read_all(FoundBy::Read).await,
+        }
+    }
+
+    /// The whole file, read and verified at once, if it is at most `limit` bytes;
+    /// otherwise the file opened for a verified streaming read.
+    pub async fn open_small(&self, key: &str, limit: u64) -> StoreResult<SmallRead> {
+        OpenFile::open_small(Arc::clone(&self.inner), key, limit).await
     }
 
     /// Opens the file for a verified read, with its recorded size and hash. A file with

@@ -135,6 +135,13 @@ pub(crate) fn recorded_stat(store: &Inner, paths: &KeyPaths) -> StoreResult<File
     })
 }
 
+/// What [`OpenFile::open_small`] found: the whole file, read and verified, or the file
+/// opened for streaming because it is larger than asked.
+pub enum SmallRead {
+    Whole(FileStat, Bytes),
+    Large(OpenFile),
+}
+
 impl OpenFile {
     pub(crate) async fn open(
         store: Arc<Inner>,
@@ -144,60 +151,87 @@ impl OpenFile {
     ) -> StoreResult<OpenFile> {
         let paths = store.paths(key)?;
         let key = key.to_string();
+        blocking(move || OpenFile::open_now(store, paths, key, first_sight, found_by)).await
+    }
+
+    /// Opens the file and, if it is at most `limit` bytes, reads and verifies it whole, in
+    /// one hand-off to the blocking pool: a small file is then served with no further
+    /// waits for a thread (each costs a wake-up, which under load is most of the time).
+    pub(crate) async fn open_small(
+        store: Arc<Inner>,
+        key: &str,
+        limit: u64,
+    ) -> StoreResult<SmallRead> {
+        let paths = store.paths(key)?;
+        let key = key.to_string();
         blocking(move || {
-            let (file, meta, record) = open_with_record(&store, &paths)?;
-            let record = match (record, first_sight) {
-                (Some(record), _) => Some(record),
-                (None, FirstSight::HashNow) => {
-                    Some(trust_on_first_use(&store, &file, &meta, &paths)?)
-                }
-                (None, FirstSight::Defer) => None,
-            };
-            let stat = record.as_ref().map_or(
-                FileStat {
-                    size: meta.len(),
-                    sha256: String::new(),
-                },
-                |r| FileStat {
-                    size: r.size,
-                    sha256: r.sha256.clone(),
-                },
-            );
-            let judge = Judge {
-                store: Arc::clone(&store),
-                key,
-                paths,
-                version: (meta.dev(), meta.ino()),
-                record,
-            };
-            if stat.size != meta.len() {
-                // Truncated or grown since it was stored: no need to read a byte.
-                let recorded = judge.record.clone().expect("a size mismatch has a record");
-                return Err(judge.store.quarantine(
-                    &judge.paths,
-                    judge.version,
-                    QuarantinedCopy {
-                        key: judge.key.clone(),
-                        size: meta.len(),
-                        quarantined_unix_ms: crate::node::now_unix_ms(),
-                        reason: format!(
-                            "size is {} bytes, recorded {} when stored",
-                            meta.len(),
-                            recorded.size
-                        ),
-                        expected_sha256: recorded.sha256,
-                        actual_sha256: String::new(),
-                        found_by,
-                    },
-                ));
+            let file = OpenFile::open_now(store, paths, key, FirstSight::HashNow, FoundBy::Read)?;
+            if file.stat.size > limit {
+                return Ok(SmallRead::Large(file));
             }
-            Ok(OpenFile {
-                stat,
-                file: Arc::new(file),
-                judge,
-            })
+            let stat = file.stat.clone();
+            Ok(SmallRead::Whole(stat, file.read_all_now(FoundBy::Read)?))
         })
         .await
+    }
+
+    /// Blocking: opens the file under `paths` with its record.
+    fn open_now(
+        store: Arc<Inner>,
+        paths: KeyPaths,
+        key: String,
+        first_sight: FirstSight,
+        found_by: FoundBy,
+    ) -> StoreResult<OpenFile> {
+        let (file, meta, record) = open_with_record(&store, &paths)?;
+        let record = match (record, first_sight) {
+            (Some(record), _) => Some(record),
+            (None, FirstSight::HashNow) => Some(trust_on_first_use(&store, &file, &meta, &paths)?),
+            (None, FirstSight::Defer) => None,
+        };
+        let stat = record.as_ref().map_or(
+            FileStat {
+                size: meta.len(),
+                sha256: String::new(),
+            },
+            |r| FileStat {
+                size: r.size,
+                sha256: r.sha256.clone(),
+            },
+        );
+        let judge = Judge {
+            store: Arc::clone(&store),
+            key,
+            paths,
+            version: (meta.dev(), meta.ino()),
+            record,
+        };
+        if stat.size != meta.len() {
+            // Truncated or grown since it was stored: no need to read a byte.
+            let recorded = judge.record.clone().expect("a size mismatch has a record");
+            return Err(judge.store.quarantine(
+                &judge.paths,
+                judge.version,
+                QuarantinedCopy {
+                    key: judge.key.clone(),
+                    size: meta.len(),
+                    quarantined_unix_ms: crate::node::now_unix_ms(),
+                    reason: format!(
+                        "size is {} bytes, recorded {} when stored",
+                        meta.len(),
+                        recorded.size
+                    ),
+                    expected_sha256: recorded.sha256,
+                    actual_sha256: String::new(),
+                    found_by,
+                },
+            ));
+        }
+        Ok(OpenFile {
+            stat,
+            file: Arc::new(file),
+            judge,
+        })
     }
 
     /// Streams `length` bytes from `offset` (0 = to the end) in chunks of [`CHUNK_BYTES`],
@@ -247,18 +281,25 @@ impl OpenFile {
 
     /// The whole file in one buffer, checked before it is returned.
     pub async fn read_all(self, found_by: FoundBy) -> StoreResult<Bytes> {
+        blocking(move || self.read_all_now(found_by)).await
+    }
+
+    /// Blocking [`OpenFile::read_all`].
+    fn read_all_now(self, found_by: FoundBy) -> StoreResult<Bytes> {
+        use std::io::Read;
         let OpenFile { stat, file, judge } = self;
-        blocking(move || {
-            let mut data = vec![0u8; stat.size as usize];
-            file.read_exact_at(&mut data, 0)
-                .map_err(io_err("reading", &judge.paths.file))?;
-            if judge.store.options.verify_reads {
-                let actual = hex::encode(Sha256::digest(&data));
-                judge.check(stat.size, actual, found_by)?;
-            }
-            Ok(Bytes::from(data))
-        })
-        .await
+        let mut data = Vec::with_capacity(stat.size as usize);
+        // Read into spare capacity (no zeroing first); the file was opened for this read,
+        // so its position is the start. One byte more than recorded would mean it grew.
+        (&*file)
+            .take(stat.size + 1)
+            .read_to_end(&mut data)
+            .map_err(io_err("reading", &judge.paths.file))?;
+        if judge.store.options.verify_reads || data.len() as u64 != stat.size {
+            let actual = hex::encode(Sha256::digest(&data));
+            judge.check(data.len() as u64, actual, found_by)?;
+        }
+        Ok(Bytes::from(data))
     }
 
     /// Reads the whole file and checks it against the record.

@@ -71,8 +71,9 @@ impl Content {
                 if opened.stat.size > limit {
                     return Err(ContentError::TooLarge(opened.stat.size));
                 }
-                let chunks: Vec<bytes::Bytes> = opened.body.try_collect().await?;
-                Ok(Some((opened.stat, chunks.concat().into())))
+                let size = opened.stat.size;
+                let data = crate::cluster::files::gather(opened.body, size).await?;
+                Ok(Some((opened.stat, data)))
             }
             Content::Ring(cluster) => match cluster.read_whole(key, limit).await {
                 Err(ClusterError::TooLarge(size)) => Err(ContentError::TooLarge(size)),

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -297,6 +298,12 @@ pub async fn run(
         metrics,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
+    // Nagle off, as for the storage nodes: a response must not wait for a delayed ACK.
+    let http = http.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
+        }
+    });
     let http_server = axum::serve(http, routes::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match admin_server {
@@ -305,7 +312,7 @@ pub async fn run(
             let admin_future = tonic::transport::Server::builder()
                 .add_service(server)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    crate::node::server::no_delay_incoming(listener),
                     shutdown.clone().cancelled_owned(),
                 );
             let (http_result, admin_result) = tokio::join!(http_server, admin_future);
