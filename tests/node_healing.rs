@@ -19,6 +19,7 @@ use tonic::Code;
 use tritontube::node::client::{CHUNK_BYTES, MAX_MESSAGE_BYTES, StorageClient};
 use tritontube::node::scrub::ScrubConfig;
 use tritontube::node::server::NodeOptions;
+use tritontube::node::service::WHOLE_READ_BYTES;
 use tritontube::node::store::StoreOptions;
 use tritontube::proto::storage::storage_service_client::StorageServiceClient;
 use tritontube::proto::storage::{DownloadRequest, UploadRequest};
@@ -143,6 +144,34 @@ async fn get_all(
 }
 
 #[tokio::test]
+async fn a_rotted_file_too_large_to_read_at_once_streams_all_but_its_last_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), options()).await;
+    let client = node.client();
+    let big_size = WHOLE_READ_BYTES as usize + 3 * CHUNK_BYTES / 2;
+    let big = pseudo_random_bytes(big_size, 77);
+    let sha = sha256_hex(&big);
+    client
+        .put("v1/big.mp4", Bytes::from(big), None)
+        .await
+        .unwrap();
+    rot_middle(&path_of(dir.path(), "v1/big.mp4"));
+    let (received, error) = get_all(&client, "v1/big.mp4").await;
+    let error = error.expect("a rotted large copy must not read to the end");
+    assert!(error.is_data_loss(), "{error}");
+    assert!(
+        received.len() < big_size && received.len() >= big_size - CHUNK_BYTES,
+        "received {} of {big_size} bytes",
+        received.len()
+    );
+    let quarantined = client.quarantine().await.unwrap();
+    assert_eq!(quarantined.len(), 1);
+    // The read's CRC found it; the SHA-256 confirmed it before the copy was moved.
+    assert_eq!(quarantined[0].expected_sha256, sha);
+    assert!(!quarantined[0].actual_sha256.is_empty() && quarantined[0].actual_sha256 != sha);
+}
+
+#[tokio::test]
 async fn rotted_copies_are_refused_by_every_read_quarantined_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let other_dir = tempfile::tempdir().unwrap();
@@ -177,15 +206,12 @@ async fn rotted_copies_are_refused_by_every_read_quarantined_and_counted() {
         rot_middle(&path_of(dir.path(), key));
     }
 
-    // GetFile, whole file: everything but the last chunk, then DATA_LOSS.
+    // GetFile, whole segment: read and checked before the first byte goes out, so
+    // nothing but DATA_LOSS arrives.
     let (received, error) = get_all(&client, keys[0]).await;
     let error = error.expect("a rotted copy must not read to the end");
     assert!(error.is_data_loss(), "{error}");
-    assert!(
-        received.len() < SEGMENT && received.len() >= SEGMENT - CHUNK_BYTES,
-        "received {} of {SEGMENT} bytes",
-        received.len()
-    );
+    assert!(received.is_empty(), "received {} bytes", received.len());
 
     // DownloadFile (the original's unary RPC).
     let mut raw = node.raw().await;

@@ -1,5 +1,7 @@
 //! Verified reads: a stored file is served only as far as its bytes are known to match the
-//! SHA-256 recorded when it was stored.
+//! sums recorded when it was stored: a read checks the CRC-32C, and settles any mismatch
+//! with the SHA-256 before it quarantines anything (see [`super::record`] for why); the
+//! scrub and an explicit verify check the SHA-256.
 //!
 //! - A whole-file read hashes the bytes as they stream and holds back the last chunk until
 //!   the hash is confirmed, so a reader never receives a complete-looking corrupt file: it
@@ -22,11 +24,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
-use sha2::{Digest, Sha256};
 
 use super::client::{CHUNK_BYTES, FileStat};
 use super::quarantine::{FoundBy, QuarantinedCopy};
-use super::record::{Record, hash_file, read_record, write_record};
+use super::record::{FileDigest, FileHasher, Record, hash_file, read_record, write_record};
 use super::store::{Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, open_regular};
 
 /// What to do with a file that has no record yet.
@@ -51,8 +52,8 @@ struct Judge {
 }
 
 impl Judge {
-    /// Blocking. Ok when `actual` is the recorded hash; otherwise quarantines the copy.
-    fn check(&self, size: u64, actual: String, found_by: FoundBy) -> StoreResult<()> {
+    /// Blocking. Ok when `actual` is the recorded SHA-256; otherwise quarantines the copy.
+    fn check_sha(&self, size: u64, actual: String, found_by: FoundBy) -> StoreResult<()> {
         let Some(record) = &self.record else {
             return Ok(());
         };
@@ -75,6 +76,77 @@ impl Judge {
                 found_by,
             },
         ))
+    }
+
+    /// What a read of this file sums: the CRC alone when the record has one.
+    fn read_sum(&self) -> ReadSum {
+        match self.record.as_ref().and_then(|r| r.crc32c) {
+            Some(_) => ReadSum::Crc(0),
+            None => ReadSum::Full(FileHasher::default()),
+        }
+    }
+
+    /// Blocking. Ok when `sum` (of all `size` bytes read from `file`) matches the record.
+    /// A CRC that differs is settled by the SHA-256 of the file: only a copy whose SHA-256
+    /// differs too is quarantined (a wrong CRC in the record is mended instead).
+    fn check_read(
+        &self,
+        file: &File,
+        size: u64,
+        sum: ReadSum,
+        found_by: FoundBy,
+    ) -> StoreResult<()> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        match sum {
+            ReadSum::Crc(crc) if Some(crc) == record.crc32c && size == record.size => Ok(()),
+            ReadSum::Crc(_) => {
+                self.check_digest(hash_file(file, &self.paths.file)?, size, found_by)
+            }
+            ReadSum::Full(hasher) => self.check_digest(hasher.finish(), size, found_by),
+        }
+    }
+
+    /// Blocking. Checks the SHA-256 of `digest`; when it matches, makes sure the record
+    /// carries the right CRC (a v1 record gains it; a wrong one is mended).
+    fn check_digest(&self, digest: FileDigest, size: u64, found_by: FoundBy) -> StoreResult<()> {
+        self.check_sha(size, digest.sha256, found_by)?;
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        if record.crc32c == Some(digest.crc32c) {
+            return Ok(());
+        }
+        if record.crc32c.is_some() {
+            tracing::warn!(path = %self.paths.file.display(), "the recorded CRC-32C was wrong (the SHA-256 matches): mending the record");
+        }
+        let _meta = self.store.lock();
+        let unchanged = fs::metadata(&self.paths.file)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.version)
+            && read_record(&self.paths.sidecar).as_ref() == Some(record);
+        if unchanged {
+            let completed = record.with_crc32c(digest.crc32c);
+            write_record(&self.paths.dir, &self.paths.sidecar, &completed);
+        }
+        Ok(())
+    }
+}
+
+/// The running sum of a read (see [`Judge::read_sum`]).
+#[derive(Clone, Debug)]
+enum ReadSum {
+    Crc(u32),
+    /// A record with no CRC: the SHA-256 checks the bytes, and the CRC completes the record.
+    Full(FileHasher),
+}
+
+impl ReadSum {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            ReadSum::Crc(crc) => *crc = crc32c::crc32c_append(*crc, data),
+            ReadSum::Full(hasher) => hasher.update(data),
+        }
     }
 }
 
@@ -260,7 +332,7 @@ impl OpenFile {
             if verify && !hash_as_streamed {
                 check_whole(Arc::clone(&file), judge.clone(), size, FoundBy::Read).await?;
             }
-            let mut hasher = hash_as_streamed.then(Sha256::new);
+            let mut hasher = hash_as_streamed.then(|| judge.read_sum());
             let mut position = offset;
             while position < end {
                 let want = (end - position).min(CHUNK_BYTES as u64) as usize;
@@ -270,12 +342,12 @@ impl OpenFile {
                 position += chunk.len() as u64;
                 if position == end {
                     // The last chunk goes out only once the whole file's hash matches.
-                    check_streamed(&judge, size, hasher.take()).await?;
+                    check_streamed(&judge, &file, size, hasher.take()).await?;
                 }
                 yield chunk;
             }
             // An empty file has no last chunk to hold back, but is checked all the same.
-            check_streamed(&judge, size, hasher).await?;
+            check_streamed(&judge, &file, size, hasher).await?;
         })
     }
 
@@ -296,8 +368,9 @@ impl OpenFile {
             .read_to_end(&mut data)
             .map_err(io_err("reading", &judge.paths.file))?;
         if judge.store.options.verify_reads || data.len() as u64 != stat.size {
-            let actual = hex::encode(Sha256::digest(&data));
-            judge.check(data.len() as u64, actual, found_by)?;
+            let mut sum = judge.read_sum();
+            sum.update(&data);
+            judge.check_read(&file, data.len() as u64, sum, found_by)?;
         }
         Ok(Bytes::from(data))
     }
@@ -314,12 +387,12 @@ impl OpenFile {
     pub(crate) async fn hash_paced(
         &self,
         mut pace: impl FnMut(u64) -> bool + Send + 'static,
-    ) -> StoreResult<Option<Sha256>> {
+    ) -> StoreResult<Option<FileHasher>> {
         let file = Arc::clone(&self.file);
         let path = self.judge.paths.file.clone();
         let size = self.stat.size;
         blocking(move || {
-            let mut hasher = Sha256::new();
+            let mut hasher = FileHasher::default();
             let mut buf = vec![0u8; CHUNK_BYTES];
             let mut position = 0u64;
             while position < size {
@@ -339,18 +412,18 @@ impl OpenFile {
 
     /// Ends a scrub of this file with the hash of all its bytes: checked against the
     /// record (quarantined on a mismatch), or recorded if the file had none.
-    pub(crate) async fn finish_scrub(self, hasher: Sha256) -> StoreResult<()> {
+    pub(crate) async fn finish_scrub(self, hasher: FileHasher) -> StoreResult<()> {
         let OpenFile { stat, file, judge } = self;
         blocking(move || {
-            let actual = hex::encode(hasher.finalize());
+            let digest = hasher.finish();
             if judge.record.is_some() {
-                return judge.check(stat.size, actual, FoundBy::Scrub);
+                return judge.check_digest(digest, stat.size, FoundBy::Scrub);
             }
             let meta = file.metadata().map_err(io_err("stat", &judge.paths.file))?;
             remember_first_sight(
                 &judge.store,
                 &judge.paths,
-                &Record::describing(&meta, actual),
+                &Record::describing(&meta, digest),
             );
             Ok(())
         })
@@ -364,8 +437,8 @@ async fn read_chunk(
     judge: &Judge,
     position: u64,
     want: usize,
-    mut hasher: Option<Sha256>,
-) -> StoreResult<(Bytes, Option<Sha256>)> {
+    mut hasher: Option<ReadSum>,
+) -> StoreResult<(Bytes, Option<ReadSum>)> {
     let path = judge.paths.file.clone();
     blocking(move || {
         let mut buf = vec![0u8; want];
@@ -379,16 +452,23 @@ async fn read_chunk(
     .await
 }
 
-/// Checks the hash of everything streamed, which is then the whole file (nothing to do
-/// when the stream was not hashed, or was checked already).
-async fn check_streamed(judge: &Judge, size: u64, hasher: Option<Sha256>) -> StoreResult<()> {
-    let Some(hasher) = hasher else {
+/// Checks the sum of everything streamed, which is then the whole file (nothing to do
+/// when the stream was not summed, or was checked already).
+async fn check_streamed(
+    judge: &Judge,
+    file: &Arc<File>,
+    size: u64,
+    sum: Option<ReadSum>,
+) -> StoreResult<()> {
+    let Some(sum) = sum else {
         return Ok(());
     };
-    let judge = judge.clone();
-    blocking(move || judge.check(size, hex::encode(hasher.finalize()), FoundBy::Read)).await
+    let (judge, file) = (judge.clone(), Arc::clone(file));
+    blocking(move || judge.check_read(&file, size, sum, FoundBy::Read)).await
 }
 
+/// Reads the whole file and checks it: by the read sum for a read, by the SHA-256 for an
+/// explicit verify (what repair and ring changes ask before they trust a copy).
 async fn check_whole(
     file: Arc<File>,
     judge: Judge,
@@ -396,8 +476,66 @@ async fn check_whole(
     found_by: FoundBy,
 ) -> StoreResult<()> {
     blocking(move || {
-        let actual = hash_file(&file, &judge.paths.file)?;
-        judge.check(size, actual, found_by)
+        if found_by == FoundBy::Read {
+            let mut sum = judge.read_sum();
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            let mut offset = 0u64;
+            loop {
+                let n = file
+                    .read_at(&mut buf, offset)
+                    .map_err(io_err("reading", &judge.paths.file))?;
+                if n == 0 {
+                    break;
+                }
+                sum.update(&buf[..n]);
+                offset += n as u64;
+            }
+            return judge.check_read(&file, offset, sum, found_by);
+        }
+        judge.check_digest(hash_file(&file, &judge.paths.file)?, size, found_by)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::store::Store;
+    use bytes::Bytes;
+
+    fn sidecar(root: &std::path::Path) -> std::path::PathBuf {
+        root.join("v1").join(".a.m4s.sha256")
+    }
+
+    #[tokio::test]
+    async fn a_record_without_a_crc_is_read_by_its_sha256_and_gains_the_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let data = Bytes::from(vec![5u8; 300_000]);
+        store.put("v1/a.m4s", data.clone(), None).await.unwrap();
+        let v2 = std::fs::read_to_string(sidecar(dir.path())).unwrap();
+        assert!(v2.starts_with("tritontube-sha256-v2 "), "{v2}");
+        // As written before reads checked a CRC.
+        let fields: Vec<&str> = v2.trim_end().split(' ').collect();
+        let v1 = format!("tritontube-sha256-v1 {}\n", fields[1..5].join(" "));
+        std::fs::write(sidecar(dir.path()), &v1).unwrap();
+
+        assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
+        assert_eq!(std::fs::read_to_string(sidecar(dir.path())).unwrap(), v2);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_crc_with_the_right_sha256_is_mended_not_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let data = Bytes::from(vec![9u8; 300_000]);
+        store.put("v1/a.m4s", data.clone(), None).await.unwrap();
+        let good = std::fs::read_to_string(sidecar(dir.path())).unwrap();
+        let (head, crc) = good.trim_end().rsplit_once(' ').unwrap();
+        let wrong = format!("{head} {:08x}\n", u32::from_str_radix(crc, 16).unwrap() ^ 1);
+        std::fs::write(sidecar(dir.path()), &wrong).unwrap();
+
+        assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
+        assert_eq!(std::fs::read_to_string(sidecar(dir.path())).unwrap(), good);
+        assert!(store.quarantined().is_empty());
+    }
 }

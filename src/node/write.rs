@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::client::FileStat;
-use super::record::{Record, temp_name, write_record_temp};
+use super::record::{FileHasher, Record, temp_name, write_record_temp};
 use super::store::{
     Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, is_absent, open_dir,
 };
@@ -37,7 +36,7 @@ pub struct PendingWrite {
 #[derive(Debug)]
 struct WriteState {
     file: File,
-    hasher: Sha256,
+    hasher: FileHasher,
     size: u64,
     temp: TempFile,
     paths: KeyPaths,
@@ -123,7 +122,7 @@ impl PendingWrite {
                 })?;
             Ok(WriteState {
                 file,
-                hasher: Sha256::new(),
+                hasher: FileHasher::default(),
                 size: 0,
                 temp: TempFile {
                     path: Some(temp_path),
@@ -218,7 +217,8 @@ fn commit_blocking(
     state: WriteState,
     expected_sha256: Option<String>,
 ) -> StoreResult<FileStat> {
-    let sha256 = hex::encode(state.hasher.clone().finalize());
+    let digest = state.hasher.clone().finish();
+    let sha256 = digest.sha256.clone();
     if let Some(expected) = expected_sha256 {
         if expected != sha256 {
             abandon(store, state);
@@ -235,9 +235,7 @@ fn commit_blocking(
         .sync_all()
         .and_then(|()| state.file.metadata())
         .map_err(io_err("syncing", &temp_path))
-        .and_then(|meta| {
-            write_record_temp(&state.paths.dir, &Record::describing(&meta, sha256.clone()))
-        });
+        .and_then(|meta| write_record_temp(&state.paths.dir, &Record::describing(&meta, digest)));
     let record_temp = match prepared {
         Ok(path) => path,
         Err(e) => {
