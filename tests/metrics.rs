@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::etcd::EtcdCluster;
@@ -17,7 +18,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tritontube::meta::MetaStore;
-use tritontube::proto::admin::TrafficStatsRequest;
+use tritontube::node::client::StorageClient;
+use tritontube::proto::admin::{ListWorkersRequest, StartRepairRequest, TrafficStatsRequest};
 use tritontube::web::ContentSpec;
 
 /// A storage node in the test process with its metrics listener on.
@@ -458,6 +460,61 @@ async fn web_and_storage_nodes_count_what_happened_and_promtool_parses_it() {
     // the etcd test, which makes a write fail.
     exposed.insert("tritontube_metadata_errors_total".to_string());
     dashboard_queries_parse_and_name_exposed_metrics(&exposed);
+
+    // A repair's progress: one copy lost on a node, a repair run through the admin
+    // service, and the repair worker's gauges say what it did.
+    let (lost_key, holders) = held.iter().next().expect("a stored key");
+    StorageClient::connect_lazy(&holders[0])
+        .unwrap()
+        .delete(lost_key)
+        .await
+        .unwrap();
+    let worker = admin
+        .start_repair(StartRepairRequest {
+            dry_run: false,
+            verify: false,
+        })
+        .await
+        .expect("StartRepair")
+        .into_inner()
+        .worker_id;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let workers = admin
+            .list_workers(ListWorkersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .workers;
+        if workers
+            .iter()
+            .any(|w| w.id == worker && matches!(w.state.as_str(), "done" | "failed"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the repair never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = scrape(&format!("{}/metrics", web.url)).await;
+    promtool_accepts("web node after a repair", &text);
+    let s = Samples::parse(&text);
+    let repair = [("worker", "repair")];
+    assert_eq!(s.get("tritontube_worker_running", &repair), 0.0);
+    assert_eq!(s.get("tritontube_worker_errors", &repair), 0.0);
+    assert!(s.get("tritontube_worker_files_done", &repair) >= 1.0);
+    assert_eq!(
+        s.get("tritontube_worker_files_done", &repair),
+        s.get("tritontube_worker_files_planned", &repair)
+    );
+    assert!(s.get("tritontube_worker_bytes_done", &repair) > 0.0);
+    assert_eq!(
+        holdings_of(&addresses).await.get(lost_key),
+        Some(holders),
+        "the lost copy is back"
+    );
 }
 
 /// Every metric name a scrape declares (`# TYPE`) or has samples of.

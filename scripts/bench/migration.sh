@@ -10,7 +10,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-bench_init migration 900 cp sync
+bench_init migration 900 cp sync dd
 load_before="$(uptime | sed 's/.*load average: //')"
 log "migration: building and running benches/migration.rs"
 cargo bench --quiet --bench migration -- --bench >"$WORK/table.md"

@@ -44,6 +44,32 @@ pub struct RingFacts {
 pub type RingFactsSource = Box<dyn Fn() -> BoxFuture<'static, RingFacts> + Send + Sync>;
 /// Reads the cache's weighted size (bytes) and entry count.
 pub type CacheSizeSource = Box<dyn Fn() -> BoxFuture<'static, (u64, u64)> + Send + Sync>;
+/// Reads the progress of the latest repair (None before the first).
+pub type RepairProgressSource = Box<dyn Fn() -> Option<WorkerProgress> + Send + Sync>;
+
+/// Where a cluster worker stands, as the gauges show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerProgress {
+    pub running: bool,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub errors: u64,
+}
+
+impl From<&MigrationProgress> for WorkerProgress {
+    fn from(p: &MigrationProgress) -> Self {
+        WorkerProgress {
+            running: !p.finished,
+            files_done: p.files_done,
+            files_total: p.files_total,
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            errors: p.errors,
+        }
+    }
+}
 
 /// The segment cache's counters; hits and misses are per request, a miss being a request
 /// that had to read the file from storage.
@@ -150,8 +176,8 @@ struct RingGauges {
     virtual_nodes: Gauge,
 }
 
-/// Progress of long cluster work (ring changes now; repair can report under its own
-/// worker name).
+/// Progress of long cluster work, by worker: `migration` (a ring change, here or on
+/// another web node sharing the store) and `repair`.
 #[derive(Debug, Default)]
 struct WorkerGauges {
     running: Family<WorkerLabels, Gauge>,
@@ -166,6 +192,7 @@ struct WorkerGauges {
 struct Sources {
     ring: Option<Arc<RingFactsSource>>,
     migration: Option<watch::Receiver<Option<MigrationProgress>>>,
+    repair: Option<Arc<RepairProgressSource>>,
     cache: Option<Arc<CacheSizeSource>>,
     /// When the library was last counted; None forces a count at the next scrape.
     library_counted: Option<Instant>,
@@ -239,7 +266,7 @@ impl WebMetrics {
         let workers = WorkerGauges::default();
         registry.register(
             "worker_running",
-            "1 while the cluster worker runs (migration: a ring change)",
+            "1 while the cluster worker runs (migration: a ring change; repair)",
             workers.running.clone(),
         );
         registry.register(
@@ -297,6 +324,11 @@ impl WebMetrics {
         self.sources().migration = Some(progress);
     }
 
+    /// Where to read the latest repair's progress from.
+    pub fn watch_repair(&self, source: RepairProgressSource) {
+        self.sources().repair = Some(Arc::new(source));
+    }
+
     /// Where to read the cache's size from.
     pub fn watch_cache(&self, source: CacheSizeSource) {
         self.sources().cache = Some(Arc::new(source));
@@ -310,12 +342,13 @@ impl WebMetrics {
     /// Brings the scrape-time gauges up to date and encodes the registry.
     pub async fn render(&self, meta: &MetaStore) -> String {
         let _one_at_a_time = self.scrape.lock().await;
-        let (ring, cache, migration, library_due) = {
+        let (ring, cache, migration, repair, library_due) = {
             let sources = self.sources();
             (
                 sources.ring.clone(),
                 sources.cache.clone(),
                 sources.migration.as_ref().map(|rx| rx.borrow().clone()),
+                sources.repair.clone(),
                 sources
                     .library_counted
                     .is_none_or(|at| at.elapsed() >= LIBRARY_REFRESH),
@@ -334,7 +367,10 @@ impl WebMetrics {
             self.cache.entries.set(gauge(entries));
         }
         if let Some(progress) = migration {
-            self.record_migration(progress.as_ref());
+            self.record_worker("migration", progress.as_ref().map(WorkerProgress::from));
+        }
+        if let Some(repair) = repair {
+            self.record_worker("repair", repair());
         }
         self.probe_quorum(meta).await;
         if library_due {
@@ -343,14 +379,11 @@ impl WebMetrics {
         super::render(&self.registry)
     }
 
-    fn record_migration(&self, progress: Option<&MigrationProgress>) {
-        let labels = WorkerLabels {
-            worker: "migration",
-        };
+    fn record_worker(&self, worker: &'static str, progress: Option<WorkerProgress>) {
+        let labels = WorkerLabels { worker };
         let w = &self.workers;
-        let running = progress.is_some_and(|p| !p.finished);
-        w.running.get_or_create(&labels).set(i64::from(running));
-        let p = progress.cloned().unwrap_or_default();
+        let p = progress.unwrap_or_default();
+        w.running.get_or_create(&labels).set(i64::from(p.running));
         w.files_done.get_or_create(&labels).set(gauge(p.files_done));
         w.files_planned
             .get_or_create(&labels)

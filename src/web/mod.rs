@@ -267,6 +267,20 @@ pub async fn run(
             tracing::info!(address = %listener.local_addr()?, "admin service listening");
             metrics.watch_ring(ring_facts(plane.cluster.clone()));
             metrics.watch_migration(plane.migrator.watch());
+            metrics.watch_repair({
+                let runner = plane.migrator.runner().clone();
+                Box::new(move || {
+                    let status = runner.latest(crate::cluster::repair::REPAIR)?.status();
+                    Some(crate::metrics::web::WorkerProgress {
+                        running: !status.state.is_finished(),
+                        files_done: status.files_done,
+                        files_total: status.files_total,
+                        bytes_done: status.bytes_done,
+                        bytes_total: status.bytes_total,
+                        errors: status.errors,
+                    })
+                })
+            });
             let server = plane.admin_server(admin_token, metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
