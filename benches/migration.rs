@@ -188,7 +188,7 @@ fn main() {
             perf.wait().unwrap();
         }
         let received = visible_files(&nodes[3].dir);
-        let bytes = received.iter().map(|(_, size)| size).sum();
+        let bytes: u64 = received.iter().map(|(_, size)| size).sum();
 
         // The reference copies exactly the files the node received, from the same disk.
         let staging = temp.path().join(format!("cp-source-{round}"));
