@@ -248,6 +248,15 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Accepted connections with Nagle's algorithm off. The builder's `tcp_nodelay` applies
+/// only to listeners tonic binds itself; without it a reply's last frame waits for the
+/// peer's delayed ACK (40 ms on Linux) whenever a read ends on a partly filled packet.
+pub fn no_delay_incoming(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,13 +271,4 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// Accepted connections with Nagle's algorithm off. The builder's `tcp_nodelay` applies
-/// only to listeners tonic binds itself; without it a reply's last frame waits for the
-/// peer's delayed ACK (40 ms on Linux) whenever a read ends on a partly filled packet.
-pub fn no_delay_incoming(
-    listener: tokio::net::TcpListener,
-) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
