@@ -218,6 +218,22 @@ fn fifo(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Opens the pipe's writing end without blocking when dropped, so a reader still
+/// waiting in `open` (a test that failed before it wrote) is let go: otherwise the
+/// runtime's shutdown waits for that blocked thread forever and the failure hangs.
+struct ReleasePipe(std::path::PathBuf);
+
+impl Drop for ReleasePipe {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_never_wait_for_an_upload_or_a_ring_change() {
     let all = start_storage_nodes(3).await;
@@ -248,6 +264,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
 
     // An upload that has chosen its holders and is sending its bytes, held mid-way.
     let pipe = fifo(work.path());
+    let _release = ReleasePipe(pipe.clone());
     let upload = {
         let cluster = cluster.clone();
         let pipe = pipe.clone();

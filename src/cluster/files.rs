@@ -158,20 +158,30 @@ impl Cluster {
         F: FnMut(StorageClient) -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, ClusterError>>,
     {
-        let holders = self.snapshot().read_holders(key);
-        if holders.is_empty() {
-            return Err(ClusterError::NoNodes);
-        }
         let mut last_error = None;
-        for node in &holders {
-            match read(self.client(node)?).await {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(ClusterError::Node(e)) => {
-                    tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
-                    last_error = Some(e);
+        // During a ring change a file can move between two asks of one walk: not yet on
+        // the new holder when it is asked, already deleted from the old one when that is
+        // asked. The copy lands before the delete, so a second walk finds it.
+        for walk in 0..2 {
+            let state = self.snapshot();
+            let holders = state.read_holders(key);
+            if holders.is_empty() {
+                return Err(ClusterError::NoNodes);
+            }
+            for node in &holders {
+                match read(self.client(node)?).await {
+                    Ok(Some(found)) => return Ok(Some(found)),
+                    Ok(None) => {}
+                    Err(ClusterError::Node(e)) => {
+                        tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
+                        last_error = Some(e);
+                    }
+                    Err(other) => return Err(other),
                 }
-                Err(other) => return Err(other),
+            }
+            let moving = state.migration.is_some() || self.snapshot().version != state.version;
+            if walk == 0 && !moving {
+                break;
             }
         }
         match last_error {
