@@ -5,21 +5,16 @@
 //! `cargo bench --bench meta` (or `scripts/bench/meta.sh`). META_BENCH_OPS and
 //! META_BENCH_VIDEOS change the number of timed operations and of listed videos.
 
+mod common;
 #[path = "../tests/support/etcd.rs"]
 mod etcd_cluster;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::env_usize;
 use futures::StreamExt;
 use tritontube::meta::{MetaError, MetaStore, VideoDetails};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn details() -> VideoDetails {
     VideoDetails {

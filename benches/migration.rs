@@ -21,7 +21,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    Stopped, StorageProcess, free_port, median, pseudo_random_bytes, visible_files, wait_for_port,
+    Stopped, StorageProcess, env_usize, free_port, median, pseudo_random_bytes, visible_files,
+    wait_for_port,
 };
 use futures::StreamExt;
 use tritontube::node::client::StorageClient;
@@ -97,14 +98,11 @@ fn admin(verb: &str, admin: &str, node: &str) -> (Duration, u64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (videos, rounds) = if full {
-        (env("MIGRATION_VIDEOS", 40), env("MIGRATION_ROUNDS", 3))
+        (
+            env_usize("MIGRATION_VIDEOS", 40),
+            env_usize("MIGRATION_ROUNDS", 3),
+        )
     } else {
         (2, 1)
     };

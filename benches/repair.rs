@@ -21,7 +21,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    Stopped, StorageProcess, free_port, median, pseudo_random_bytes, visible_files, wait_for_port,
+    Stopped, StorageProcess, env_usize, free_port, median, pseudo_random_bytes, visible_files,
+    wait_for_port,
 };
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -80,14 +81,11 @@ async fn seed(meta: &MetaStore, addresses: &[String], ring: &Ring, videos: usize
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let env = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (videos, rounds) = if full {
-        (env("REPAIR_VIDEOS", 30), env("REPAIR_ROUNDS", 3))
+        (
+            env_usize("REPAIR_VIDEOS", 30),
+            env_usize("REPAIR_ROUNDS", 3),
+        )
     } else {
         (2, 1)
     };

@@ -124,6 +124,25 @@ start_cluster() {
   web="http://127.0.0.1:$web_port"
 }
 
+# upload_clip_as ID... : makes one 60 s 640x360 clip with ffmpeg and uploads it to the
+# web node ($web) once under each ID; exits if an upload is refused.
+upload_clip_as() {
+  local id code
+  log "making a 60 s 640x360 clip"
+  ffmpeg -hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+    -t 60 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$WORK/clip.mp4"
+  for id in "$@"; do
+    ln "$WORK/clip.mp4" "$WORK/$id.mp4"
+    log "uploading $id"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 300 -F "file=@$WORK/$id.mp4" "$web/upload")
+    [[ "$code" == 303 ]] || {
+      echo "upload of $id answered $code" >&2
+      exit 1
+    }
+  done
+}
+
 mem_mib() {
   awk -v f="$2:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
 }

@@ -34,19 +34,7 @@ load_before="$(uptime | sed 's/.*load average: //')"
 start_cluster --cache-bytes "$CACHE_BYTES" --ladder 360p:3000k
 
 # --- the videos ----------------------------------------------------------------------
-log "making a 60 s 640x360 clip"
-ffmpeg -hide_banner -loglevel error -nostdin -y \
-  -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-  -t 60 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$WORK/clip.mp4"
-for id in "${VIDEOS[@]}"; do
-  ln "$WORK/clip.mp4" "$WORK/$id.mp4"
-  log "uploading $id"
-  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 300 -F "file=@$WORK/$id.mp4" "$web/upload")
-  [[ "$code" == 303 ]] || {
-    echo "upload of $id answered $code" >&2
-    exit 1
-  }
-done
+upload_clip_as "${VIDEOS[@]}"
 
 # nginx serves the very bytes the web node serves: each file downloaded from it.
 www="$WORK/www"

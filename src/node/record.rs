@@ -8,7 +8,9 @@
 //! 32 bits and any other with odds of 2^-32 of a miss, at ~30 GB/s against SHA-256's
 //! ~2 GB/s, which made hashing half a storage node's work on a cache miss. Any mismatch is
 //! settled by the SHA-256 before a copy is quarantined. A record from before the CRC (v1)
-//! is read with the SHA-256 and gains its CRC from the bytes that matched. It is never recomputed because the file looks
+//! is read with the SHA-256 and gains its CRC from the bytes that matched.
+//!
+//! A record is never recomputed because the file looks
 //! changed (an in-place overwrite keeps the size and may keep the mtime); only a file with
 //! no record at all — one of the original system's folders — is hashed on first sight and
 //! that hash recorded (trust on first use).
@@ -212,19 +214,29 @@ impl FileHasher {
 /// Both sums of everything in `file`, read from the start.
 pub(crate) fn hash_file(file: &File, path: &Path) -> StoreResult<FileDigest> {
     let mut hasher = FileHasher::default();
+    read_through(file, path, |chunk| hasher.update(chunk))?;
+    Ok(hasher.finish())
+}
+
+/// Hands every byte of `file`, from the start, to `take` in chunks; returns how many
+/// bytes there were.
+pub(crate) fn read_through(
+    file: &File,
+    path: &Path,
+    mut take: impl FnMut(&[u8]),
+) -> StoreResult<u64> {
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut offset = 0u64;
     loop {
         let n = file
             .read_at(&mut buf, offset)
-            .map_err(io_err("hashing", path))?;
+            .map_err(io_err("reading", path))?;
         if n == 0 {
-            break;
+            return Ok(offset);
         }
-        hasher.update(&buf[..n]);
+        take(&buf[..n]);
         offset += n as u64;
     }
-    Ok(hasher.finish())
 }
 
 #[cfg(test)]

@@ -412,10 +412,7 @@ impl Store {
 
     /// The whole file, checked against its recorded SHA-256.
     pub async fn read(&self, key: &str) -> StoreResult<Bytes> {
-        match self.open_small(key, u64::MAX).await? {
-            SmallRead::Whole(_, data) => Ok(data),
-            SmallRead::Large(file) => file.read_all(FoundBy::Read).await,
-        }
+        self.open_read(key).await?.read_all(FoundBy::Read).await
     }
 
     /// The whole file, read and verified at once, if it is at most `limit` bytes;

@@ -27,7 +27,9 @@ use futures::Stream;
 
 use super::client::{CHUNK_BYTES, FileStat};
 use super::quarantine::{FoundBy, QuarantinedCopy};
-use super::record::{FileDigest, FileHasher, Record, hash_file, read_record, write_record};
+use super::record::{
+    FileDigest, FileHasher, Record, hash_file, read_record, read_through, write_record,
+};
 use super::store::{Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, open_regular};
 
 /// What to do with a file that has no record yet.
@@ -478,19 +480,8 @@ async fn check_whole(
     blocking(move || {
         if found_by == FoundBy::Read {
             let mut sum = judge.read_sum();
-            let mut buf = vec![0u8; CHUNK_BYTES];
-            let mut offset = 0u64;
-            loop {
-                let n = file
-                    .read_at(&mut buf, offset)
-                    .map_err(io_err("reading", &judge.paths.file))?;
-                if n == 0 {
-                    break;
-                }
-                sum.update(&buf[..n]);
-                offset += n as u64;
-            }
-            return judge.check_read(&file, offset, sum, found_by);
+            let size = read_through(&file, &judge.paths.file, |chunk| sum.update(chunk))?;
+            return judge.check_read(&file, size, sum, found_by);
         }
         judge.check_digest(hash_file(&file, &judge.paths.file)?, size, found_by)
     })
