@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Keep file payloads as `Bytes` so they move through without copies.
         .bytes(".")
+        // Encodes each message into a buffer of its size (see src/proto/codec.rs).
+        .codec_path("crate::proto::codec::SizedProstCodec")
         .compile_protos(&["proto/storage.proto", "proto/admin.proto"], &["proto"])?;
     Ok(())
 }

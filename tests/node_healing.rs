@@ -818,3 +818,104 @@ async fn an_interrupted_scrub_pass_resumes_where_it_stopped() {
     assert_eq!(last.corrupt_found, 0);
     node.stop().await;
 }
+
+/// The sidecar record of `key` on the node over `dir`: its fields, split.
+fn record_fields(dir: &Path, key: &str) -> Vec<String> {
+    let (folder, name) = key.rsplit_once('/').expect("video/file key");
+    let text = std::fs::read_to_string(dir.join(folder).join(format!(".{name}.sha256")))
+        .expect("a record beside the file");
+    text.split_whitespace().map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn a_pulled_copy_is_checked_against_the_sources_recorded_crc() {
+    // The source serves without checking its reads (an operator's choice), so a rotted
+    // copy leaves it as it is: only the puller's check stands between rot and a new copy.
+    let source_dir = tempfile::tempdir().unwrap();
+    let target_dir = tempfile::tempdir().unwrap();
+    let mut unchecked = options();
+    unchecked.store.verify_reads = false;
+    let source = Node::start(source_dir.path(), unchecked).await;
+    let target = Node::start(target_dir.path(), options()).await;
+    let keys = [
+        "v/good.m4s",
+        "v/rotted.m4s",
+        "v/old-record.m4s",
+        "v/large.m4s",
+    ];
+    let mut hashes = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        // The last one is larger than a whole-file read: it streams in chunks.
+        let size = if i == 3 {
+            WHOLE_READ_BYTES as usize + CHUNK_BYTES + 5
+        } else {
+            SEGMENT
+        };
+        let data = Bytes::from(pseudo_random_bytes(size, 40 + i as u64));
+        hashes.push(sha256_hex(&data));
+        source.client().put(key, data, None).await.unwrap();
+    }
+    let to = target.client();
+
+    // A good copy arrives with the source's record: the same SHA-256 and CRC-32C.
+    for i in [0, 3] {
+        let stat = to.pull(keys[i], &source.address, &hashes[i]).await.unwrap();
+        assert_eq!(stat.sha256, hashes[i]);
+        let (theirs, ours) = (
+            record_fields(source_dir.path(), keys[i]),
+            record_fields(target_dir.path(), keys[i]),
+        );
+        assert_eq!(ours[0], "tritontube-sha256-v2");
+        assert_eq!(
+            (&ours[1], &ours[2], &ours[5]),
+            (&theirs[1], &theirs[2], &theirs[5])
+        );
+        let (bytes, error) = get_all(&to, keys[i]).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(sha256_hex(&bytes), hashes[i]);
+    }
+
+    // Rotted bytes sent under the record's CRC: refused, nothing kept on the puller.
+    rot_middle(&path_of(source_dir.path(), keys[1]));
+    let error = to
+        .pull(keys[1], &source.address, &hashes[1])
+        .await
+        .expect_err("a pull of rotted bytes");
+    assert!(error.is_data_loss(), "{error}");
+    assert!(error.to_string().contains("CRC-32C"), "{error}");
+    assert!(to.stat(keys[1]).await.unwrap().is_none());
+    assert!(
+        files_under(target_dir.path())
+            .iter()
+            .all(|f| !f.contains(".tmp-")),
+        "{:?}",
+        files_under(target_dir.path())
+    );
+
+    // A source record from before the CRC: the copy is hashed in full instead, and the
+    // puller records both sums.
+    let fields = record_fields(source_dir.path(), keys[2]);
+    let (folder, name) = keys[2].rsplit_once('/').unwrap();
+    std::fs::write(
+        source_dir
+            .path()
+            .join(folder)
+            .join(format!(".{name}.sha256")),
+        format!("tritontube-sha256-v1 {}\n", fields[1..5].join(" ")),
+    )
+    .unwrap();
+    let stat = to.pull(keys[2], &source.address, &hashes[2]).await.unwrap();
+    assert_eq!(stat.sha256, hashes[2]);
+    let ours = record_fields(target_dir.path(), keys[2]);
+    assert_eq!(
+        (ours[0].as_str(), &ours[1]),
+        ("tritontube-sha256-v2", &hashes[2])
+    );
+    assert_eq!(
+        ours[5], fields[5],
+        "the CRC computed on arrival is the source's"
+    );
+
+    source.stop().await;
+    target.stop().await;
+}

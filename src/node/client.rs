@@ -72,6 +72,8 @@ pub type ClientResult<T> = Result<T, ClientError>;
 pub struct FileStat {
     pub size: u64,
     pub sha256: String,
+    /// The CRC-32C recorded with the SHA-256, when the node reported one.
+    pub crc32c: Option<u32>,
 }
 
 impl From<PutFileResponse> for FileStat {
@@ -79,6 +81,7 @@ impl From<PutFileResponse> for FileStat {
         FileStat {
             size: reply.size,
             sha256: reply.sha256,
+            crc32c: None,
         }
     }
 }
@@ -321,6 +324,7 @@ impl StorageClient {
         let stat = FileStat {
             size: first.total_size,
             sha256: first.sha256,
+            crc32c: first.crc32c,
         };
         let node = self.address.clone();
         let head = futures::stream::iter((!first.data.is_empty()).then_some(Ok(first.data)));
@@ -368,6 +372,7 @@ impl StorageClient {
                 Ok(Some(FileStat {
                     size: reply.size,
                     sha256: reply.sha256,
+                    crc32c: None,
                 }))
             }
             Err(status) if status.code() == Code::NotFound => Ok(None),

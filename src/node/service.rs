@@ -20,6 +20,7 @@ use super::keys::split_key;
 use super::scrub::{PassProgress, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
 use super::verify::SmallRead;
+use super::write::Arrival;
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
     DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
@@ -35,7 +36,9 @@ impl From<StoreError> for Status {
             StoreError::BadKey(e) => Status::invalid_argument(format!("invalid key: {e}")),
             StoreError::BadChecksum => Status::invalid_argument(error.to_string()),
             StoreError::NotFound => Status::not_found("no such file"),
-            StoreError::ChecksumMismatch { .. } => Status::data_loss(error.to_string()),
+            StoreError::ChecksumMismatch { .. } | StoreError::CopyMismatch { .. } => {
+                Status::data_loss(error.to_string())
+            }
             StoreError::OutOfRange { .. } => Status::out_of_range(error.to_string()),
             StoreError::Corrupt { .. } => Status::data_loss(error.to_string()),
             StoreError::DiskFull(_) => {
@@ -121,24 +124,52 @@ impl StorageService {
                 Status::unavailable(format!("reading the source: {e}"))
             }
         };
-        let Some((_, body)) = source.get_stream(&key, 0, 0).await.map_err(source_failed)? else {
+        let Some((source_stat, body)) =
+            source.get_stream(&key, 0, 0).await.map_err(source_failed)?
+        else {
             return Err(Status::not_found(format!(
                 "{source_address} does not hold {key}"
             )));
         };
-        let mut pending = self.store.begin_write(&key).await?;
+        // The source's record is the one asked for: its CRC-32C checks the copy (see
+        // Arrival::Copy). Otherwise (an old node, a v1 record) the copy is hashed.
+        let arrival = match source_stat.crc32c {
+            Some(crc32c) if source_stat.sha256 == expected => Arrival::Copy {
+                sha256: expected,
+                crc32c,
+            },
+            _ => Arrival::Hashed(Some(expected)),
+        };
         let mut body = std::pin::pin!(body);
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => pending.write(chunk).await?,
-                Err(e) => {
-                    // Nothing of a failed pull stays, not even the folder it made.
-                    pending.abandon().await;
-                    return Err(source_failed(e));
+        let first = body.next().await.transpose().map_err(source_failed)?;
+        let first = first.unwrap_or_default();
+        let stat = if first.len() as u64 == source_stat.size {
+            // The whole file came as one message (a segment): once the reply has ended
+            // well, it is stored in one hand-off to the blocking pool.
+            if let Some(more) = body.next().await {
+                let extra = more.map_err(source_failed)?;
+                return Err(Status::data_loss(format!(
+                    "{source_address} sent {} bytes more than the {} of {key}",
+                    extra.len(),
+                    source_stat.size
+                )));
+            }
+            self.store.put(&key, first, arrival).await?
+        } else {
+            let mut pending = self.store.begin_write(&key, arrival).await?;
+            pending.write(first).await?;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(chunk) => pending.write(chunk).await?,
+                    Err(e) => {
+                        // Nothing of a failed pull stays, not even the folder it made.
+                        pending.abandon().await;
+                        return Err(source_failed(e));
+                    }
                 }
             }
-        }
-        let stat = pending.commit(Some(expected)).await?;
+            pending.commit().await?
+        };
         tracing::debug!(key, source = source_address, size = stat.size, "pulled");
         Ok(PutFileResponse {
             size: stat.size,
@@ -162,7 +193,10 @@ impl StorageService {
             Status::invalid_argument("empty stream: the first chunk names the key")
         })?;
         let expected = parse_expected_sha256(&first.expected_sha256)?;
-        let mut pending = self.store.begin_write(&first.key).await?;
+        let mut pending = self
+            .store
+            .begin_write(&first.key, Arrival::Hashed(expected))
+            .await?;
         pending.write(first.data).await?;
         // Nothing of a partial upload stays: a failed stream abandons the write here, a
         // failed write has cleaned up after itself, and a dropped request drops `pending`.
@@ -183,7 +217,7 @@ impl StorageService {
             }
             pending.write(chunk.data).await?;
         }
-        let stat = pending.commit(expected).await?;
+        let stat = pending.commit().await?;
         tracing::debug!(key = first.key, size = stat.size, "stored (stream)");
         Ok(PutFileResponse {
             size: stat.size,
@@ -201,7 +235,7 @@ impl storage_service_server::StorageService for StorageService {
         request: Request<UploadRequest>,
     ) -> Result<Response<UploadResponse>, Status> {
         let UploadRequest { key, data } = request.into_inner();
-        let stat = self.store.put(&key, data, None).await?;
+        let stat = self.store.put(&key, data, Arrival::Hashed(None)).await?;
         tracing::debug!(key, size = stat.size, "stored");
         Ok(Response::new(UploadResponse { success: true }))
     }
@@ -283,6 +317,7 @@ impl storage_service_server::StorageService for StorageService {
                         data,
                         total_size: stat.size,
                         sha256: stat.sha256,
+                        crc32c: stat.crc32c,
                     };
                     // The permit is held until the message has been taken for sending.
                     let stream = futures::stream::once(async move {
@@ -308,6 +343,8 @@ impl storage_service_server::StorageService for StorageService {
                 data: first,
                 total_size: stat.size,
                 sha256: stat.sha256,
+                // Only a whole file's bytes can be checked against it.
+                crc32c: stat.crc32c.filter(|_| whole),
             };
             while let Some(chunk) = data.next().await {
                 yield GetFileChunk {

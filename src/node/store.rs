@@ -31,7 +31,7 @@ use super::record::sidecar_name;
 use super::verify::{FirstSight, OpenFile, SmallRead};
 pub use super::walk::ListedKey;
 use super::walk::{scan, walk};
-use super::write::PendingWrite;
+use super::write::{Arrival, PendingWrite};
 
 pub use super::keys::KeyError;
 
@@ -50,6 +50,10 @@ pub enum StoreError {
     NotFound,
     #[error("SHA-256 mismatch: expected {expected}, received data hashes to {actual}")]
     ChecksumMismatch { expected: String, actual: String },
+    #[error(
+        "CRC-32C mismatch: the source's record says {expected:08x}, the bytes received give {actual:08x}"
+    )]
+    CopyMismatch { expected: u32, actual: u32 },
     #[error("expected SHA-256 must be 64 hex digits")]
     BadChecksum,
     #[error("offset {offset} is beyond the end of the file ({size} bytes)")]
@@ -394,20 +398,13 @@ impl Store {
 
     /// Starts writing `key`. The key is validated, and the reserve checked, before
     /// anything touches the disk.
-    pub async fn begin_write(&self, key: &str) -> StoreResult<PendingWrite> {
-        PendingWrite::begin(Arc::clone(&self.inner), key).await
+    pub async fn begin_write(&self, key: &str, arrival: Arrival) -> StoreResult<PendingWrite> {
+        PendingWrite::begin(Arc::clone(&self.inner), key, arrival).await
     }
 
-    /// Stores a whole buffer under `key`.
-    pub async fn put(
-        &self,
-        key: &str,
-        data: Bytes,
-        expected_sha256: Option<String>,
-    ) -> StoreResult<FileStat> {
-        let mut pending = self.begin_write(key).await?;
-        pending.write(data).await?;
-        pending.commit(expected_sha256).await
+    /// Stores a whole buffer under `key`, checked as `arrival` says.
+    pub async fn put(&self, key: &str, data: Bytes, arrival: Arrival) -> StoreResult<FileStat> {
+        PendingWrite::whole(Arc::clone(&self.inner), key, arrival, data).await
     }
 
     /// The whole file, checked against its recorded SHA-256.

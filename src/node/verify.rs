@@ -88,7 +88,8 @@ impl Judge {
         }
     }
 
-    /// Blocking. Ok when `sum` (of all `size` bytes read from `file`) matches the record.
+    /// Blocking. Ok when `sum` (of all `size` bytes read from `file`) matches the record,
+    /// with the CRC-32C the bytes were found to have (None when there is no record).
     /// A CRC that differs is settled by the SHA-256 of the file: only a copy whose SHA-256
     /// differs too is quarantined (a wrong CRC in the record is mended instead).
     fn check_read(
@@ -97,12 +98,12 @@ impl Judge {
         size: u64,
         sum: ReadSum,
         found_by: FoundBy,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<u32>> {
         let Some(record) = &self.record else {
-            return Ok(());
+            return Ok(None);
         };
         match sum {
-            ReadSum::Crc(crc) if Some(crc) == record.crc32c && size == record.size => Ok(()),
+            ReadSum::Crc(crc) if Some(crc) == record.crc32c && size == record.size => Ok(Some(crc)),
             ReadSum::Crc(_) => {
                 self.check_digest(hash_file(file, &self.paths.file)?, size, found_by)
             }
@@ -111,14 +112,19 @@ impl Judge {
     }
 
     /// Blocking. Checks the SHA-256 of `digest`; when it matches, makes sure the record
-    /// carries the right CRC (a v1 record gains it; a wrong one is mended).
-    fn check_digest(&self, digest: FileDigest, size: u64, found_by: FoundBy) -> StoreResult<()> {
+    /// carries the right CRC (a v1 record gains it; a wrong one is mended) and returns it.
+    fn check_digest(
+        &self,
+        digest: FileDigest,
+        size: u64,
+        found_by: FoundBy,
+    ) -> StoreResult<Option<u32>> {
         self.check_sha(size, digest.sha256, found_by)?;
         let Some(record) = &self.record else {
-            return Ok(());
+            return Ok(None);
         };
         if record.crc32c == Some(digest.crc32c) {
-            return Ok(());
+            return Ok(record.crc32c);
         }
         if record.crc32c.is_some() {
             tracing::warn!(path = %self.paths.file.display(), "the recorded CRC-32C was wrong (the SHA-256 matches): mending the record");
@@ -131,7 +137,7 @@ impl Judge {
             let completed = record.with_crc32c(digest.crc32c);
             write_record(&self.paths.dir, &self.paths.sidecar, &completed);
         }
-        Ok(())
+        Ok(Some(digest.crc32c))
     }
 }
 
@@ -206,6 +212,7 @@ pub(crate) fn recorded_stat(store: &Inner, paths: &KeyPaths) -> StoreResult<File
     Ok(FileStat {
         size: record.size,
         sha256: record.sha256,
+        crc32c: record.crc32c,
     })
 }
 
@@ -243,8 +250,8 @@ impl OpenFile {
             if file.stat.size > limit {
                 return Ok(SmallRead::Large(file));
             }
-            let stat = file.stat.clone();
-            Ok(SmallRead::Whole(stat, file.read_all_now(FoundBy::Read)?))
+            let (stat, data) = file.read_all_checked(FoundBy::Read)?;
+            Ok(SmallRead::Whole(stat, data))
         })
         .await
     }
@@ -267,10 +274,12 @@ impl OpenFile {
             FileStat {
                 size: meta.len(),
                 sha256: String::new(),
+                crc32c: None,
             },
             |r| FileStat {
                 size: r.size,
                 sha256: r.sha256.clone(),
+                crc32c: r.crc32c,
             },
         );
         let judge = Judge {
@@ -360,8 +369,19 @@ impl OpenFile {
 
     /// Blocking [`OpenFile::read_all`].
     fn read_all_now(self, found_by: FoundBy) -> StoreResult<Bytes> {
+        Ok(self.read_all_checked(found_by)?.1)
+    }
+
+    /// Blocking: the whole file, checked, with its stat; the stat's CRC is the one the
+    /// bytes were found to have when they were checked (a record's v1 gap or wrong CRC
+    /// mended), so whoever copies them can rely on it.
+    fn read_all_checked(self, found_by: FoundBy) -> StoreResult<(FileStat, Bytes)> {
         use std::io::Read;
-        let OpenFile { stat, file, judge } = self;
+        let OpenFile {
+            mut stat,
+            file,
+            judge,
+        } = self;
         let mut data = Vec::with_capacity(stat.size as usize);
         // Read into spare capacity (no zeroing first); the file was opened for this read,
         // so its position is the start. One byte more than recorded would mean it grew.
@@ -372,9 +392,11 @@ impl OpenFile {
         if judge.store.options.verify_reads || data.len() as u64 != stat.size {
             let mut sum = judge.read_sum();
             sum.update(&data);
-            judge.check_read(&file, data.len() as u64, sum, found_by)?;
+            if let Some(crc) = judge.check_read(&file, data.len() as u64, sum, found_by)? {
+                stat.crc32c = Some(crc);
+            }
         }
-        Ok(Bytes::from(data))
+        Ok((stat, Bytes::from(data)))
     }
 
     /// Reads the whole file and checks it against the record.
@@ -419,7 +441,9 @@ impl OpenFile {
         blocking(move || {
             let digest = hasher.finish();
             if judge.record.is_some() {
-                return judge.check_digest(digest, stat.size, FoundBy::Scrub);
+                return judge
+                    .check_digest(digest, stat.size, FoundBy::Scrub)
+                    .map(drop);
             }
             let meta = file.metadata().map_err(io_err("stat", &judge.paths.file))?;
             remember_first_sight(
@@ -466,7 +490,7 @@ async fn check_streamed(
         return Ok(());
     };
     let (judge, file) = (judge.clone(), Arc::clone(file));
-    blocking(move || judge.check_read(&file, size, sum, FoundBy::Read)).await
+    blocking(move || judge.check_read(&file, size, sum, FoundBy::Read).map(drop)).await
 }
 
 /// Reads the whole file and checks it: by the read sum for a read, by the SHA-256 for an
@@ -481,9 +505,11 @@ async fn check_whole(
         if found_by == FoundBy::Read {
             let mut sum = judge.read_sum();
             let size = read_through(&file, &judge.paths.file, |chunk| sum.update(chunk))?;
-            return judge.check_read(&file, size, sum, found_by);
+            return judge.check_read(&file, size, sum, found_by).map(drop);
         }
-        judge.check_digest(hash_file(&file, &judge.paths.file)?, size, found_by)
+        judge
+            .check_digest(hash_file(&file, &judge.paths.file)?, size, found_by)
+            .map(drop)
     })
     .await
 }
@@ -491,6 +517,7 @@ async fn check_whole(
 #[cfg(test)]
 mod tests {
     use super::super::store::Store;
+    use super::super::write::Arrival;
     use bytes::Bytes;
 
     fn sidecar(root: &std::path::Path) -> std::path::PathBuf {
@@ -502,7 +529,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let data = Bytes::from(vec![5u8; 300_000]);
-        store.put("v1/a.m4s", data.clone(), None).await.unwrap();
+        store
+            .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
+            .await
+            .unwrap();
         let v2 = std::fs::read_to_string(sidecar(dir.path())).unwrap();
         assert!(v2.starts_with("tritontube-sha256-v2 "), "{v2}");
         // As written before reads checked a CRC.
@@ -519,7 +549,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let data = Bytes::from(vec![9u8; 300_000]);
-        store.put("v1/a.m4s", data.clone(), None).await.unwrap();
+        store
+            .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
+            .await
+            .unwrap();
         let good = std::fs::read_to_string(sidecar(dir.path())).unwrap();
         let (head, crc) = good.trim_end().rsplit_once(' ').unwrap();
         let wrong = format!("{head} {:08x}\n", u32::from_str_radix(crc, 16).unwrap() ^ 1);

@@ -1,7 +1,7 @@
 //! Writing a file into the store: whole or not at all.
 //!
-//! A hidden temp file in the key's folder receives the bytes (hashed as they come); on
-//! commit it is fsynced, its record written to a temp file too, and both renamed into
+//! A hidden temp file in the key's folder receives the bytes (checked as they come, see
+//! [`Arrival`]); on commit it is fsynced, its record written to a temp file too, and both renamed into
 //! place under the metadata lock, then the folder is fsynced. A write refused or failed
 //! at any step — including a full disk, or one that would go below the reserve — removes
 //! its temp files (and the video folder it created, when left empty) before it answers,
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::client::FileStat;
-use super::record::{FileHasher, Record, temp_name, write_record_temp};
+use super::record::{FileDigest, FileHasher, Record, temp_name, write_record_temp};
 use super::store::{
     Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, is_absent, open_dir,
 };
@@ -33,10 +33,92 @@ pub struct PendingWrite {
     key: String,
 }
 
+/// How the bytes of a write are checked before they become the file.
+#[derive(Clone, Debug)]
+pub enum Arrival {
+    /// New bytes: both sums are computed as they come, and the SHA-256 must be this one
+    /// when one is given.
+    Hashed(Option<String>),
+    /// A copy of a file another node holds under this record (a pull): only the CRC-32C
+    /// is computed, and it must be the recorded one. The source checked its bytes against
+    /// the same CRC as it read them, and the record's two sums were made from the same
+    /// bytes, so the SHA-256 is recorded as the source's without hashing the copy again
+    /// (HDFS moves blocks between data nodes the same way); the scrub checks it later.
+    Copy { sha256: String, crc32c: u32 },
+}
+
+#[derive(Debug)]
+enum ArrivalSum {
+    Hashed {
+        hasher: FileHasher,
+        expected: Option<String>,
+    },
+    Copy {
+        running: u32,
+        sha256: String,
+        crc32c: u32,
+    },
+}
+
+impl ArrivalSum {
+    fn new(arrival: Arrival) -> Self {
+        match arrival {
+            Arrival::Hashed(expected) => ArrivalSum::Hashed {
+                hasher: FileHasher::default(),
+                expected,
+            },
+            Arrival::Copy { sha256, crc32c } => ArrivalSum::Copy {
+                running: 0,
+                sha256,
+                crc32c,
+            },
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            ArrivalSum::Hashed { hasher, .. } => hasher.update(data),
+            ArrivalSum::Copy { running, .. } => *running = crc32c::crc32c_append(*running, data),
+        }
+    }
+
+    /// The sums to record, or why the bytes are not the expected ones.
+    fn settle(&self) -> StoreResult<FileDigest> {
+        match self {
+            ArrivalSum::Hashed { hasher, expected } => {
+                let digest = hasher.clone().finish();
+                match expected {
+                    Some(expected) if *expected != digest.sha256 => {
+                        Err(StoreError::ChecksumMismatch {
+                            expected: expected.clone(),
+                            actual: digest.sha256,
+                        })
+                    }
+                    _ => Ok(digest),
+                }
+            }
+            ArrivalSum::Copy {
+                running,
+                sha256,
+                crc32c,
+            } if running == crc32c => Ok(FileDigest {
+                sha256: sha256.clone(),
+                crc32c: *crc32c,
+            }),
+            ArrivalSum::Copy {
+                running, crc32c, ..
+            } => Err(StoreError::CopyMismatch {
+                expected: *crc32c,
+                actual: *running,
+            }),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct WriteState {
     file: File,
-    hasher: FileHasher,
+    sum: ArrivalSum,
     size: u64,
     temp: TempFile,
     paths: KeyPaths,
@@ -99,43 +181,37 @@ fn abandon(store: &Inner, state: WriteState) {
 }
 
 impl PendingWrite {
-    pub(crate) async fn begin(store: Arc<Inner>, key: &str) -> StoreResult<PendingWrite> {
+    pub(crate) async fn begin(
+        store: Arc<Inner>,
+        key: &str,
+        arrival: Arrival,
+    ) -> StoreResult<PendingWrite> {
         let paths = store.paths(key)?;
         let inner = Arc::clone(&store);
-        let state = blocking(move || {
-            inner.check_room(0)?;
-            // Under the lock, so a delete cannot remove the folder before the temp file
-            // is in it.
-            let _meta = inner.lock();
-            let created_dir = !paths.dir.is_dir();
-            fs::create_dir_all(&paths.dir).map_err(io_err("creating", &paths.dir))?;
-            let temp_path = paths.dir.join(temp_name());
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp_path)
-                .map_err(|e| {
-                    if created_dir {
-                        let _ = fs::remove_dir(&paths.dir);
-                    }
-                    io_err("creating", &temp_path)(e)
-                })?;
-            Ok(WriteState {
-                file,
-                hasher: FileHasher::default(),
-                size: 0,
-                temp: TempFile {
-                    path: Some(temp_path),
-                },
-                paths,
-            })
-        })
-        .await?;
+        let state = blocking(move || begin_blocking(&inner, paths, arrival)).await?;
         Ok(PendingWrite {
             state: Some(state),
             store,
             key: key.to_string(),
         })
+    }
+
+    /// Stores `data` as the whole file in one hand-off to the blocking pool (a pulled
+    /// segment arrives as one message: three hand-offs per file were measurable).
+    pub(crate) async fn whole(
+        store: Arc<Inner>,
+        key: &str,
+        arrival: Arrival,
+        data: Bytes,
+    ) -> StoreResult<FileStat> {
+        let paths = store.paths(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let state = begin_blocking(&store, paths, arrival)?;
+            let state = append_blocking(&store, state, &data)?;
+            commit_blocking(&store, &key, state)
+        })
+        .await
     }
 
     pub fn key(&self) -> &str {
@@ -151,49 +227,34 @@ impl PendingWrite {
         }
     }
 
-    /// Appends `data` to the temp file (and to the running hash). Refused, and the write
+    /// Appends `data` to the temp file (and to the running sum). Refused, and the write
     /// abandoned, when the bytes would not fit above the reserve.
     pub async fn write(&mut self, data: Bytes) -> StoreResult<()> {
         if data.is_empty() {
             return Ok(());
         }
-        let mut state = self
+        let state = self
             .state
             .take()
             .ok_or_else(|| StoreError::Task("write after a failed write".into()))?;
         let store = Arc::clone(&self.store);
-        let state = blocking(move || {
-            let written = store.check_room(data.len() as u64).and_then(|()| {
-                let temp_path = state.temp.path.clone().unwrap_or_default();
-                state
-                    .file
-                    .write_all(&data)
-                    .map_err(io_err("writing", &temp_path))
-            });
-            if let Err(e) = written {
-                abandon(&store, state);
-                return Err(e);
-            }
-            state.hasher.update(&data);
-            state.size += data.len() as u64;
-            Ok(state)
-        })
-        .await?;
+        let state = blocking(move || append_blocking(&store, state, &data)).await?;
         self.state = Some(state);
         Ok(())
     }
 
-    /// Makes the written bytes the file under the key, atomically, if their hash is the
-    /// expected one; otherwise keeps nothing. The hash is recorded as the truth about the
-    /// file's bytes, and any quarantined copy of the key is cleared (it was replaced).
-    pub async fn commit(mut self, expected_sha256: Option<String>) -> StoreResult<FileStat> {
+    /// Makes the written bytes the file under the key, atomically, if they pass the
+    /// write's [`Arrival`] check; otherwise keeps nothing. Their sums are recorded as the
+    /// truth about the file's bytes, and any quarantined copy of the key is cleared (it
+    /// was replaced).
+    pub async fn commit(mut self) -> StoreResult<FileStat> {
         let state = self
             .state
             .take()
             .ok_or_else(|| StoreError::Task("commit after a failed write".into()))?;
         let store = Arc::clone(&self.store);
         let key = std::mem::take(&mut self.key);
-        blocking(move || commit_blocking(&store, &key, state, expected_sha256)).await
+        blocking(move || commit_blocking(&store, &key, state)).await
     }
 }
 
@@ -211,23 +272,61 @@ impl Drop for PendingWrite {
     }
 }
 
-fn commit_blocking(
-    store: &Inner,
-    key: &str,
-    state: WriteState,
-    expected_sha256: Option<String>,
-) -> StoreResult<FileStat> {
-    let digest = state.hasher.clone().finish();
-    let sha256 = digest.sha256.clone();
-    if let Some(expected) = expected_sha256 {
-        if expected != sha256 {
-            abandon(store, state);
-            return Err(StoreError::ChecksumMismatch {
-                expected,
-                actual: sha256,
-            });
-        }
+fn begin_blocking(store: &Inner, paths: KeyPaths, arrival: Arrival) -> StoreResult<WriteState> {
+    store.check_room(0)?;
+    // Under the lock, so a delete cannot remove the folder before the temp file is in it.
+    let _meta = store.lock();
+    let created_dir = !paths.dir.is_dir();
+    fs::create_dir_all(&paths.dir).map_err(io_err("creating", &paths.dir))?;
+    let temp_path = paths.dir.join(temp_name());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp_path)
+        .map_err(|e| {
+            if created_dir {
+                let _ = fs::remove_dir(&paths.dir);
+            }
+            io_err("creating", &temp_path)(e)
+        })?;
+    Ok(WriteState {
+        file,
+        sum: ArrivalSum::new(arrival),
+        size: 0,
+        temp: TempFile {
+            path: Some(temp_path),
+        },
+        paths,
+    })
+}
+
+/// Appends to the temp file; a failure abandons the write.
+fn append_blocking(store: &Inner, mut state: WriteState, data: &[u8]) -> StoreResult<WriteState> {
+    let written = store.check_room(data.len() as u64).and_then(|()| {
+        let temp_path = state.temp.path.clone().unwrap_or_default();
+        state
+            .file
+            .write_all(data)
+            .map_err(io_err("writing", &temp_path))
+    });
+    if let Err(e) = written {
+        abandon(store, state);
+        return Err(e);
     }
+    state.sum.update(data);
+    state.size += data.len() as u64;
+    Ok(state)
+}
+
+fn commit_blocking(store: &Inner, key: &str, state: WriteState) -> StoreResult<FileStat> {
+    let digest = match state.sum.settle() {
+        Ok(digest) => digest,
+        Err(e) => {
+            abandon(store, state);
+            return Err(e);
+        }
+    };
+    let (sha256, crc32c) = (digest.sha256.clone(), digest.crc32c);
     let temp_path = state.temp.path.clone().unwrap_or_default();
     // A rename keeps the inode and mtime, so this describes the file under its real name.
     let prepared = state
@@ -285,5 +384,9 @@ fn commit_blocking(
         open_dir(&paths.dir)?
     };
     dir.sync()?;
-    Ok(FileStat { size, sha256 })
+    Ok(FileStat {
+        size,
+        sha256,
+        crc32c: Some(crc32c),
+    })
 }

@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::node::client::{CHUNK_BYTES, ClientError, FileStat};
 use crate::node::store::{Store, StoreError};
+use crate::node::write::Arrival;
 
 #[derive(Clone)]
 pub enum Content {
@@ -161,7 +162,7 @@ async fn put_local(store: &Store, key: &str, path: &Path) -> Result<FileStat, St
         source,
     };
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut pending = store.begin_write(key).await?;
+    let mut pending = store.begin_write(key, Arrival::Hashed(None)).await?;
     loop {
         let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
         let n = file.read_buf(&mut buf).await.map_err(io)?;
@@ -170,5 +171,5 @@ async fn put_local(store: &Store, key: &str, path: &Path) -> Result<FileStat, St
         }
         pending.write(buf.freeze()).await?;
     }
-    pending.commit(None).await
+    pending.commit().await
 }

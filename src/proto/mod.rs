@@ -1,5 +1,7 @@
 //! Generated gRPC code. `storage` and `tritontube` keep the original system's packages.
 
+pub mod codec;
+
 pub mod storage {
     tonic::include_proto!("storage");
 }
