@@ -40,7 +40,8 @@ struct RpcTimeLabels {
 /// What an RPC does to the store, for dashboards that want reads, writes and deletes.
 fn operation_of(rpc: &str) -> &'static str {
     match rpc {
-        "GetFile" | "DownloadFile" => "read",
+        // Copy: a file sent to another node outside gRPC (see node::transfer).
+        "GetFile" | "DownloadFile" | "Copy" => "read",
         "PutFile" | "UploadFile" | "PullFile" => "write",
         "DeleteFile" => "delete",
         "ListFiles" | "StreamKeys" => "list",
@@ -230,8 +231,15 @@ impl CallObserver for RpcObserver {
             Outcome::Status(tonic::Code::Unimplemented) => "unknown",
             _ => method_name(path),
         };
+        self.metrics.record_call(rpc, outcome, elapsed);
+    }
+}
+
+impl NodeMetrics {
+    /// Counts and times one call `rpc` the node served (an RPC, or a copy).
+    pub fn record_call(&self, rpc: &str, outcome: Outcome, elapsed: Duration) {
         let op = operation_of(rpc);
-        let i = &self.metrics.inner;
+        let i = &self.inner;
         i.rpcs
             .get_or_create(&RpcLabels {
                 op,

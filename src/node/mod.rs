@@ -23,6 +23,7 @@ pub mod scrub;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod transfer;
 pub mod verify;
 pub mod walk;
 pub mod write;

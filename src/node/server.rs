@@ -1,5 +1,6 @@
-//! The storage node server: StorageService and `grpc.health.v1.Health` on one listener,
-//! Prometheus metrics on another when asked, and the `tritontube storage` command line.
+//! The storage node server: StorageService and `grpc.health.v1.Health` on one listener
+//! (which also serves other nodes' direct copies, see [`super::transfer`]), Prometheus
+//! metrics on another when asked, and the `tritontube storage` command line.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::StoreIdentity;
@@ -113,10 +116,13 @@ pub async fn run_with_metrics(
             .add_service(
                 StorageService::with_healing(store.clone(), scrubber, identity).into_server(),
             )
-            .serve_with_incoming_shutdown(no_delay_incoming(listener), async {
-                shutdown.await;
-                stop.cancel();
-            })
+            .serve_with_incoming_shutdown(
+                node_incoming(listener, store.clone(), stop.clone(), metrics.clone()),
+                async {
+                    shutdown.await;
+                    stop.cancel();
+                },
+            )
             .await;
         // A gRPC server that failed takes the metrics listener down with it.
         stop.cancel();
@@ -246,6 +252,77 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
     run_with_metrics(listener, metrics_listener, args.dir, options, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
+}
+
+/// The node's accepted connections, Nagle's algorithm off: HTTP/2 ones are handed to the
+/// gRPC server through the returned stream, direct copies are served on the blocking pool
+/// until `stop`. Accepting ends when the gRPC server drops the stream (the port closes).
+fn node_incoming(
+    listener: TcpListener,
+    store: Store,
+    stop: CancellationToken,
+    metrics: NodeMetrics,
+) -> ReceiverStream<std::io::Result<TcpStream>> {
+    let (grpc, incoming) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = grpc.closed() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let route = route_connection(
+                        stream,
+                        grpc.clone(),
+                        store.clone(),
+                        stop.clone(),
+                        metrics.clone(),
+                    );
+                    tokio::spawn(route);
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(incoming)
+}
+
+/// Tells a copy connection from an HTTP/2 one by its first byte.
+async fn route_connection(
+    stream: TcpStream,
+    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+    store: Store,
+    stop: CancellationToken,
+    metrics: NodeMetrics,
+) {
+    let mut first = [0u8; 1];
+    // An HTTP/2 client sends its preface at once; a silent connection is dropped.
+    match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == super::transfer::FIRST_BYTE => {
+            let blocking = stream.into_std().and_then(|s| {
+                s.set_nonblocking(false)?;
+                Ok(s)
+            });
+            match blocking {
+                Ok(s) => {
+                    tokio::task::spawn_blocking(move || {
+                        super::transfer::serve(store, s, stop, metrics)
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "a copy connection failed"),
+            }
+        }
+        Ok(Ok(_)) => {
+            let _ = grpc.send(Ok(stream)).await;
+        }
+        Ok(Err(_)) | Err(_) => {}
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off. The builder's `tcp_nodelay` applies

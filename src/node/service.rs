@@ -11,14 +11,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::address::validate_address;
-use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
+use super::client::{ClientError, FileStat, MAX_MESSAGE_BYTES, StorageClient};
 use super::identity::StoreIdentity;
 use super::keys::split_key;
 use super::scrub::{PassProgress, Scrubber};
 use super::store::{Store, StoreError, parse_expected_sha256};
+use super::transfer::{CopyClient, CopyFailure};
 use super::verify::SmallRead;
 use super::write::Arrival;
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
@@ -61,6 +62,8 @@ pub struct StorageService {
     identity: StoreIdentity,
     /// Clients of the nodes this one pulls files from, one connection each.
     sources: Arc<Mutex<HashMap<String, StorageClient>>>,
+    /// Direct copies from other nodes (PullFile; see [`super::transfer`]).
+    copies: Arc<CopyClient>,
     /// Bounds the memory of whole-file reads in flight (see [`WHOLE_READ_BYTES`]).
     whole_reads: Arc<tokio::sync::Semaphore>,
 }
@@ -87,6 +90,7 @@ impl StorageService {
             scrubber,
             identity,
             sources: Arc::default(),
+            copies: Arc::default(),
             whole_reads: Arc::new(tokio::sync::Semaphore::new(WHOLE_READS_IN_FLIGHT)),
         }
     }
@@ -115,6 +119,16 @@ impl StorageService {
         let expected = parse_expected_sha256(&expected_sha256)?
             .ok_or_else(|| Status::invalid_argument("a pull needs the expected SHA-256"))?;
         let source = self.source(&source_address)?;
+        match self.copy(&key, &source_address, &expected).await? {
+            Some(stat) => {
+                tracing::debug!(key, source = source_address, size = stat.size, "copied");
+                return Ok(PutFileResponse {
+                    size: stat.size,
+                    sha256: stat.sha256,
+                });
+            }
+            None => tracing::debug!(key, source = source_address, "pulling through GetFile"),
+        }
         // A corrupt source copy is DATA_LOSS, as a mismatch on arrival is: the caller
         // should pull from another holder. Anything else is the source being unreachable.
         let source_failed = |e: ClientError| {
@@ -175,6 +189,34 @@ impl StorageService {
             size: stat.size,
             sha256: stat.sha256,
         })
+    }
+
+    /// A direct copy of `key` from `source` (see [`super::transfer`]); None when it has
+    /// to go through GetFile: the source does not serve copies, or the bytes failed their
+    /// check (GetFile's verified read then quarantines a rotted source copy).
+    async fn copy(
+        &self,
+        key: &str,
+        source: &str,
+        expected: &str,
+    ) -> Result<Option<FileStat>, Status> {
+        let (copies, store) = (Arc::clone(&self.copies), self.store.clone());
+        let (key, source, expected) = (key.to_string(), source.to_string(), expected.to_string());
+        tokio::task::spawn_blocking(
+            move || match copies.pull(&store, &source, &key, &expected) {
+                Ok(stat) => Ok(Some(stat)),
+                Err(
+                    CopyFailure::Unsupported | CopyFailure::Store(StoreError::CopyMismatch { .. }),
+                ) => Ok(None),
+                Err(CopyFailure::Source(status)) if status.code() == Code::NotFound => {
+                    Err(Status::not_found(format!("{source} does not hold {key}")))
+                }
+                Err(CopyFailure::Source(status)) => Err(status),
+                Err(CopyFailure::Store(e)) => Err(e.into()),
+            },
+        )
+        .await
+        .map_err(|e| Status::internal(format!("copy task: {e}")))?
     }
 
     /// The tonic service, with message limits raised so the compatible whole-file RPCs

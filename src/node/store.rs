@@ -407,6 +407,25 @@ impl Store {
         PendingWrite::whole(Arc::clone(&self.inner), key, arrival, data).await
     }
 
+    /// Blocking: stores under `key` the bytes `next` puts in `buf` (see
+    /// [`super::write::write_blocking`]).
+    pub(crate) fn write_blocking<E>(
+        &self,
+        key: &str,
+        arrival: Arrival,
+        buf: &mut [u8],
+        next: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<StoreResult<FileStat>, E> {
+        super::write::write_blocking(&self.inner, key, arrival, buf, next)
+    }
+
+    /// Blocking: the file under `key` opened to be copied to another node, with its
+    /// recorded size and sums (a file with no record is hashed now). Its bytes are not
+    /// read here: the node copying them checks them.
+    pub(crate) fn open_for_copy(&self, key: &str) -> StoreResult<(FileStat, Arc<File>)> {
+        super::verify::open_for_copy(Arc::clone(&self.inner), key)
+    }
+
     /// The whole file, checked against its recorded SHA-256.
     pub async fn read(&self, key: &str) -> StoreResult<Bytes> {
         self.open_read(key).await?.read_all(FoundBy::Read).await

@@ -216,6 +216,19 @@ pub(crate) fn recorded_stat(store: &Inner, paths: &KeyPaths) -> StoreResult<File
     })
 }
 
+/// Blocking: see [`super::store::Store::open_for_copy`].
+pub(crate) fn open_for_copy(store: Arc<Inner>, key: &str) -> StoreResult<(FileStat, Arc<File>)> {
+    let paths = store.paths(key)?;
+    let opened = OpenFile::open_now(
+        store,
+        paths,
+        key.to_string(),
+        FirstSight::HashNow,
+        FoundBy::Read,
+    )?;
+    Ok((opened.stat, opened.file))
+}
+
 /// What [`OpenFile::open_small`] found: the whole file, read and verified, or the file
 /// opened for streaming because it is larger than asked.
 pub enum SmallRead {

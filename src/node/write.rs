@@ -272,6 +272,41 @@ impl Drop for PendingWrite {
     }
 }
 
+/// Blocking: stores under `key` the bytes `next` puts in `buf` (it returns how many, 0 at
+/// the end, or why it could not), checked as `arrival` says. The outer error is `next`'s;
+/// on any failure nothing of the write stays.
+pub(crate) fn write_blocking<E>(
+    store: &Inner,
+    key: &str,
+    arrival: Arrival,
+    buf: &mut [u8],
+    mut next: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<StoreResult<FileStat>, E> {
+    let begun = store
+        .paths(key)
+        .and_then(|paths| begin_blocking(store, paths, arrival));
+    let mut state = match begun {
+        Ok(state) => state,
+        Err(e) => return Ok(Err(e)),
+    };
+    loop {
+        let n = match next(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                abandon(store, state);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            return Ok(commit_blocking(store, key, state));
+        }
+        state = match append_blocking(store, state, &buf[..n]) {
+            Ok(state) => state,
+            Err(e) => return Ok(Err(e)),
+        };
+    }
+}
+
 fn begin_blocking(store: &Inner, paths: KeyPaths, arrival: Arrival) -> StoreResult<WriteState> {
     store.check_room(0)?;
     // Under the lock, so a delete cannot remove the folder before the temp file is in it.
