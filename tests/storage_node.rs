@@ -1176,3 +1176,160 @@ async fn a_node_pulls_a_file_straight_from_another_and_checks_its_hash() {
     }
     assert_eq!(stats(&to).await.file_count, 1);
 }
+
+/// Sends `request` on a new connection to the node's port, ends the sending side, and
+/// returns everything the node answered before it closed the connection.
+fn ask_directly(address: &str, request: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The node may close the connection before it has taken everything: not an error here.
+    let _ = stream.write_all(request);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    // A connection the node resets ends the answer as well as one it closes.
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[tokio::test]
+async fn direct_copies_answer_bad_requests_clearly_and_change_nothing() {
+    let node = start_storage_node().await;
+    let data = Bytes::from(pseudo_random_bytes(300_000, 11));
+    let hash = sha256_hex(&data);
+    node.client()
+        .put("v/seg.m4s", data.clone(), None)
+        .await
+        .unwrap();
+    let address = node.address();
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            &b"TTCOPY1\n../etc/passwd\nv/missing.m4s\nv/.seg.m4s.sha256\nv/seg.m4s\n"[..],
+            b"TTNOPE1\nv/seg.m4s\n",
+            &[b"TTCOPY1\n".as_slice(), &[b'a'; 5000], b"\n"].concat(),
+            b"TTCOPY1\nv/seg.m4s",
+        ]
+        .map(|request| ask_directly(&address, request))
+    })
+    .await
+    .unwrap();
+
+    // Each request gets its answer, in order, on the one connection.
+    let mut first = answers[0].as_slice();
+    let mut line = |what: &str| {
+        let end = first.iter().position(|&b| b == b'\n').expect(what);
+        let text = String::from_utf8(first[..end].to_vec()).unwrap();
+        first = &first[end + 1..];
+        text
+    };
+    assert!(line("bad key").starts_with("ERR 3 "), "a key with ..");
+    assert!(line("missing").starts_with("ERR 5 "), "a missing file");
+    assert!(line("hidden").starts_with("ERR 3 "), "a hidden name");
+    let header = line("the file");
+    let fields: Vec<&str> = header.split(' ').collect();
+    assert_eq!(fields[..3], ["OK", "300000", hash.as_str()], "{header}");
+    assert_eq!(fields[3].len(), 8, "the recorded CRC-32C: {header}");
+    assert_eq!(
+        first,
+        data.as_ref(),
+        "the bytes follow the header, and nothing else"
+    );
+    // A wrong greeting, an overlong line, a request cut short: closed without an answer.
+    for (i, answer) in answers[1..].iter().enumerate() {
+        assert!(answer.is_empty(), "request {}: {answer:?}", i + 1);
+    }
+
+    // The node goes on serving gRPC on the same port, and nothing changed.
+    assert_eq!(node.client().get("v/seg.m4s").await.unwrap().unwrap(), data);
+    assert_eq!(stats(&node.client()).await.file_count, 1);
+    assert!(temp_files(&node.dir).is_empty());
+}
+
+#[tokio::test]
+async fn a_node_without_direct_copies_is_pulled_from_through_get_file() {
+    // The store served by the gRPC service alone, on a listener of tonic's: no direct
+    // copies there (as on a node of an older version).
+    let dir = tempfile::tempdir().unwrap();
+    let store = tritontube::node::store::Store::open(dir.path())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let older = listener.local_addr().unwrap().to_string();
+    let service = tritontube::node::service::StorageService::new(store.clone()).into_server();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let data = Bytes::from(pseudo_random_bytes(2 * MIB + 3, 12));
+    let hash = sha256_hex(&data);
+    StorageClient::connect_lazy(&older)
+        .unwrap()
+        .put("v/seg.m4s", data.clone(), None)
+        .await
+        .unwrap();
+
+    let target = start_storage_node().await;
+    let to = target.client();
+    for key in ["v/seg.m4s", "v/seg.m4s"] {
+        let stat = to.pull(key, &older, &hash).await.unwrap();
+        assert_eq!(
+            (stat.size as usize, stat.sha256.as_str()),
+            (data.len(), hash.as_str())
+        );
+    }
+    assert_eq!(to.get("v/seg.m4s").await.unwrap().unwrap(), data);
+    let missing = to.pull("v/none.m4s", &older, &hash).await.unwrap_err();
+    assert_eq!(missing.code(), Some(Code::NotFound));
+}
+
+#[tokio::test]
+async fn a_node_at_its_limit_of_direct_copies_sends_pullers_to_get_file() {
+    use std::io::Write;
+    let source = start_storage_node().await;
+    let data = Bytes::from(pseudo_random_bytes(MIB, 13));
+    let hash = sha256_hex(&data);
+    source
+        .client()
+        .put("v/seg.m4s", data.clone(), None)
+        .await
+        .unwrap();
+    // Every slot taken by a connection that greets and then says nothing.
+    let address = source.address();
+    let held: Vec<std::net::TcpStream> = (0..tritontube::node::transfer::MAX_CONNECTIONS)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            stream.write_all(b"TTCOPY1\n").unwrap();
+            stream
+        })
+        .collect();
+    let answer = {
+        let address = address.clone();
+        let probe = move || ask_directly(&address, b"TTCOPY1\nv/seg.m4s\n");
+        let mut answer = tokio::task::spawn_blocking(probe.clone()).await.unwrap();
+        // The held connections are routed concurrently: wait until all have their slot.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while answer.starts_with(b"OK") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answer = tokio::task::spawn_blocking(probe.clone()).await.unwrap();
+        }
+        answer
+    };
+    assert_eq!(answer, tritontube::node::transfer::BUSY);
+
+    // A pull still gets the file, through GetFile.
+    let target = start_storage_node().await;
+    let stat = target
+        .client()
+        .pull("v/seg.m4s", &address, &hash)
+        .await
+        .unwrap();
+    assert_eq!(stat.sha256, hash);
+    assert_eq!(
+        target.client().get("v/seg.m4s").await.unwrap().unwrap(),
+        data
+    );
+    drop(held);
+}

@@ -5,11 +5,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -264,6 +266,7 @@ fn node_incoming(
     metrics: NodeMetrics,
 ) -> ReceiverStream<std::io::Result<TcpStream>> {
     let (grpc, incoming) = mpsc::channel(64);
+    let copy_slots = Arc::new(Semaphore::new(super::transfer::MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -276,9 +279,12 @@ fn node_incoming(
                     let route = route_connection(
                         stream,
                         grpc.clone(),
-                        store.clone(),
-                        stop.clone(),
-                        metrics.clone(),
+                        Arc::clone(&copy_slots),
+                        CopyServer {
+                            store: store.clone(),
+                            stop: stop.clone(),
+                            metrics: metrics.clone(),
+                        },
                     );
                     tokio::spawn(route);
                 }
@@ -293,18 +299,30 @@ fn node_incoming(
     ReceiverStream::new(incoming)
 }
 
-/// Tells a copy connection from an HTTP/2 one by its first byte.
-async fn route_connection(
-    stream: TcpStream,
-    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+/// What serving a copy connection needs.
+struct CopyServer {
     store: Store,
     stop: CancellationToken,
     metrics: NodeMetrics,
+}
+
+/// Tells a copy connection from an HTTP/2 one by its first byte. Each copy connection
+/// holds a thread of the blocking pool, which the store needs too: beyond
+/// [`super::transfer::MAX_CONNECTIONS`] the puller is told to use GetFile.
+async fn route_connection(
+    mut stream: TcpStream,
+    grpc: mpsc::Sender<std::io::Result<TcpStream>>,
+    copy_slots: Arc<Semaphore>,
+    copy: CopyServer,
 ) {
     let mut first = [0u8; 1];
     // An HTTP/2 client sends its preface at once; a silent connection is dropped.
     match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut first)).await {
         Ok(Ok(1)) if first[0] == super::transfer::FIRST_BYTE => {
+            let Ok(slot) = copy_slots.try_acquire_owned() else {
+                let _ = stream.write_all(super::transfer::BUSY).await;
+                return;
+            };
             let blocking = stream.into_std().and_then(|s| {
                 s.set_nonblocking(false)?;
                 Ok(s)
@@ -312,7 +330,8 @@ async fn route_connection(
             match blocking {
                 Ok(s) => {
                     tokio::task::spawn_blocking(move || {
-                        super::transfer::serve(store, s, stop, metrics)
+                        let _slot = slot;
+                        super::transfer::serve(copy.store, s, copy.stop, copy.metrics)
                     });
                 }
                 Err(e) => tracing::debug!(error = %e, "a copy connection failed"),

@@ -208,6 +208,9 @@ impl StorageService {
                 Err(
                     CopyFailure::Unsupported | CopyFailure::Store(StoreError::CopyMismatch { .. }),
                 ) => Ok(None),
+                Err(CopyFailure::Source(busy)) if busy.code() == Code::ResourceExhausted => {
+                    Ok(None)
+                }
                 Err(CopyFailure::Source(status)) if status.code() == Code::NotFound => {
                     Err(Status::not_found(format!("{source} does not hold {key}")))
                 }

@@ -48,6 +48,11 @@ const STALL: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The puller's receive buffer: one read, check and write per this many bytes.
 const RECEIVE_BYTES: usize = 1024 * 1024;
+/// Copy connections a node serves at once (each holds a thread of the blocking pool).
+pub const MAX_CONNECTIONS: usize = 64;
+/// The answer of a node serving [`MAX_CONNECTIONS`] already, before it closes the
+/// connection: RESOURCE_EXHAUSTED, which sends the puller to GetFile.
+pub const BUSY: &[u8] = b"ERR 8 this node serves as many direct copies as it can\n";
 /// Idle connections a puller keeps per source.
 const IDLE_PER_SOURCE: usize = 32;
 
@@ -223,7 +228,10 @@ impl CopyClient {
         let (size, sha256, crc32c) = match parse_header(&header) {
             Some(Answer::File { size, sha256, crc }) => (size, sha256, crc),
             Some(Answer::Error(status)) => {
-                self.keep(source, connection.reader);
+                // A busy source closes the connection after saying so.
+                if status.code() != Code::ResourceExhausted {
+                    self.keep(source, connection.reader);
+                }
                 return Err(CopyFailure::Source(status));
             }
             None => return Err(self.refused(source)),
