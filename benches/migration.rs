@@ -12,7 +12,7 @@
 //! markdown table. Without `--bench` (as under `cargo test --all-targets`) it moves a few
 //! files once, as a smoke test. MIGRATION_VIDEOS (default 40, 30 files each) and
 //! MIGRATION_ROUNDS (default 3) change the size; MIGRATION_PROFILE=FILE records round 1's
-//! add with `perf record -a -g`; MIGRATION_WEB_LOG=FILE keeps the web node's log. Temporary folders live under $TMPDIR.
+//! add (MIGRATION_PROFILE_ROUND=N another's) with `perf record -a -g`; MIGRATION_WEB_LOG=FILE keeps the web node's log. Temporary folders live under $TMPDIR.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,10 +164,11 @@ fn main() {
     }
     let mut results = Vec::new();
     for round in 1..=rounds {
-        // MIGRATION_PROFILE=FILE: whole-machine samples (perf record -a -g) of round 1's add.
+        // MIGRATION_PROFILE=FILE: whole-machine samples (perf record -a -g) of one round's
+        // add, round 1 unless MIGRATION_PROFILE_ROUND says.
         let profiler = std::env::var("MIGRATION_PROFILE")
             .ok()
-            .filter(|_| round == 1)
+            .filter(|_| round == env_usize("MIGRATION_PROFILE_ROUND", 1))
             .map(|file| {
                 let child = Command::new("perf")
                     .args(["record", "-a", "-g", "-F", "999", "-o", &file])

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -819,12 +819,9 @@ async fn an_interrupted_scrub_pass_resumes_where_it_stopped() {
     node.stop().await;
 }
 
-/// The sidecar record of `key` on the node over `dir`: its fields, split.
-fn record_fields(dir: &Path, key: &str) -> Vec<String> {
-    let (folder, name) = key.rsplit_once('/').expect("video/file key");
-    let text = std::fs::read_to_string(dir.join(folder).join(format!(".{name}.sha256")))
-        .expect("a record beside the file");
-    text.split_whitespace().map(str::to_string).collect()
+/// The record of `key` on the node over `dir`: SHA-256, size and CRC-32C.
+fn recorded(dir: &Path, key: &str) -> (String, u64, Option<u32>) {
+    tritontube::node::record::recorded_sums(&path_of(dir, key)).expect("a record")
 }
 
 #[tokio::test]
@@ -857,19 +854,13 @@ async fn a_pulled_copy_is_checked_against_the_sources_recorded_crc() {
     }
     let to = target.client();
 
-    // A good copy arrives with the source's record: the same SHA-256 and CRC-32C.
+    // A good copy arrives with the source's record: the same SHA-256, size and CRC-32C.
     for i in [0, 3] {
         let stat = to.pull(keys[i], &source.address, &hashes[i]).await.unwrap();
         assert_eq!(stat.sha256, hashes[i]);
-        let (theirs, ours) = (
-            record_fields(source_dir.path(), keys[i]),
-            record_fields(target_dir.path(), keys[i]),
-        );
-        assert_eq!(ours[0], "tritontube-sha256-v2");
-        assert_eq!(
-            (&ours[1], &ours[2], &ours[5]),
-            (&theirs[1], &theirs[2], &theirs[5])
-        );
+        let theirs = recorded(source_dir.path(), keys[i]);
+        assert_eq!(recorded(target_dir.path(), keys[i]), theirs);
+        assert!(theirs.2.is_some());
         let (bytes, error) = get_all(&to, keys[i]).await;
         assert!(error.is_none(), "{error:?}");
         assert_eq!(sha256_hex(&bytes), hashes[i]);
@@ -892,28 +883,33 @@ async fn a_pulled_copy_is_checked_against_the_sources_recorded_crc() {
         files_under(target_dir.path())
     );
 
-    // A source record from before the CRC: the copy is hashed in full instead, and the
-    // puller records both sums.
-    let fields = record_fields(source_dir.path(), keys[2]);
+    // A source record from before the CRC (a v1 sidecar): the copy is hashed in full
+    // instead, and the puller records both sums.
+    let theirs = recorded(source_dir.path(), keys[2]);
+    let file = path_of(source_dir.path(), keys[2]);
+    rustix::fs::removexattr(&file, "user.tritontube.rec").unwrap();
+    let meta = std::fs::metadata(&file).unwrap();
     let (folder, name) = keys[2].rsplit_once('/').unwrap();
     std::fs::write(
         source_dir
             .path()
             .join(folder)
             .join(format!(".{name}.sha256")),
-        format!("tritontube-sha256-v1 {}\n", fields[1..5].join(" ")),
+        format!(
+            "tritontube-sha256-v1 {} {} {} {}\n",
+            theirs.0,
+            theirs.1,
+            i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            meta.ino()
+        ),
     )
     .unwrap();
     let stat = to.pull(keys[2], &source.address, &hashes[2]).await.unwrap();
     assert_eq!(stat.sha256, hashes[2]);
-    let ours = record_fields(target_dir.path(), keys[2]);
     assert_eq!(
-        (ours[0].as_str(), &ours[1]),
-        ("tritontube-sha256-v2", &hashes[2])
-    );
-    assert_eq!(
-        ours[5], fields[5],
-        "the CRC computed on arrival is the source's"
+        recorded(target_dir.path(), keys[2]),
+        theirs,
+        "the CRC computed on arrival is the one the source had"
     );
 
     source.stop().await;

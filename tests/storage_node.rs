@@ -881,10 +881,11 @@ async fn a_folder_laid_out_by_the_original_system_is_served_and_hashed() {
         .unwrap()
         .unwrap();
     assert_eq!(stat.sha256, sha256_hex(&segment));
-    assert!(
-        dir.path()
-            .join("my video/.chunk-0-00001.m4s.sha256")
-            .exists()
+    let recorded =
+        tritontube::node::record::recorded_sums(&dir.path().join("my video/chunk-0-00001.m4s"));
+    assert_eq!(
+        recorded.map(|(sha, size, _)| (sha, size as usize)),
+        Some((sha256_hex(&segment), segment.len()))
     );
     assert_eq!(
         download(&mut raw, "my video/manifest.mpd").await.unwrap(),

@@ -1,5 +1,11 @@
 //! The integrity record of a stored file: the SHA-256, CRC-32C and size recorded when the
-//! file was stored, kept in a hidden sidecar `.{filename}.sha256` beside it.
+//! file was stored, kept on the file itself as an extended attribute (`user.tritontube.rec`,
+//! 45 bytes, which fit in an ext4 inode), or, on a file system without user attributes and
+//! for files stored before, in a hidden sidecar `.{filename}.sha256` beside it. The
+//! attribute wins when both exist. It cannot describe another file, costs no inode, rename
+//! or unlink of its own (a sidecar doubled the inodes a node made and freed, and inode
+//! allocation after many deletes was a ring change's largest cost), and is read with the
+//! file's descriptor in one call.
 //!
 //! The record is the truth about a file's bytes: a read or a scrub whose bytes hash to
 //! anything else has found a corrupt copy. The SHA-256 is the file's identity (what
@@ -16,6 +22,7 @@
 //! that hash recorded (trust on first use).
 
 use std::fs::{self, File};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +37,12 @@ pub(crate) const TEMP_SUFFIX: &str = ".part";
 const RECORD_FORMAT_V1: &str = "tritontube-sha256-v1";
 /// v1 plus the CRC-32C (8 hex digits) as a fifth field.
 const RECORD_FORMAT: &str = "tritontube-sha256-v2";
+/// The extended attribute holding a file's record.
+const RECORD_XATTR: &str = "user.tritontube.rec";
+/// Its layout: version 1, then the SHA-256 (32 bytes), the CRC-32C and the size (both
+/// big-endian).
+const XATTR_VERSION: u8 = 1;
+const XATTR_BYTES: usize = 1 + 32 + 4 + 8;
 /// Longest file name common file systems accept.
 pub(crate) const MAX_NAME_BYTES: usize = 255;
 
@@ -114,6 +127,31 @@ impl Record {
         }
     }
 
+    /// The attribute's value; None for a record without a CRC (never attached).
+    fn to_xattr(&self) -> Option<[u8; XATTR_BYTES]> {
+        let mut value = [0u8; XATTR_BYTES];
+        value[0] = XATTR_VERSION;
+        hex::decode_to_slice(&self.sha256, &mut value[1..33]).ok()?;
+        value[33..37].copy_from_slice(&self.crc32c?.to_be_bytes());
+        value[37..].copy_from_slice(&self.size.to_be_bytes());
+        Some(value)
+    }
+
+    /// The record an attribute holds for the file `meta` describes (the attribute lives on
+    /// its inode); None for anything else.
+    fn from_xattr(value: &[u8], meta: &fs::Metadata) -> Option<Self> {
+        if value.len() != XATTR_BYTES || value[0] != XATTR_VERSION {
+            return None;
+        }
+        Some(Record {
+            sha256: hex::encode(&value[1..33]),
+            crc32c: Some(u32::from_be_bytes(value[33..37].try_into().ok()?)),
+            size: u64::from_be_bytes(value[37..].try_into().ok()?),
+            mtime: mtime_nanos(meta),
+            ino: meta.ino(),
+        })
+    }
+
     /// None for anything torn or foreign: the file then counts as having no record.
     fn decode(text: &str) -> Option<Self> {
         let line = text.strip_suffix('\n')?;
@@ -147,6 +185,53 @@ impl Record {
         };
         parts.next().is_none().then_some(record)
     }
+}
+
+/// The record of the open `file` (`meta` its metadata): its attribute, else the sidecar.
+pub(crate) fn record_of(file: &File, meta: &fs::Metadata, sidecar: &Path) -> Option<Record> {
+    let mut value = [0u8; XATTR_BYTES + 1];
+    // No attribute (ENODATA), none possible (EOPNOTSUPP) or a foreign one: the sidecar.
+    match rustix::fs::fgetxattr(file, RECORD_XATTR, &mut value[..]) {
+        Ok(len) => Record::from_xattr(&value[..len], meta).or_else(|| read_record(sidecar)),
+        Err(_) => read_record(sidecar),
+    }
+}
+
+/// Puts `record` on `file` as its attribute. Fails on a file system without user
+/// attributes, or for a record without a CRC: the caller then keeps a sidecar.
+pub(crate) fn attach_record(file: &File, record: &Record) -> io::Result<()> {
+    let value = record
+        .to_xattr()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a record without a CRC"))?;
+    rustix::fs::fsetxattr(file, RECORD_XATTR, &value, rustix::fs::XattrFlags::empty())?;
+    Ok(())
+}
+
+/// Records `record` for `file` (at `paths`-like `dir` and `sidecar`): on the file when the
+/// file system allows it, removing the sidecar it replaces; else in the sidecar. Best
+/// effort, as [`write_record`].
+pub(crate) fn keep_record(file: &File, dir: &Path, sidecar: &Path, record: &Record) {
+    match attach_record(file, record) {
+        Ok(()) => {
+            if let Err(e) = fs::remove_file(sidecar) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %sidecar.display(), error = %e, "could not remove a replaced checksum record");
+                }
+            }
+        }
+        Err(_) => write_record(dir, sidecar, record),
+    }
+}
+
+/// The SHA-256, size and CRC-32C recorded for the stored file at `path` (for tools and
+/// tests that look at a node's folder from outside).
+pub fn recorded_sums(path: &Path) -> Option<(String, u64, Option<u32>)> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let name = path.file_name()?.to_str()?;
+    let sidecar = path.with_file_name(sidecar_name(name));
+    let record = record_of(&file, &meta, &sidecar)?;
+    Some((record.sha256, record.size, record.crc32c))
 }
 
 /// The record in `sidecar`, if there is a readable one.

@@ -28,7 +28,7 @@ use futures::Stream;
 use super::client::{CHUNK_BYTES, FileStat};
 use super::quarantine::{FoundBy, QuarantinedCopy};
 use super::record::{
-    FileDigest, FileHasher, Record, hash_file, read_record, read_through, write_record,
+    FileDigest, FileHasher, Record, hash_file, keep_record, read_through, record_of,
 };
 use super::store::{Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, open_regular};
 
@@ -130,12 +130,13 @@ impl Judge {
             tracing::warn!(path = %self.paths.file.display(), "the recorded CRC-32C was wrong (the SHA-256 matches): mending the record");
         }
         let _meta = self.store.lock();
-        let unchanged = fs::metadata(&self.paths.file)
-            .is_ok_and(|m| (m.dev(), m.ino()) == self.version)
-            && read_record(&self.paths.sidecar).as_ref() == Some(record);
-        if unchanged {
-            let completed = record.with_crc32c(digest.crc32c);
-            write_record(&self.paths.dir, &self.paths.sidecar, &completed);
+        if let Ok((file, meta)) = open_regular(&self.paths.file) {
+            let unchanged = (meta.dev(), meta.ino()) == self.version
+                && record_of(&file, &meta, &self.paths.sidecar).as_ref() == Some(record);
+            if unchanged {
+                let completed = record.with_crc32c(digest.crc32c);
+                keep_record(&file, &self.paths.dir, &self.paths.sidecar, &completed);
+            }
         }
         Ok(Some(digest.crc32c))
     }
@@ -176,7 +177,8 @@ fn open_with_record(
 ) -> StoreResult<(File, fs::Metadata, Option<Record>)> {
     let _meta = store.lock();
     let (file, meta) = open_regular(&paths.file)?;
-    Ok((file, meta, read_record(&paths.sidecar)))
+    let record = record_of(&file, &meta, &paths.sidecar);
+    Ok((file, meta, record))
 }
 
 /// Blocking: hashes a file that has no record and records that hash, if the file under
@@ -194,10 +196,12 @@ fn trust_on_first_use(
 
 fn remember_first_sight(store: &Inner, paths: &KeyPaths, record: &Record) {
     let _meta = store.lock();
-    let unchanged = fs::metadata(&paths.file).is_ok_and(|m| record.same_version(&m));
-    if unchanged && read_record(&paths.sidecar).is_none() {
+    let Ok((file, meta)) = open_regular(&paths.file) else {
+        return;
+    };
+    if record.same_version(&meta) && record_of(&file, &meta, &paths.sidecar).is_none() {
         tracing::info!(path = %paths.file.display(), "no checksum record: recording the hash of the bytes found (first sight)");
-        write_record(&paths.dir, &paths.sidecar, record);
+        keep_record(&file, &paths.dir, &paths.sidecar, record);
     }
 }
 
@@ -529,12 +533,48 @@ async fn check_whole(
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::{Record, attach_record, record_of, recorded_sums};
     use super::super::store::Store;
     use super::super::write::Arrival;
     use bytes::Bytes;
+    use std::path::{Path, PathBuf};
 
-    fn sidecar(root: &std::path::Path) -> std::path::PathBuf {
+    fn stored(root: &Path) -> PathBuf {
+        root.join("v1").join("a.m4s")
+    }
+
+    fn sidecar(root: &Path) -> PathBuf {
         root.join("v1").join(".a.m4s.sha256")
+    }
+
+    fn record(root: &Path) -> Record {
+        let file = std::fs::File::open(stored(root)).unwrap();
+        let meta = file.metadata().unwrap();
+        record_of(&file, &meta, &sidecar(root)).expect("a record")
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_on_the_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let data = Bytes::from(vec![4u8; 1000]);
+        let stat = store
+            .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
+            .await
+            .unwrap();
+        assert!(!sidecar(dir.path()).exists(), "no sidecar beside it");
+        let (sha256, size, crc) = recorded_sums(&stored(dir.path())).unwrap();
+        assert_eq!((sha256, size, crc), (stat.sha256, 1000, stat.crc32c));
+        // A v2 sidecar (a file stored by an earlier version) still serves as its record.
+        let text = format!(
+            "tritontube-sha256-v2 {} 1000 0 0 {:08x}\n",
+            record(dir.path()).sha256,
+            crc.unwrap()
+        );
+        rustix::fs::removexattr(stored(dir.path()), "user.tritontube.rec").unwrap();
+        std::fs::write(sidecar(dir.path()), text).unwrap();
+        assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
+        assert_eq!(record(dir.path()).crc32c, crc);
     }
 
     #[tokio::test]
@@ -546,15 +586,25 @@ mod tests {
             .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
             .await
             .unwrap();
-        let v2 = std::fs::read_to_string(sidecar(dir.path())).unwrap();
-        assert!(v2.starts_with("tritontube-sha256-v2 "), "{v2}");
-        // As written before reads checked a CRC.
-        let fields: Vec<&str> = v2.trim_end().split(' ').collect();
-        let v1 = format!("tritontube-sha256-v1 {}\n", fields[1..5].join(" "));
+        let good = record(dir.path());
+        // As a sidecar written before reads checked a CRC.
+        let meta = std::fs::metadata(stored(dir.path())).unwrap();
+        let v1 = format!(
+            "tritontube-sha256-v1 {} {} {} {}\n",
+            good.sha256,
+            good.size,
+            i128::from(std::os::unix::fs::MetadataExt::mtime(&meta)) * 1_000_000_000
+                + i128::from(std::os::unix::fs::MetadataExt::mtime_nsec(&meta)),
+            std::os::unix::fs::MetadataExt::ino(&meta)
+        );
+        rustix::fs::removexattr(stored(dir.path()), "user.tritontube.rec").unwrap();
         std::fs::write(sidecar(dir.path()), &v1).unwrap();
+        assert_eq!(record(dir.path()).crc32c, None);
 
         assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
-        assert_eq!(std::fs::read_to_string(sidecar(dir.path())).unwrap(), v2);
+        // The CRC is on the file now, and the sidecar it replaces is gone.
+        assert_eq!(record(dir.path()), good);
+        assert!(!sidecar(dir.path()).exists());
     }
 
     #[tokio::test]
@@ -566,13 +616,14 @@ mod tests {
             .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
             .await
             .unwrap();
-        let good = std::fs::read_to_string(sidecar(dir.path())).unwrap();
-        let (head, crc) = good.trim_end().rsplit_once(' ').unwrap();
-        let wrong = format!("{head} {:08x}\n", u32::from_str_radix(crc, 16).unwrap() ^ 1);
-        std::fs::write(sidecar(dir.path()), &wrong).unwrap();
+        let good = record(dir.path());
+        let wrong = good.with_crc32c(good.crc32c.unwrap() ^ 1);
+        let file = std::fs::File::open(stored(dir.path())).unwrap();
+        attach_record(&file, &wrong).unwrap();
+        assert_eq!(record(dir.path()), wrong);
 
         assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
-        assert_eq!(std::fs::read_to_string(sidecar(dir.path())).unwrap(), good);
+        assert_eq!(record(dir.path()), good);
         assert!(store.quarantined().is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::client::FileStat;
-use super::record::{FileDigest, FileHasher, Record, temp_name, write_record_temp};
+use super::record::{FileDigest, FileHasher, Record, attach_record, temp_name, write_record_temp};
 use super::store::{
     Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, is_absent, open_dir,
 };
@@ -364,12 +364,24 @@ fn commit_blocking(store: &Inner, key: &str, state: WriteState) -> StoreResult<F
     let (sha256, crc32c) = (digest.sha256.clone(), digest.crc32c);
     let temp_path = state.temp.path.clone().unwrap_or_default();
     // A rename keeps the inode and mtime, so this describes the file under its real name.
+    // The record goes on the file before the fsync, which makes both durable; a file
+    // system without user attributes gets a sidecar (written after, see write_record_temp).
     let prepared = state
         .file
-        .sync_all()
-        .and_then(|()| state.file.metadata())
+        .metadata()
         .map_err(io_err("syncing", &temp_path))
-        .and_then(|meta| write_record_temp(&state.paths.dir, &Record::describing(&meta, digest)));
+        .and_then(|meta| {
+            let record = Record::describing(&meta, digest);
+            let attached = attach_record(&state.file, &record).is_ok();
+            state
+                .file
+                .sync_all()
+                .map_err(io_err("syncing", &temp_path))?;
+            match attached {
+                true => Ok(None),
+                false => write_record_temp(&state.paths.dir, &record).map(Some),
+            }
+        });
     let record_temp = match prepared {
         Ok(path) => path,
         Err(e) => {
@@ -392,18 +404,28 @@ fn commit_blocking(store: &Inner, key: &str, state: WriteState) -> StoreResult<F
             _ => None,
         };
         if let Err(e) = fs::rename(&temp_path, &paths.file) {
-            remove_quietly(&record_temp);
+            if let Some(record_temp) = &record_temp {
+                remove_quietly(record_temp);
+            }
             temp.remove_now();
             let _ = fs::remove_dir(&paths.dir);
             return Err(io_err("renaming into", &paths.file)(e));
         }
         temp.persisted();
-        if let Err(e) = fs::rename(&record_temp, &paths.sidecar) {
-            // An old record must not describe the new bytes: without one, the file is
-            // hashed afresh on first sight, from the bytes just fsynced.
-            tracing::warn!(path = %paths.sidecar.display(), error = %e, "could not put a checksum record in place");
-            remove_quietly(&record_temp);
-            remove_quietly(&paths.sidecar);
+        match &record_temp {
+            Some(record_temp) => {
+                if let Err(e) = fs::rename(record_temp, &paths.sidecar) {
+                    // An old record must not describe the new bytes: without one, the
+                    // file is hashed afresh on first sight, from the bytes just fsynced.
+                    tracing::warn!(path = %paths.sidecar.display(), error = %e, "could not put a checksum record in place");
+                    remove_quietly(record_temp);
+                    remove_quietly(&paths.sidecar);
+                }
+            }
+            // The attribute wins over a sidecar the replaced file may have had; removed
+            // all the same, so nothing stale is left in the folder.
+            None if previous.is_some() => remove_quietly(&paths.sidecar),
+            None => {}
         }
         match previous {
             Some(old) => meta.totals.bytes = meta.totals.bytes.saturating_sub(old) + size,
