@@ -1334,3 +1334,53 @@ async fn a_node_at_its_limit_of_direct_copies_sends_pullers_to_get_file() {
     );
     drop(held);
 }
+
+#[tokio::test]
+async fn a_direct_copy_cut_short_or_failing_its_check_leaves_nothing() {
+    use std::io::Write;
+    let data = pseudo_random_bytes(300_000, 21);
+    let hash = sha256_hex(&data);
+    let crc = crc32c::crc32c(&data);
+    let header = |crc: u32| format!("OK {} {hash} {crc:08x}\n", data.len()).into_bytes();
+    // A source that answers one copy per connection as scripted, then closes (also
+    // every later connection: the GetFile the puller falls back to finds no server).
+    let answers = vec![
+        [header(crc), data[..100_000].to_vec()].concat(),
+        [header(crc ^ 1), data.clone()].concat(),
+    ];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let source = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let Some(answer) = answers.next() else {
+                continue;
+            };
+            let mut request = BufReader::new(stream.try_clone().unwrap());
+            let (mut hello, mut key) = (String::new(), String::new());
+            request.read_line(&mut hello).unwrap();
+            request.read_line(&mut key).unwrap();
+            let _ = stream.write_all(&answer);
+        }
+    });
+
+    let target = start_storage_node().await;
+    let to = target.client();
+    let cut = to.pull("v/seg.m4s", &source, &hash).await.unwrap_err();
+    assert_eq!(cut.code(), Some(Code::Unavailable), "{cut}");
+    assert!(
+        cut.to_string().contains("after 100000 of 300000 bytes"),
+        "{cut}"
+    );
+    let wrong = to.pull("v/seg.m4s", &source, &hash).await.unwrap_err();
+    assert_eq!(wrong.code(), Some(Code::Unavailable), "{wrong}");
+    assert!(to.stat("v/seg.m4s").await.unwrap().is_none());
+    assert_eq!(stats(&to).await.file_count, 0);
+    assert!(temp_files(&target.dir).is_empty());
+    assert!(
+        store_files(&target.dir).is_empty(),
+        "{:?}",
+        files_under(&target.dir)
+    );
+}

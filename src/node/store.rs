@@ -413,10 +413,11 @@ impl Store {
         &self,
         key: &str,
         arrival: Arrival,
+        size: u64,
         buf: &mut [u8],
         next: impl FnMut(&mut [u8]) -> Result<usize, E>,
     ) -> Result<StoreResult<FileStat>, E> {
-        super::write::write_blocking(&self.inner, key, arrival, buf, next)
+        super::write::write_blocking(&self.inner, key, arrival, size, buf, next)
     }
 
     /// Blocking: the file under `key` opened to be copied to another node, with its

@@ -250,7 +250,7 @@ impl CopyClient {
         let mut remaining = size;
         let mut buf = vec![0u8; RECEIVE_BYTES.min(size.max(1) as usize)];
         let reader = &mut connection.reader;
-        let written = store.write_blocking(key, arrival, &mut buf, |buf| {
+        let written = store.write_blocking(key, arrival, size, &mut buf, |buf| {
             if remaining == 0 {
                 return Ok(0);
             }

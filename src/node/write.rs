@@ -272,13 +272,14 @@ impl Drop for PendingWrite {
     }
 }
 
-/// Blocking: stores under `key` the bytes `next` puts in `buf` (it returns how many, 0 at
-/// the end, or why it could not), checked as `arrival` says. The outer error is `next`'s;
+/// Blocking: stores under `key` the `size` bytes `next` puts in `buf` (it returns how
+/// many, 0 at the end, or why it could not), checked as `arrival` says. The outer error is `next`'s;
 /// on any failure nothing of the write stays.
 pub(crate) fn write_blocking<E>(
     store: &Inner,
     key: &str,
     arrival: Arrival,
+    size: u64,
     buf: &mut [u8],
     mut next: impl FnMut(&mut [u8]) -> Result<usize, E>,
 ) -> Result<StoreResult<FileStat>, E> {
@@ -289,6 +290,12 @@ pub(crate) fn write_blocking<E>(
         Ok(state) => state,
         Err(e) => return Ok(Err(e)),
     };
+    if size > 0 {
+        // All the blocks at once, instead of a delayed allocation per page written (half
+        // of ext4's cost per page in a ring change's profile). Where the file system
+        // cannot, the writes allocate as they go.
+        let _ = rustix::fs::fallocate(&state.file, rustix::fs::FallocateFlags::empty(), 0, size);
+    }
     loop {
         let n = match next(buf) {
             Ok(n) => n,
@@ -297,6 +304,12 @@ pub(crate) fn write_blocking<E>(
                 return Err(e);
             }
         };
+        if n == 0 && state.size != size {
+            // A file preallocated to `size` must not be kept shorter (or longer).
+            let short = format!("{} of {size} bytes of {key} arrived", state.size);
+            abandon(store, state);
+            return Ok(Err(StoreError::Task(short)));
+        }
         if n == 0 {
             return Ok(commit_blocking(store, key, state));
         }
