@@ -553,26 +553,40 @@ mod tests {
         record_of(&file, &meta, &sidecar(root)).expect("a record")
     }
 
-    #[tokio::test]
-    async fn a_record_is_kept_on_the_file_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let data = Bytes::from(vec![4u8; 1000]);
-        let stat = store
+    /// A store with `v1/a.m4s` of 300 000 × `byte`, and that file's record.
+    async fn stored_file(dir: &Path, byte: u8) -> (Store, Bytes, Record) {
+        let store = Store::open(dir).await.unwrap();
+        let data = Bytes::from(vec![byte; 300_000]);
+        store
             .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
             .await
             .unwrap();
+        (store, data, record(dir))
+    }
+
+    /// Replaces the record on the file by a sidecar with `text` (an earlier version's).
+    fn sidecar_instead(dir: &Path, text: &str) {
+        rustix::fs::removexattr(stored(dir), "user.tritontube.rec").unwrap();
+        std::fs::write(sidecar(dir), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_on_the_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, data, good) = stored_file(dir.path(), 4).await;
         assert!(!sidecar(dir.path()).exists(), "no sidecar beside it");
         let (sha256, size, crc) = recorded_sums(&stored(dir.path())).unwrap();
-        assert_eq!((sha256, size, crc), (stat.sha256, 1000, stat.crc32c));
+        assert_eq!(
+            (sha256, size, crc),
+            (good.sha256.clone(), 300_000, good.crc32c)
+        );
         // A v2 sidecar (a file stored by an earlier version) still serves as its record.
-        let text = format!(
-            "tritontube-sha256-v2 {} 1000 0 0 {:08x}\n",
-            record(dir.path()).sha256,
+        let v2 = format!(
+            "tritontube-sha256-v2 {} 300000 0 0 {:08x}\n",
+            good.sha256,
             crc.unwrap()
         );
-        rustix::fs::removexattr(stored(dir.path()), "user.tritontube.rec").unwrap();
-        std::fs::write(sidecar(dir.path()), text).unwrap();
+        sidecar_instead(dir.path(), &v2);
         assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
         assert_eq!(record(dir.path()).crc32c, crc);
     }
@@ -580,25 +594,10 @@ mod tests {
     #[tokio::test]
     async fn a_record_without_a_crc_is_read_by_its_sha256_and_gains_the_crc() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let data = Bytes::from(vec![5u8; 300_000]);
-        store
-            .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
-            .await
-            .unwrap();
-        let good = record(dir.path());
+        let (store, data, good) = stored_file(dir.path(), 5).await;
         // As a sidecar written before reads checked a CRC.
-        let meta = std::fs::metadata(stored(dir.path())).unwrap();
-        let v1 = format!(
-            "tritontube-sha256-v1 {} {} {} {}\n",
-            good.sha256,
-            good.size,
-            i128::from(std::os::unix::fs::MetadataExt::mtime(&meta)) * 1_000_000_000
-                + i128::from(std::os::unix::fs::MetadataExt::mtime_nsec(&meta)),
-            std::os::unix::fs::MetadataExt::ino(&meta)
-        );
-        rustix::fs::removexattr(stored(dir.path()), "user.tritontube.rec").unwrap();
-        std::fs::write(sidecar(dir.path()), &v1).unwrap();
+        let v1 = format!("tritontube-sha256-v1 {} {} 0 0\n", good.sha256, good.size);
+        sidecar_instead(dir.path(), &v1);
         assert_eq!(record(dir.path()).crc32c, None);
 
         assert_eq!(store.read("v1/a.m4s").await.unwrap(), data);
@@ -610,13 +609,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_crc_with_the_right_sha256_is_mended_not_quarantined() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let data = Bytes::from(vec![9u8; 300_000]);
-        store
-            .put("v1/a.m4s", data.clone(), Arrival::Hashed(None))
-            .await
-            .unwrap();
-        let good = record(dir.path());
+        let (store, data, good) = stored_file(dir.path(), 9).await;
         let wrong = good.with_crc32c(good.crc32c.unwrap() ^ 1);
         let file = std::fs::File::open(stored(dir.path())).unwrap();
         attach_record(&file, &wrong).unwrap();
