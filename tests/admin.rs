@@ -505,6 +505,12 @@ mod original_node {
         ) -> Result<Response<PutFileResponse>, Status> {
             Err(Status::unimplemented("not in the original contract"))
         }
+        async fn delete_files(
+            &self,
+            _: Request<DeleteFilesRequest>,
+        ) -> Result<Response<DeleteFilesResponse>, Status> {
+            Err(Status::unimplemented("not in the original contract"))
+        }
         async fn scrub(&self, _: Request<ScrubRequest>) -> Result<Response<ScrubResponse>, Status> {
             Err(Status::unimplemented("not in the original contract"))
         }
@@ -557,4 +563,22 @@ async fn a_node_without_pull_gets_its_files_relayed() {
     for info in held {
         assert_eq!(hashes[&info.key], info.sha256);
     }
+
+    // Removed again, it gives every file back; it has no DeleteFiles, so its copies are
+    // deleted one call at a time.
+    connect(&web.admin, None)
+        .unwrap()
+        .remove_node(RemoveNodeRequest {
+            node_address: newcomer.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(client.keys(false).await.unwrap().is_empty());
+    let mut back = BTreeMap::new();
+    for node in &all {
+        for info in node.client().keys(true).await.unwrap() {
+            back.insert(info.key, info.sha256);
+        }
+    }
+    assert_eq!(back, hashes.into_iter().collect::<BTreeMap<_, _>>());
 }

@@ -21,8 +21,8 @@ use tonic::transport::Channel;
 use tritontube::node::client::{CHUNK_BYTES, MAX_MESSAGE_BYTES, NodeStats, StorageClient};
 use tritontube::proto::storage::storage_service_client::StorageServiceClient;
 use tritontube::proto::storage::{
-    DeleteRequest, DownloadRequest, GetFileRequest, ListFilesRequest, NodeStatsRequest,
-    PutFileChunk, StatFileRequest, StreamKeysRequest, UploadRequest,
+    DeleteFilesRequest, DeleteRequest, DownloadRequest, GetFileRequest, ListFilesRequest,
+    NodeStatsRequest, PutFileChunk, StatFileRequest, StreamKeysRequest, UploadRequest,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -463,6 +463,63 @@ async fn listing_a_large_folder_streams_in_batches() {
         .unwrap()
         .into_inner();
     assert_eq!(reply.file_count, 2500);
+}
+
+#[tokio::test]
+async fn delete_files_checks_every_key_first_and_syncs_each_folder_once() {
+    let node = start_storage_node().await;
+    let mut raw = raw_client(&node).await;
+    let client = node.client();
+    for key in ["v1/a.m4s", "v1/b.m4s", "v2/a.m4s", "v3/keep.m4s"] {
+        upload(&mut raw, key, key.as_bytes()).await;
+    }
+
+    // A bad key anywhere in the list: refused, and nothing is deleted.
+    for bad in ["../v1/a.m4s", "v1/../../x", "", "v1/.hidden"] {
+        let refused = raw
+            .delete_files(DeleteFilesRequest {
+                keys: vec!["v1/a.m4s".into(), bad.into()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{bad:?}");
+    }
+    let too_many = (0..1025).map(|i| format!("v9/{i}.m4s")).collect();
+    let refused = raw
+        .delete_files(DeleteFilesRequest { keys: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(list_files(&mut raw).await.len(), 4);
+
+    // Both files of v1 (its folder goes), v2's only file, and a key never held.
+    let deleted = client
+        .delete_many(vec![
+            "v1/a.m4s".into(),
+            "v2/a.m4s".into(),
+            "v1/b.m4s".into(),
+            "never/there.m4s".into(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        list_files(&mut raw).await,
+        BTreeSet::from(["v3/keep.m4s".into()])
+    );
+    assert!(
+        !store_files(&node.dir)
+            .iter()
+            .any(|f| f.starts_with("v1") || f.starts_with("v2")),
+        "the emptied video folders go too"
+    );
+    let left = stats(&client).await;
+    assert_eq!((left.file_count, left.total_bytes), (1, 11));
+    // Again: nothing held, nothing deleted, no error.
+    assert_eq!(
+        client.delete_many(vec!["v1/a.m4s".into()]).await.unwrap(),
+        0
+    );
 }
 
 #[tokio::test]

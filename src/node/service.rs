@@ -24,11 +24,12 @@ use super::verify::SmallRead;
 use super::write::Arrival;
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
-    DeleteRequest, DeleteResponse, DownloadRequest, DownloadResponse, GetFileChunk, GetFileRequest,
-    KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, ListQuarantineRequest,
-    ListQuarantineResponse, NodeStatsRequest, NodeStatsResponse, PullFileRequest, PutFileChunk,
-    PutFileResponse, QuarantinedFile, ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse,
-    StatFileRequest, StatFileResponse, StreamKeysRequest, UploadRequest, UploadResponse,
+    DeleteFilesRequest, DeleteFilesResponse, DeleteRequest, DeleteResponse, DownloadRequest,
+    DownloadResponse, GetFileChunk, GetFileRequest, KeyBatch, KeyInfo, ListFilesRequest,
+    ListFilesResponse, ListQuarantineRequest, ListQuarantineResponse, NodeStatsRequest,
+    NodeStatsResponse, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
+    ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse,
+    StreamKeysRequest, UploadRequest, UploadResponse,
 };
 
 impl From<StoreError> for Status {
@@ -74,6 +75,8 @@ pub struct StorageService {
 pub const WHOLE_READ_BYTES: u64 = 4 * 1024 * 1024;
 /// At most this many whole-file reads are held in memory at once (64 MiB at most).
 const WHOLE_READS_IN_FLIGHT: usize = 16;
+/// Keys one DeleteFiles may carry.
+pub const MAX_DELETE_KEYS: usize = 1024;
 
 impl StorageService {
     /// The service over `store` alone: no scrub, and no store identity to report (as
@@ -309,6 +312,23 @@ impl storage_service_server::StorageService for StorageService {
         self.store.delete(&key).await?;
         tracing::debug!(key, "deleted");
         Ok(Response::new(DeleteResponse { success: true }))
+    }
+
+    async fn delete_files(
+        &self,
+        request: Request<DeleteFilesRequest>,
+    ) -> Result<Response<DeleteFilesResponse>, Status> {
+        let keys = request.into_inner().keys;
+        if keys.len() > MAX_DELETE_KEYS {
+            return Err(Status::invalid_argument(format!(
+                "{} keys in one DeleteFiles; at most {MAX_DELETE_KEYS}",
+                keys.len()
+            )));
+        }
+        let asked = keys.len();
+        let deleted = self.store.delete_many(keys).await?;
+        tracing::debug!(asked, deleted, "deleted");
+        Ok(Response::new(DeleteFilesResponse { deleted }))
     }
 
     async fn list_files(

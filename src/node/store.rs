@@ -292,6 +292,44 @@ pub(crate) struct OpenDir<'a> {
     path: &'a Path,
 }
 
+/// Deletes `key`'s file and sidecar; returns the folder whose entries changed (the
+/// root, when the video's folder went with its last file), None when nothing was held.
+fn delete_blocking(inner: &Inner, key: &str, paths: KeyPaths) -> StoreResult<Option<PathBuf>> {
+    let mut meta = inner.lock();
+    meta.quarantine.clear(key);
+    let size = match fs::metadata(&paths.file) {
+        Ok(m) if m.is_file() => Some(m.len()),
+        Ok(_) => return Ok(None),
+        Err(e) if is_absent(&e) => None,
+        Err(e) => return Err(io_err("stat", &paths.file)(e)),
+    };
+    if let Some(size) = size {
+        match fs::remove_file(&paths.file) {
+            Ok(()) => {
+                meta.totals.files = meta.totals.files.saturating_sub(1);
+                meta.totals.bytes = meta.totals.bytes.saturating_sub(size);
+            }
+            Err(e) if is_absent(&e) => {}
+            Err(e) => return Err(io_err("deleting", &paths.file)(e)),
+        }
+    }
+    match fs::remove_file(&paths.sidecar) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => {}
+        Err(e) => return Err(io_err("deleting", &paths.sidecar)(e)),
+    }
+    if size.is_none() {
+        return Ok(None);
+    }
+    // Fails harmlessly while anything (another file, a write in progress) is left.
+    let folder_removed = fs::remove_dir(&paths.dir).is_ok();
+    Ok(Some(if folder_removed {
+        inner.root.clone()
+    } else {
+        paths.dir
+    }))
+}
+
 pub(crate) fn open_dir(path: &Path) -> StoreResult<OpenDir<'_>> {
     let handle = File::open(path).map_err(io_err("syncing folder", path))?;
     Ok(OpenDir { handle, path })
@@ -333,6 +371,7 @@ impl Store {
         let root = root.into();
         blocking(move || {
             fs::create_dir_all(&root).map_err(io_err("creating", &root))?;
+            super::disk::spread_folders(&root);
             let totals = scan(&root)?;
             let quarantine = Quarantine::load(&root)?;
             tracing::info!(
@@ -485,45 +524,34 @@ impl Store {
     /// Removes the file, its record and any quarantined copy of it, and the video folder
     /// once empty. Succeeds when the file is already absent.
     pub async fn delete(&self, key: &str) -> StoreResult<()> {
-        let paths = self.inner.paths(key)?;
+        self.delete_many(vec![key.to_string()]).await.map(|_| ())
+    }
+
+    /// Deletes every key, syncing each folder touched once at the end; returns how many
+    /// were held. All keys are checked first: a bad one deletes nothing. An I/O error
+    /// stops the deletes; those before it stay done.
+    pub async fn delete_many(&self, keys: Vec<String>) -> StoreResult<u64> {
+        let paths = keys
+            .iter()
+            .map(|key| self.inner.paths(key))
+            .collect::<StoreResult<Vec<_>>>()?;
         let inner = Arc::clone(&self.inner);
-        let key = key.to_string();
         blocking(move || {
-            let mut meta = inner.lock();
-            meta.quarantine.clear(&key);
-            let size = match fs::metadata(&paths.file) {
-                Ok(m) if m.is_file() => Some(m.len()),
-                Ok(_) => return Ok(()),
-                Err(e) if is_absent(&e) => None,
-                Err(e) => return Err(io_err("stat", &paths.file)(e)),
-            };
-            if let Some(size) = size {
-                match fs::remove_file(&paths.file) {
-                    Ok(()) => {
-                        meta.totals.files = meta.totals.files.saturating_sub(1);
-                        meta.totals.bytes = meta.totals.bytes.saturating_sub(size);
-                    }
-                    Err(e) if is_absent(&e) => {}
-                    Err(e) => return Err(io_err("deleting", &paths.file)(e)),
+            let mut to_sync = std::collections::BTreeSet::new();
+            let mut deleted = 0;
+            for (key, paths) in keys.iter().zip(paths) {
+                if let Some(folder) = delete_blocking(&inner, key, paths)? {
+                    to_sync.insert(folder);
+                    deleted += 1;
                 }
             }
-            match fs::remove_file(&paths.sidecar) {
-                Ok(()) => {}
-                Err(e) if is_absent(&e) => {}
-                Err(e) => return Err(io_err("deleting", &paths.sidecar)(e)),
+            for folder in &to_sync {
+                // A folder a later key's delete removed is synced with the root.
+                if folder.is_dir() {
+                    open_dir(folder)?.sync()?;
+                }
             }
-            if size.is_none() {
-                return Ok(());
-            }
-            // Fails harmlessly while anything (another file, a write in progress) is left.
-            let folder_removed = fs::remove_dir(&paths.dir).is_ok();
-            let dir = open_dir(if folder_removed {
-                &inner.root
-            } else {
-                &paths.dir
-            })?;
-            drop(meta);
-            dir.sync()
+            Ok(deleted)
         })
         .await
     }
