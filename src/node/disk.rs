@@ -78,11 +78,7 @@ mod tests {
             Errno::IO.raw_os_error()
         )));
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn the_root_is_marked_where_the_file_system_has_the_flag() {
