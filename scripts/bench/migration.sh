@@ -27,7 +27,7 @@ out="$WORK/section.md"
   echo "- setup: 4 storage nodes and a web node (release, SQLite) on 127.0.0.1, temp folders in"
   echo "  \`${TMPDIR:-/tmp}\`; \`tritontube admin add\` timed from start to exit (inventory, journal,"
   echo "  direct copy node to node checked against the source's CRC-32C and fsynced on the new"
-  echo "  node, delete of the surplus copies, ring switch); \`cp -r\` copies the same files (hard"
+  echo "  node, surplus copies deleted in batches, ring switch); \`cp -r\` copies the same files (hard"
   echo "  links of what the new node received)."
   echo
   cat "$WORK/table.md"

@@ -79,7 +79,6 @@ mod tests {
         )));
     }
 
-
     #[test]
     fn the_root_is_marked_where_the_file_system_has_the_flag() {
         let dir = tempfile::tempdir().unwrap();
