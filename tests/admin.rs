@@ -582,3 +582,78 @@ async fn a_node_without_pull_gets_its_files_relayed() {
     }
     assert_eq!(back, hashes.into_iter().collect::<BTreeMap<_, _>>());
 }
+
+/// Sets or clears the immutable flag (`chattr +i`), which makes even root's unlink fail.
+fn set_immutable(path: &std::path::Path, immutable: bool) {
+    use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+    let file = std::fs::File::open(path).unwrap();
+    let flags = ioctl_getflags(&file).expect("the file system keeps inode flags (ext4)");
+    let flags = if immutable {
+        flags | IFlags::IMMUTABLE
+    } else {
+        flags - IFlags::IMMUTABLE
+    };
+    ioctl_setflags(&file, flags).expect("setting the immutable flag (needs root)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_surplus_copy_that_cannot_be_deleted_keeps_the_change_journaled_until_run_again() {
+    let all = start_storage_nodes(3).await;
+    let every: Vec<&StorageNode> = all.iter().collect();
+    let two: Vec<String> = all[..2].iter().map(|n| n.address()).collect();
+    let three: Vec<String> = all.iter().map(|n| n.address()).collect();
+    let before = ring_of(&two, 1);
+    let hashes = seed_files(&every[..2], &before, 120, 2048).await;
+    let web = start_web_ring(&every[..2], WebOptions::default()).await;
+
+    // A key that moves to the newcomer: its old copy is surplus once it has arrived.
+    let after = ring_of(&three, 1);
+    let moving = hashes
+        .keys()
+        .find(|key| after.owners(key) == [three[2].as_str()])
+        .expect("a key for the newcomer")
+        .clone();
+    let holder = every
+        .iter()
+        .find(|n| n.address() == before.owners(&moving)[0])
+        .unwrap();
+    let stuck = holder.dir.join(&moving);
+    set_immutable(&stuck, true);
+
+    let mut admin = connect(&web.admin, None).unwrap();
+    let add = AddNodeRequest {
+        node_address: three[2].clone(),
+    };
+    let failed = admin.add_node(add.clone()).await.unwrap_err();
+    set_immutable(&stuck, false);
+    assert_eq!(failed.code(), Code::Aborted, "{failed:?}");
+    assert!(
+        failed.message().contains("surplus copies on") && failed.message().contains("run it again"),
+        "{}",
+        failed.message()
+    );
+    // Every file has its new copy; nothing was lost; the ring has not switched.
+    let held = holdings(&every).await;
+    assert_eq!(held.len(), hashes.len());
+    assert!(held[&moving].contains(&three[2]));
+    let listed = admin
+        .list_nodes(ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(
+        listed.len(),
+        2,
+        "the ring switches only when the change is done"
+    );
+
+    // Asked again, the journaled change finishes: every key on its owner alone.
+    admin.add_node(add).await.unwrap();
+    let held = holdings(&every).await;
+    assert_eq!(
+        held.keys().cloned().collect::<BTreeSet<_>>(),
+        hashes.keys().cloned().collect()
+    );
+    assert_placed(&held, &after);
+}
