@@ -282,6 +282,20 @@ async fn with_two_replicas_every_segment_survives_a_dead_node() {
     assert!(plays(&web.url, "sturdy").await >= 8 * 25 - 5);
 }
 
+/// Records the videos of [`seed_files`] in the metadata store as stored videos: files of
+/// a video without a record are orphans, and a repair the health monitor starts by itself
+/// (when it first sees a node with an empty, new store, such as a newcomer) would delete
+/// them under the test. (A claim alone is not enough: a web node starting up drops the
+/// claims of uploads it finds unfinished, with their files.)
+async fn record_seeded(meta: &tritontube::meta::MetaStore) {
+    for video in 0..10 {
+        let id = format!("seed{video}");
+        meta.claim_video(&id, chrono::Utc::now()).await.unwrap();
+        let details = tritontube::meta::VideoDetails::default();
+        meta.finish_video(&id, &details).await.unwrap();
+    }
+}
+
 /// Keys written straight to the nodes where `ring` wants them; returns key → SHA-256.
 async fn seed_files(
     nodes: &[&StorageNode],
@@ -326,6 +340,7 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
 
     let work = tempfile::tempdir().unwrap();
     let db = work.path().join("metadata.db");
+    record_seeded(&tritontube::meta::MetaStore::sqlite(&db).await.unwrap()).await;
     let (http_port, admin_port) = (free_port(), free_port());
     let extra = ["--replicas", "1"];
     let mut web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
@@ -547,6 +562,7 @@ async fn a_node_without_pull_gets_its_files_relayed() {
     let two: Vec<String> = all.iter().map(|n| n.address()).collect();
     let hashes = seed_files(&every, &ring_of(&two, 1), 200, 4096).await;
     let web = start_web_ring(&every, WebOptions::default()).await;
+    record_seeded(&web.meta).await;
     let moved = connect(&web.admin, None)
         .unwrap()
         .add_node(AddNodeRequest {
@@ -605,6 +621,7 @@ async fn a_surplus_copy_that_cannot_be_deleted_keeps_the_change_journaled_until_
     let before = ring_of(&two, 1);
     let hashes = seed_files(&every[..2], &before, 120, 2048).await;
     let web = start_web_ring(&every[..2], WebOptions::default()).await;
+    record_seeded(&web.meta).await;
 
     // A key that moves to the newcomer: its old copy is surplus once it has arrived.
     let after = ring_of(&three, 1);
