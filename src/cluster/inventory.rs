@@ -189,12 +189,12 @@ pub async fn copy_missing(cluster: &Cluster, item: &KeyWork) -> Result<u64, Clie
 pub async fn delete_surplus(
     cluster: &Cluster,
     node: &str,
-    keys: Vec<String>,
+    keys: &[String],
 ) -> Result<(), ClientError> {
     let client = cluster.client(node)?;
-    match client.delete_many(keys.clone()).await {
+    match client.delete_many(keys.to_vec()).await {
         Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {
-            for key in &keys {
+            for key in keys {
                 client.delete(key).await?;
             }
             Ok(())

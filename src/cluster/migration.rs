@@ -564,7 +564,7 @@ impl Run<'_> {
         let mut surplus: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut deleting = FuturesUnordered::new();
         let delete = |node: String, keys: Vec<String>| async move {
-            let outcome = inventory::delete_surplus(cluster, &node, keys.clone()).await;
+            let outcome = inventory::delete_surplus(cluster, &node, &keys).await;
             (node, keys, outcome)
         };
         let mut copying = true;
@@ -574,8 +574,11 @@ impl Run<'_> {
                 next = copies.next(), if copying && deleting.len() < DELETES_IN_FLIGHT => {
                     let Some((item, outcome)) = next else {
                         copying = false;
+                        // A node's batch may be empty: it was just sent full.
                         for (node, keys) in std::mem::take(&mut surplus) {
-                            deleting.push(delete(node, keys));
+                            if !keys.is_empty() {
+                                deleting.push(delete(node, keys));
+                            }
                         }
                         continue;
                     };
