@@ -11,7 +11,7 @@ use futures::{StreamExt, stream};
 use reqwest::StatusCode;
 use support::web::{
     WebOptions, WebProcess, decoded_frames, free_port, holdings, http_client, make_video,
-    start_web_ring, upload_file,
+    ring_nodes, start_web_ring, upload_file,
 };
 use support::{StorageNode, ring_of, sha256_hex, start_storage_nodes};
 use tonic::Code;
@@ -97,16 +97,7 @@ async fn adding_and_removing_nodes_moves_exactly_the_changed_keys() {
     let after_add = holdings(&every).await;
     assert_eq!(after_add.keys().cloned().collect::<BTreeSet<_>>(), keys);
     assert_placed(&after_add, &ring_of(&four, 2));
-    let listed = admin
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
-    assert_eq!(
-        listed.into_iter().collect::<BTreeSet<_>>(),
-        four.iter().cloned().collect()
-    );
+    assert_eq!(ring_nodes(&web.admin).await, four.iter().cloned().collect());
     for id in ["one", "two"] {
         assert!(plays(&web.url, id).await >= 6 * 25 - 5);
     }
@@ -201,13 +192,7 @@ async fn bad_changes_are_refused_with_fitting_codes() {
     assert!(below.message().contains("replicas"), "{}", below.message());
 
     // Nothing changed.
-    let listed = admin
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
-    assert_eq!(listed.len(), 2);
+    assert_eq!(ring_nodes(&web.admin).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -429,14 +414,7 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
     // The restarted node keeps the change even though its command line lists three.
     web.kill();
     let web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
-    let mut admin = connect(&web.admin, None).unwrap();
-    let listed = admin
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
-    assert!(listed.contains(&newcomer));
+    assert!(ring_nodes(&web.admin).await.contains(&newcomer));
 }
 
 /// A storage node as the original system's: the same service without the RPCs added
@@ -653,14 +631,8 @@ async fn a_surplus_copy_that_cannot_be_deleted_keeps_the_change_journaled_until_
     let held = holdings(&every).await;
     assert_eq!(held.len(), hashes.len());
     assert!(held[&moving].contains(&three[2]));
-    let listed = admin
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
     assert_eq!(
-        listed.len(),
+        ring_nodes(&web.admin).await.len(),
         2,
         "the ring switches only when the change is done"
     );

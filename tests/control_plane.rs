@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
-use support::web::{WebOptions, holdings, start_web_on_etcd, start_web_ring};
+use support::web::{WebOptions, holdings, ring_nodes, start_web_on_etcd, start_web_ring};
 use support::{
     StorageNode, StorageProcess, pseudo_random_bytes, ring_of, start_storage_node,
     start_storage_nodes,
@@ -22,8 +22,8 @@ use tritontube::admin_cli::connect;
 use tritontube::cluster::{ControlPlane, Seed};
 use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{
-    AddNodeRequest, CancelChangeRequest, ChangeKind, ListNodesRequest, ListWorkersRequest,
-    StartChangeRequest, WatchMigrationRequest,
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ListWorkersRequest, StartChangeRequest,
+    WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
@@ -72,18 +72,6 @@ fn assert_placed(held: &BTreeMap<String, Vec<String>>, ring: &Ring, keys: &BTree
         owners.sort();
         assert_eq!(holders, &owners, "{key} is not where the ring wants it");
     }
-}
-
-async fn ring_nodes(admin: &str) -> BTreeSet<String> {
-    connect(admin, None)
-        .unwrap()
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes
-        .into_iter()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,31 +3,20 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::etcd::EtcdCluster;
-use support::web::{holdings, http_client, make_video, start_web_on_etcd, upload_bytes};
+use support::web::{
+    holdings, http_client, make_video, ring_nodes, start_web_on_etcd, upload_bytes,
+};
 use support::{StorageNode, start_storage_node};
 use tritontube::admin_cli::connect;
-use tritontube::proto::admin::{AddNodeRequest, ListNodesRequest};
+use tritontube::proto::admin::AddNodeRequest;
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
 async fn etcd(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).await
-}
-
-async fn list_nodes(admin: &str) -> BTreeSet<String> {
-    let mut client = connect(admin, None).unwrap();
-    client
-        .list_nodes(ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes
-        .into_iter()
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -55,7 +44,7 @@ async fn two_web_nodes_share_one_ring_and_one_winner_per_id() {
         .unwrap();
     let mut seen_by_b = false;
     for _ in 0..100 {
-        if list_nodes(&b.admin).await.contains(&newcomer) {
+        if ring_nodes(&b.admin).await.contains(&newcomer) {
             seen_by_b = true;
             break;
         }

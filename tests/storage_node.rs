@@ -85,6 +85,15 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 /// What the store holds under its folder, without the node's own bookkeeping at the top
 /// (its marker, the scrub's state and their temp files while they are rewritten, the
 /// quarantine): a file left under a video folder still counts.
+/// Stores `size` pseudo-random bytes as `v/seg.m4s` through `client`; returns them and
+/// their SHA-256.
+async fn put_segment(client: &StorageClient, size: usize, seed: u64) -> (Bytes, String) {
+    let data = Bytes::from(pseudo_random_bytes(size, seed));
+    client.put("v/seg.m4s", data.clone(), None).await.unwrap();
+    let hash = sha256_hex(&data);
+    (data, hash)
+}
+
 fn store_files(dir: &Path) -> Vec<String> {
     files_under(dir)
         .into_iter()
@@ -1181,13 +1190,7 @@ async fn concurrent_deletes_in_one_folder_all_succeed() {
 async fn a_node_pulls_a_file_straight_from_another_and_checks_its_hash() {
     let source = start_storage_node().await;
     let target = start_storage_node().await;
-    let data = Bytes::from(pseudo_random_bytes(3 * MIB + 17, 7));
-    let hash = sha256_hex(&data);
-    source
-        .client()
-        .put("v/seg.m4s", data.clone(), None)
-        .await
-        .unwrap();
+    let (data, hash) = put_segment(&source.client(), 3 * MIB + 17, 7).await;
     let to = target.client();
 
     let stat = to
@@ -1255,12 +1258,7 @@ fn ask_directly(address: &str, request: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn direct_copies_answer_bad_requests_clearly_and_change_nothing() {
     let node = start_storage_node().await;
-    let data = Bytes::from(pseudo_random_bytes(300_000, 11));
-    let hash = sha256_hex(&data);
-    node.client()
-        .put("v/seg.m4s", data.clone(), None)
-        .await
-        .unwrap();
+    let (data, hash) = put_segment(&node.client(), 300_000, 11).await;
     let address = node.address();
     let answers = tokio::task::spawn_blocking(move || {
         [
@@ -1321,13 +1319,8 @@ async fn a_node_without_direct_copies_is_pulled_from_through_get_file() {
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let data = Bytes::from(pseudo_random_bytes(2 * MIB + 3, 12));
-    let hash = sha256_hex(&data);
-    StorageClient::connect_lazy(&older)
-        .unwrap()
-        .put("v/seg.m4s", data.clone(), None)
-        .await
-        .unwrap();
+    let older_client = StorageClient::connect_lazy(&older).unwrap();
+    let (data, hash) = put_segment(&older_client, 2 * MIB + 3, 12).await;
 
     let target = start_storage_node().await;
     let to = target.client();
@@ -1347,13 +1340,7 @@ async fn a_node_without_direct_copies_is_pulled_from_through_get_file() {
 async fn a_node_at_its_limit_of_direct_copies_sends_pullers_to_get_file() {
     use std::io::Write;
     let source = start_storage_node().await;
-    let data = Bytes::from(pseudo_random_bytes(MIB, 13));
-    let hash = sha256_hex(&data);
-    source
-        .client()
-        .put("v/seg.m4s", data.clone(), None)
-        .await
-        .unwrap();
+    let (data, hash) = put_segment(&source.client(), MIB, 13).await;
     // Every slot taken by a connection that greets and then says nothing.
     let address = source.address();
     let held: Vec<std::net::TcpStream> = (0..tritontube::node::transfer::MAX_CONNECTIONS)

@@ -1,7 +1,7 @@
 //! Web node fixtures: a real web node in the test process over real storage nodes and a
 //! real SQLite file, test videos made by ffmpeg, and HTTP helpers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -325,4 +325,17 @@ impl Drop for WebProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The ring's nodes, as the admin service at `admin` lists them.
+pub async fn ring_nodes(admin: &str) -> BTreeSet<String> {
+    tritontube::admin_cli::connect(admin, None)
+        .unwrap()
+        .list_nodes(tritontube::proto::admin::ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes
+        .into_iter()
+        .collect()
 }
