@@ -598,7 +598,7 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
     assert_eq!(phases.last(), Some(&"ready"), "{seen}");
     assert!(phases.contains(&"sending"), "{seen}");
     assert!(phases.contains(&"transcoding"), "{seen}");
-    assert!(seen["pageErrors"].as_array().unwrap().is_empty(), "{seen}");
+    assert!(seen["problems"].as_array().unwrap().is_empty(), "{seen}");
     // The poster on the index, with its text alternative.
     assert!(seen["poster"]["width"].as_u64().unwrap() > 0, "{seen}");
     assert_eq!(seen["poster"]["alt"], "Frame from journey");

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 static APP_JS: &str = include_str!("../../assets/app.js");
 static APP_CSS: &str = include_str!("../../assets/app.css");
+static FAVICON_ICO: &[u8] = include_bytes!("../../assets/favicon.ico");
+static FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
 static VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut hash = Sha256::new();
@@ -42,5 +44,27 @@ pub async fn app_css() -> impl IntoResponse {
             (header::CACHE_CONTROL, LONG_CACHE),
         ],
         APP_CSS,
+    )
+}
+
+/// `/favicon.ico`, which browsers ask for whatever the page links.
+pub async fn favicon_ico() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_ICO,
+    )
+}
+
+/// The icon the pages link, sharp at every size.
+pub async fn favicon_svg() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_SVG,
     )
 }

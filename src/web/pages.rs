@@ -39,7 +39,8 @@ fn html_page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>{}</title><link rel=\"stylesheet\" href=\"/static/app.css?v={v}\"></head>\
+<title>{}</title><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">\
+<link rel=\"stylesheet\" href=\"/static/app.css?v={v}\"></head>\
 <body><header><h1><a href=\"/\">Tritontube</a></h1></header><main>{body}</main>\
 <script src=\"/static/app.js?v={v}\" defer></script></body></html>\n",
         escape_html(title)

@@ -59,6 +59,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/static/dash.all.min.js", get(dash_js))
         .route("/static/app.js", get(assets::app_js))
         .route("/static/app.css", get(assets::app_css))
+        .route("/static/favicon.svg", get(assets::favicon_svg))
+        .route("/favicon.ico", get(assets::favicon_ico))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::web::scrape))
         .layer(state.metrics.http.layer())

@@ -7,6 +7,7 @@
 //
 // usage: node first-frame.mjs PLAYER_URL [RUNS=5]
 import { chromium } from 'playwright-core';
+import { LAUNCH, watch } from './strict.mjs';
 
 const [url, runsArg = '5'] = process.argv.slice(2);
 if (!url) {
@@ -14,16 +15,16 @@ if (!url) {
   process.exit(2);
 }
 const runs = Number(runsArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await chromium.launch(LAUNCH);
+
+// What each page saw that a user would count as broken (strict.mjs).
+const watched = [];
 
 async function firstFrame(page) {
+  if (!page.watched) {
+    page.watched = true;
+    watched.push(watch(page));
+  }
   await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60000 });
   return page.evaluate(() => new Promise((resolve, reject) => {
     const v = document.querySelector('video');
@@ -72,6 +73,8 @@ try {
   };
   result.coldMedian = median(result.cold);
   result.warmMedian = median(result.warm);
+  result.problems = watched.flat();
+  if (result.problems.length) throw new Error('the page had problems: ' + result.problems.join('; '));
   result.ok = true;
 } catch (e) {
   result.error = String(e.message || e).split('\n')[0];

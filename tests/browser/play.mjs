@@ -4,6 +4,7 @@
 //
 // usage: node play.mjs URL [SECONDS=3] [SCREENSHOT.png] [TIMEOUT_MS=60000]
 import { chromium } from 'playwright-core';
+import { LAUNCH, watch } from './strict.mjs';
 
 const [url, secondsArg = '3', screenshot, timeoutArg = '60000'] = process.argv.slice(2);
 if (!url) {
@@ -13,19 +14,11 @@ if (!url) {
 const target = Number(secondsArg);
 const timeout = Number(timeoutArg);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await chromium.launch(LAUNCH);
 let result = { url, ok: false };
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 720 } });
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+  const problems = watch(page);
   const response = await page.goto(url, { waitUntil: 'load', timeout });
   result.status = response ? response.status() : null;
   await page.evaluate(() => {
@@ -60,7 +53,11 @@ try {
       mediaError: v.error ? v.error.message || String(v.error.code) : null,
     };
   }));
-  result.pageErrors = errors;
+  result.problems = problems;
+  if (problems.length) {
+    result.ok = false;
+    result.error = 'the page had problems: ' + problems.join('; ');
+  }
   if (screenshot) {
     await page.screenshot({ path: screenshot });
     result.screenshot = screenshot;

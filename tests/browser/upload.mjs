@@ -5,6 +5,7 @@
 //
 // usage: node upload.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS=120000]
 import { chromium } from 'playwright-core';
+import { LAUNCH, watch } from './strict.mjs';
 
 const [base, file, id, timeoutArg = '120000'] = process.argv.slice(2);
 if (!base || !file || !id) {
@@ -12,17 +13,13 @@ if (!base || !file || !id) {
   process.exit(2);
 }
 const timeout = Number(timeoutArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await chromium.launch(LAUNCH);
 const result = { base, id, ok: false };
 try {
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = await context.newPage();
+  const problems = watch(page);
+  result.problems = problems;
   await page.goto(base + '/', { waitUntil: 'load', timeout });
   await page.setInputFiles('input[type=file][name=file]', file);
   const [response] = await Promise.all([
@@ -33,7 +30,7 @@ try {
   result.status = response ? response.status() : null;
   const links = await page.$$eval('a[href^="/videos/"]', (as) => as.map((a) => a.textContent));
   result.listed = links;
-  result.ok = result.landedOn.replace(/\/$/, '') === base.replace(/\/$/, '') && links.includes(id);
+  result.ok = result.landedOn.replace(/\/$/, '') === base.replace(/\/$/, '') && links.includes(id) && problems.length === 0;
 } catch (e) {
   result.error = String(e.message || e).split('\n')[0];
 } finally {

@@ -6,6 +6,7 @@
 //
 // usage: node viewer.mjs BASE_URL FILE VIDEO_ID [ADMIN_TOKEN] [TIMEOUT_MS=180000]
 import { chromium } from 'playwright-core';
+import { LAUNCH, watch } from './strict.mjs';
 
 const [base, file, id, token = '', timeoutArg = '180000'] = process.argv.slice(2);
 if (!base || !file || !id) {
@@ -13,20 +14,13 @@ if (!base || !file || !id) {
   process.exit(2);
 }
 const timeout = Number(timeoutArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await chromium.launch(LAUNCH);
 const result = { base, id, ok: false, step: 'start' };
 try {
   const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
-  result.pageErrors = errors;
+  // The one error answer on purpose: the deleted video's API entry, looked up at the end.
+  const problems = watch(page, { allowed: ['/api/videos/' + encodeURIComponent(id)] });
+  result.problems = problems;
   // Confirmations are accepted; the token prompt gets the token.
   const dialogs = [];
   page.on('dialog', (d) => {
@@ -131,6 +125,7 @@ try {
   result.listedAfterDelete = await page.$$eval('.card', (cs) => cs.map((c) => c.dataset.id));
   result.apiAfterDelete = await page.evaluate(async (vid) => (await fetch('/api/videos/' + encodeURIComponent(vid))).status, id);
   result.step = 'done';
+  if (problems.length) throw new Error('the page had problems: ' + problems.join('; '));
   result.ok = true;
 } catch (e) {
   result.error = String(e.message || e).split('\n')[0];
