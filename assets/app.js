@@ -35,6 +35,7 @@
     probing: 'Checking the video',
     transcoding: 'Transcoding',
     storing: 'Storing',
+    playable: 'Playable now, higher qualities coming',
     processing: 'Processing',
     ready: 'Ready',
     failed: 'Failed',
@@ -42,7 +43,7 @@
 
   function describe(status) {
     let text = PHASES[status.phase] || status.phase;
-    if (status.phase === 'transcoding') text += ' ' + Math.floor(status.transcode_percent || 0) + ' %';
+    if (status.phase === 'transcoding' || status.phase === 'playable') text += ' (' + Math.floor(status.transcode_percent || 0) + ' % encoded)';
     if (status.phase === 'failed' && status.error) text += ': ' + status.error;
     return text;
   }
@@ -120,8 +121,15 @@
           return;
         }
         const final = await follow(id, (status) => {
-          const percent = status.phase === 'transcoding' ? status.transcode_percent : (status.phase === 'ready' || status.phase === 'storing' ? 100 : undefined);
+          const encoding = status.phase === 'transcoding' || status.phase === 'playable';
+          const percent = encoding ? status.transcode_percent : (status.phase === 'ready' ? 100 : undefined);
           show(status.phase, id + ': ' + describe(status), percent, status.phase === 'failed');
+          if (status.phase === 'playable') {
+            const link = document.createElement('a');
+            link.href = '/videos/' + encodeURIComponent(id);
+            link.textContent = 'Watch it now';
+            text.append(' ', link);
+          }
         });
         button.disabled = false;
         if (final.phase === 'ready') {
@@ -158,12 +166,18 @@
 
   // Cards of videos still processing show their state live, then the ready card.
   function watchProcessingCards() {
-    document.querySelectorAll('.card[data-state=processing]').forEach((card) => {
+    document.querySelectorAll('.card[data-state=processing], .card[data-state=playable]').forEach((card) => {
       if (card.dataset.followed) return;
       card.dataset.followed = '1';
       const label = card.querySelector('.state');
+      let shown = card.dataset.state;
       follow(card.dataset.id, (status) => {
         if (label) label.textContent = describe(status);
+        // Playable: the fresh card links to the player.
+        if (status.phase === 'playable' && shown !== 'playable') {
+          shown = 'playable';
+          refreshList();
+        }
       }).then(() => refreshList());
     });
   }

@@ -344,6 +344,41 @@ async fn tombstones(store: MetaStore) {
     );
 }
 
+/// A published video is playable with the details so far, still owned by its upload (a
+/// delete waits), and becomes ready with the whole ladder.
+async fn publish_then_finish(store: MetaStore) {
+    assert!(matches!(
+        store.publish_video("nobody", &details(0)).await,
+        Err(MetaError::NotFound(_))
+    ));
+    store.claim_video("early", at(1)).await.unwrap();
+    let mut lowest = details(3);
+    lowest.renditions.truncate(1);
+    store.publish_video("early", &lowest).await.unwrap();
+    let early = store.get_video("early").await.unwrap().value.unwrap();
+    assert_eq!(early.status, VideoStatus::Playable);
+    assert_eq!(early.details, Some(lowest.clone()));
+    let listed = store.list_videos().await.unwrap().value;
+    assert!(
+        listed
+            .iter()
+            .any(|v| v.id == "early" && v.status == VideoStatus::Playable)
+    );
+    assert_eq!(
+        store.begin_delete("early").await.unwrap(),
+        VideoStatus::Playable
+    );
+    store.finish_video("early", &details(3)).await.unwrap();
+    let early = store.get_video("early").await.unwrap().value.unwrap();
+    assert_eq!(early.status, VideoStatus::Ready);
+    assert_eq!(early.details, Some(details(3)));
+    // Ready is final: it is not published again.
+    assert!(matches!(
+        store.publish_video("early", &lowest).await,
+        Err(MetaError::NotFound(_))
+    ));
+}
+
 /// Each etcd test runs a five-member cluster; three at once on two cores starve them
 /// enough that a member misses the deadlines the fail-fast test checks.
 static ONE_ETCD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -363,6 +398,7 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
         }),
         ("pages", |s| Box::pin(pages(s))),
         ("tombstones", |s| Box::pin(tombstones(s))),
+        ("publish_then_finish", |s| Box::pin(publish_then_finish(s))),
     ]
 }
 

@@ -27,8 +27,9 @@ ffmpeg -hide_banner -loglevel error -nostdin -y \
   -t 60 -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -shortest "$WORK/clip.mp4"
 clip_mb=$(du -m "$WORK/clip.mp4" | cut -f1)
 
-# The web node's transcode of a 720p source with the default ladder: the command
-# dash_command in src/web/transcode.rs builds (one decode, split, one scale per rendition).
+# ffmpeg alone encoding the default ladder for a 720p source in one run (one decode,
+# split, one scale per rendition); the web node encodes the lowest rendition first and
+# the rest after (src/web/publish.rs, scripts/bench/publish.sh).
 reference() { # OUT_DIR
   mkdir -p "$1"
   (cd "$1" && ffmpeg -hide_banner -nostdin -loglevel error -y -i "$WORK/clip.mp4" \

@@ -449,7 +449,14 @@ impl EtcdStore {
         }
     }
 
-    pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
+    /// Moves an upload's record to `status` (Playable or Ready) with `details`; the
+    /// original's `videos/{id}` key appears only with Ready.
+    pub async fn set_details(
+        &self,
+        id: &str,
+        status: VideoStatus,
+        details: &VideoDetails,
+    ) -> MetaResult<()> {
         let rkey = record_key(id);
         let what = format!("finishing video {id:?}");
         // Read, then write if unchanged; a lost race (a concurrent remove) re-reads.
@@ -466,22 +473,27 @@ impl EtcdStore {
             };
             let mut record: Record = serde_json::from_slice(kv.value())
                 .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
-            if record.status != VideoStatus::Processing {
+            if !record.status.in_upload() {
                 // Finished already, or deleted while it was being stored.
                 return Err(MetaError::NotFound(id.to_owned()));
             }
-            record.status = VideoStatus::Ready;
+            record.status = status;
             record.details = Some(details.clone());
+            let mut puts = vec![TxnOp::put(rkey.as_str(), to_json(&record)?, None)];
+            if status == VideoStatus::Ready {
+                puts.push(TxnOp::put(
+                    legacy_key(id),
+                    format_time(record.uploaded_at),
+                    None,
+                ));
+            }
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     rkey.as_str(),
                     CompareOp::Equal,
                     kv.mod_revision(),
                 )])
-                .and_then([
-                    TxnOp::put(rkey.as_str(), to_json(&record)?, None),
-                    TxnOp::put(legacy_key(id), format_time(record.uploaded_at), None),
-                ]);
+                .and_then(puts);
             if self.txn(&what, txn).await?.succeeded() {
                 return Ok(());
             }

@@ -21,6 +21,9 @@ pub use sqlite::SqliteStore;
 pub enum VideoStatus {
     /// Claimed by an upload that is still transcoding or storing.
     Processing,
+    /// The lowest rendition is stored and the manifest lists what is stored: viewers can
+    /// watch while the higher renditions are still being encoded.
+    Playable,
     /// Every file is stored; playable.
     Ready,
     /// A tombstone: a delete has begun and its files may be partly gone. The record stays
@@ -33,9 +36,20 @@ impl VideoStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             VideoStatus::Processing => "processing",
+            VideoStatus::Playable => "playable",
             VideoStatus::Ready => "ready",
             VideoStatus::Deleting => "deleting",
         }
+    }
+
+    /// Still owned by the upload that claimed it (encoding or storing goes on).
+    pub fn in_upload(self) -> bool {
+        matches!(self, VideoStatus::Processing | VideoStatus::Playable)
+    }
+
+    /// Has a manifest viewers can play.
+    pub fn watchable(self) -> bool {
+        matches!(self, VideoStatus::Playable | VideoStatus::Ready)
     }
 
     /// Reads [`Self::as_str`] back; anything unknown (the original wrote no status) is
@@ -43,6 +57,7 @@ impl VideoStatus {
     pub fn parse(s: &str) -> VideoStatus {
         match s {
             "processing" => VideoStatus::Processing,
+            "playable" => VideoStatus::Playable,
             "deleting" => VideoStatus::Deleting,
             _ => VideoStatus::Ready,
         }
@@ -235,10 +250,17 @@ impl MetaStore {
         dispatch!(self, "claim_video", s => s.claim_video(id, at).await)
     }
 
-    /// Marks a claimed video Ready with its details (on etcd this is when the original's
-    /// `videos/{id}` key appears). `NotFound` if it was never claimed or was removed.
+    /// Marks a claimed (or playable) video Ready with its details (on etcd this is when
+    /// the original's `videos/{id}` key appears). `NotFound` if it was never claimed or
+    /// was removed.
     pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
-        dispatch!(self, "finish_video", s => s.finish_video(id, details).await)
+        dispatch!(self, "finish_video", s => s.set_details(id, VideoStatus::Ready, details).await)
+    }
+
+    /// Marks a claimed video Playable with the details so far (the renditions stored);
+    /// the upload still owns it. `NotFound` if it was never claimed or was removed.
+    pub async fn publish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
+        dispatch!(self, "publish_video", s => s.set_details(id, VideoStatus::Playable, details).await)
     }
 
     /// Forgets a video in any state (a failed upload's claim, or a deletion). Idempotent.

@@ -124,7 +124,13 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn finish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
+    /// Moves an upload's record to `status` (Playable or Ready) with `details`.
+    pub async fn set_details(
+        &self,
+        id: &str,
+        status: VideoStatus,
+        details: &VideoDetails,
+    ) -> MetaResult<()> {
         let id = id.to_owned();
         let d = details.clone();
         let renditions = serde_json::to_string(&d.renditions)
@@ -135,10 +141,10 @@ impl SqliteStore {
                     "UPDATE videos SET status = ?2, duration_seconds = ?3, source_bytes = ?4,
                          file_count = ?5, stored_bytes = ?6, width = ?7, height = ?8,
                          renditions = ?9, poster = ?10
-                     WHERE id = ?1 AND status = 'processing'",
+                     WHERE id = ?1 AND status IN ('processing', 'playable')",
                     params![
                         id,
-                        VideoStatus::Ready.as_str(),
+                        status.as_str(),
                         d.duration_seconds,
                         to_i64(d.source_bytes),
                         to_i64(d.file_count),
@@ -532,21 +538,22 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
     let status = VideoStatus::parse(&row.get::<_, String>(2)?);
     let duration: Option<f64> = row.get(3)?;
     let details = match (status, duration) {
-        (VideoStatus::Ready | VideoStatus::Deleting, Some(duration_seconds)) => {
-            Some(VideoDetails {
-                duration_seconds,
-                source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
-                file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
-                stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
-                width: row.get::<_, Option<u32>>(7)?.unwrap_or(0),
-                height: row.get::<_, Option<u32>>(8)?.unwrap_or(0),
-                renditions: row
-                    .get::<_, Option<String>>(9)?
-                    .and_then(|text| serde_json::from_str(&text).ok())
-                    .unwrap_or_default(),
-                poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
-            })
-        }
+        (
+            VideoStatus::Playable | VideoStatus::Ready | VideoStatus::Deleting,
+            Some(duration_seconds),
+        ) => Some(VideoDetails {
+            duration_seconds,
+            source_bytes: row.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+            file_count: row.get::<_, Option<i64>>(5)?.unwrap_or(0).max(0) as u64,
+            stored_bytes: row.get::<_, Option<i64>>(6)?.unwrap_or(0).max(0) as u64,
+            width: row.get::<_, Option<u32>>(7)?.unwrap_or(0),
+            height: row.get::<_, Option<u32>>(8)?.unwrap_or(0),
+            renditions: row
+                .get::<_, Option<String>>(9)?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
+            poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
+        }),
         _ => None,
     };
     Ok(Video {

@@ -422,7 +422,7 @@ impl WebMetrics {
                     ready += 1;
                     bytes += video.details.as_ref().map_or(0, |d| d.stored_bytes);
                 }
-                VideoStatus::Processing => processing += 1,
+                VideoStatus::Processing | VideoStatus::Playable => processing += 1,
                 // Being deleted: no longer part of the library.
                 VideoStatus::Deleting => {}
             }

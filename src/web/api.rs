@@ -161,7 +161,9 @@ pub async fn list_videos(
 
 /// This node's progress of `video`'s upload, while it is processed.
 fn tracked(state: &SharedState, video: &Video) -> Option<UploadStatus> {
-    (video.status == VideoStatus::Processing)
+    video
+        .status
+        .in_upload()
         .then(|| state.uploads.get(&video.id))
         .flatten()
 }
@@ -268,8 +270,10 @@ pub async fn upload_status(
     let phase = match video.status {
         VideoStatus::Ready => Phase::Ready,
         VideoStatus::Processing => Phase::Processing,
+        VideoStatus::Playable => Phase::Playable,
         VideoStatus::Deleting => return Err(ApiError(not_found(&id))),
     };
-    let body = serde_json::json!({ "id": video.id, "phase": phase });
+    let renditions = video.details.map(|d| d.renditions).unwrap_or_default();
+    let body = serde_json::json!({ "id": video.id, "phase": phase, "renditions": renditions });
     Ok((StatusCode::OK, Json(body)).into_response())
 }

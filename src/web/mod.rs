@@ -3,7 +3,8 @@
 //! - [`routes`]: the router, shared state and error responses.
 //! - [`pages`]: the index and player pages.
 //! - [`upload`]: `POST /upload` (stream to disk, probe, transcode, store, record).
-//! - [`transcode`]: ffprobe and ffmpeg as child processes.
+//! - [`transcode`]: ffprobe and ffmpeg as child processes; [`publish`]: the lowest
+//!   rendition first (playable), the higher ones after.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
 //! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
@@ -17,6 +18,7 @@ pub mod assets;
 pub mod content;
 pub mod pages;
 pub mod progress;
+pub mod publish;
 pub mod routes;
 pub mod serve;
 pub mod transcode;
@@ -360,7 +362,7 @@ async fn abandon_stale_uploads(meta: &MetaStore, content: &Content) {
     let cutoff = chrono::Utc::now() - STALE_CLAIM;
     let abandoned: Vec<String> = videos
         .into_iter()
-        .filter(|v| v.status == crate::meta::VideoStatus::Processing)
+        .filter(|v| v.status.in_upload())
         .filter(|v| matches!(meta, MetaStore::Sqlite(_)) || v.uploaded_at < cutoff)
         .map(|v| v.id)
         .collect();

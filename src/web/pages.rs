@@ -61,6 +61,7 @@ pub fn format_duration(seconds: f64) -> String {
 fn state_label(status: VideoStatus) -> &'static str {
     match status {
         VideoStatus::Processing => "Processing…",
+        VideoStatus::Playable => "Playable now · higher qualities coming…",
         VideoStatus::Ready => "Ready",
         VideoStatus::Deleting => "Being deleted…",
     }
@@ -99,7 +100,7 @@ width=\"320\" height=\"180\">"
         None => out.push_str("<div class=\"poster none\" aria-hidden=\"true\"></div>"),
     }
     out.push_str("<div class=\"info\"><h3>");
-    if video.status == VideoStatus::Ready {
+    if video.status.watchable() {
         let _ = write!(
             out,
             "<a href=\"/videos/{}\">{name}</a>",
@@ -173,7 +174,7 @@ pub fn player(video: &Video, token_required: bool) -> String {
     let json = VideoJson::new(video, None);
     let name = escape_html(&video.id);
     let mut body = format!("<h2>{name}</h2>");
-    if video.status == VideoStatus::Ready {
+    if video.status.watchable() {
         let poster = json
             .poster_url
             .as_deref()
@@ -185,6 +186,19 @@ pub fn player(video: &Video, token_required: bool) -> String {
 aria-label=\"Video: {name}\"></video>",
             json.manifest_url
         );
+        if video.status == VideoStatus::Playable {
+            let lowest = json
+                .renditions
+                .iter()
+                .map(|r| format!("{}p", r.height))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = write!(
+                body,
+                "<p class=\"notice\" id=\"playable-note\" role=\"status\">Playable now at {lowest}: \
+the higher qualities are still being encoded and join when they are done.</p>"
+            );
+        }
     } else {
         let _ = write!(
             body,

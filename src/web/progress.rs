@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::meta::Rendition;
+
 /// How long a finished upload's state is kept.
 const KEEP_FINISHED: Duration = Duration::from_secs(15 * 60);
 /// At most this many finished uploads are remembered (the oldest go first).
@@ -24,6 +26,8 @@ pub enum Phase {
     Probing,
     Transcoding,
     Storing,
+    /// The lowest rendition is stored and plays; the higher ones are being encoded.
+    Playable,
     Ready,
     Failed,
 }
@@ -43,6 +47,8 @@ pub struct UploadStatus {
     /// Share of the video ffmpeg has encoded, 0 to 100.
     pub transcode_percent: f64,
     pub stored_files: u64,
+    /// The renditions stored so far (the lowest once playable, every one once ready).
+    pub renditions: Vec<Rendition>,
     /// Why it failed, for `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -69,6 +75,7 @@ impl Uploads {
                 received_bytes: 0,
                 transcode_percent: 0.0,
                 stored_files: 0,
+                renditions: Vec::new(),
                 error: None,
                 started_at: Utc::now(),
                 finished_at: None,

@@ -342,7 +342,7 @@ async fn serve(
         ContentVersion::Unrecorded if wanted_version.is_none() => String::new(),
         ContentVersion::Unrecorded => return Err(missing()),
     };
-    if wanted_version.is_some_and(|w| w != version) {
+    if wanted_version.is_some_and(|w| !super::videos::version_serves(w, &version)) {
         return Err(WebError::NotFound(format!(
             "video {id:?} has no version {:?} (it was deleted or uploaded again)",
             wanted_version.unwrap_or_default()
@@ -351,7 +351,7 @@ async fn serve(
     let versioned = wanted_version.is_some();
     // The version is part of the key (after a newline, which no file name holds), so a
     // re-upload is never answered from the old upload's entry.
-    let cache_key = format!("{key}\n{version}");
+    let cache_key = format!("{key}\n{}", wanted_version.unwrap_or(&version));
 
     // Concurrent misses for one file share one fetch: a popular segment that just fell
     // out of the cache costs the storage nodes one read, not one per viewer.

@@ -242,17 +242,27 @@ pub async fn probe(input: &Path) -> Result<Probe, TranscodeError> {
     })
 }
 
+/// One ffmpeg run over part of the ladder (see [`super::publish`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DashPass<'a> {
+    /// Highest first.
+    pub renditions: &'a [Rendition],
+    /// Whether this run carries the source's audio (if it has any).
+    pub audio: bool,
+    /// Put before the representation number in file names, so two runs' files differ:
+    /// `init-{prefix}{n}.m4s`, `chunk-{prefix}{n}-{number}.m4s`.
+    pub prefix: &'a str,
+}
+
 /// The original's ffmpeg command (H.264 + AAC 128k, 4 s segments, templated names),
 /// extended to a ladder: one decode, split into one scaled copy per rendition, all in one
 /// MPD with one adaptation set for video (so players switch between them) and one for
 /// audio. Video renditions are representations 0…n-1, audio is n; with one rendition at
-/// the source's size this is the original's command. Progress goes to stdout.
-pub fn dash_command(
-    input: &Path,
-    out_dir: &Path,
-    probe: &Probe,
-    renditions: &[Rendition],
-) -> Command {
+/// the source's size and no prefix this is the original's command. Progress goes to
+/// stdout.
+pub fn dash_command(input: &Path, out_dir: &Path, probe: &Probe, pass: DashPass<'_>) -> Command {
+    let renditions = pass.renditions;
+    let with_audio = probe.has_audio && pass.audio;
     let mut cmd = Command::new("ffmpeg");
     cmd.args([
         "-hide_banner",
@@ -283,7 +293,7 @@ pub fn dash_command(
             cmd.args(["-map", &format!("[v{i}]")]);
         }
     }
-    if probe.has_audio {
+    if with_audio {
         cmd.args(["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]);
     }
     cmd.args(["-c:v", "libx264"]);
@@ -291,7 +301,7 @@ pub fn dash_command(
         cmd.arg(format!("-b:v:{i}"))
             .arg(format!("{}k", r.bitrate_kbps));
     }
-    let sets = if probe.has_audio {
+    let sets = if with_audio {
         "id=0,streams=v id=1,streams=a"
     } else {
         "id=0,streams=v"
@@ -313,13 +323,16 @@ pub fn dash_command(
         "1",
         "-use_template",
         "1",
-        "-init_seg_name",
-        "init-$RepresentationID$.m4s",
-        "-media_seg_name",
-        "chunk-$RepresentationID$-$Number%05d$.m4s",
         "-seg_duration",
         "4",
     ])
+    .arg("-init_seg_name")
+    .arg(format!("init-{}$RepresentationID$.m4s", pass.prefix))
+    .arg("-media_seg_name")
+    .arg(format!(
+        "chunk-{}$RepresentationID$-$Number%05d$.m4s",
+        pass.prefix
+    ))
     .arg(out_dir.join("manifest.mpd"))
     .current_dir(out_dir)
     .stdin(Stdio::null())
@@ -396,11 +409,11 @@ pub async fn to_dash(
     input: &Path,
     out_dir: &Path,
     probe: &Probe,
-    renditions: &[Rendition],
+    pass: DashPass<'_>,
     ready: mpsc::Sender<PathBuf>,
     progress: watch::Sender<f64>,
 ) -> Result<(), TranscodeError> {
-    let mut child = dash_command(input, out_dir, probe, renditions)
+    let mut child = dash_command(input, out_dir, probe, pass)
         .spawn()
         .map_err(spawn_error("ffmpeg"))?;
     let stderr = child.stderr.take();

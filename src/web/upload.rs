@@ -14,23 +14,18 @@ use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 
-use super::api;
 use super::content::Content;
 use super::pages::encode_segment;
 use super::progress::Phase;
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
-use crate::meta::{MetaStore, Rendition, VideoDetails};
+use super::{api, publish};
+use crate::meta::{MetaStore, VideoDetails};
 use crate::metrics::upload::UploadStage;
 use crate::node::keys;
 
-/// DASH files stored at once per upload.
-const STORE_PARALLELISM: usize = 8;
 /// Bytes of an oversized upload read and thrown away before answering 413: a client that
 /// is still sending when the connection closes sees a broken pipe instead of the answer.
 /// Anything declared larger than the limit plus this is refused unread.
@@ -291,19 +286,15 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         .time(UploadStage::Probe, transcode::probe(&source))
         .await?;
     let renditions = state.config.ladder.for_source(probe.width, probe.height);
-    let out_dir = work.path().join("dash");
-    tokio::fs::create_dir(&out_dir)
-        .await
-        .map_err(|e| WebError::Internal(format!("temp dir: {e}")))?;
     let started = std::time::Instant::now();
     state.uploads.set_phase(&id, Phase::Transcoding);
     let poster_path = work.path().join(POSTER);
     let (stored, poster) = futures::future::join(
-        transcode_and_store(
+        publish::publish_lowest(
             state,
             &id,
             &source,
-            &out_dir,
+            work.path(),
             &probe,
             &renditions,
             &rollback.stored,
@@ -316,20 +307,43 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         file_count += 1;
         stored_bytes += size;
     }
-    tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "transcoded and stored");
-    let details = VideoDetails {
+    let (lowest, _) = publish::split_ladder(&renditions);
+    let mut details = VideoDetails {
         duration_seconds: probe.duration_seconds,
         source_bytes,
         file_count,
         stored_bytes,
         width: probe.width,
         height: probe.height,
-        renditions,
+        renditions: lowest.to_vec(),
         poster: poster.is_some(),
     };
+    state.meta.publish_video(&id, &details).await?;
+    state.versions.invalidate(&id).await;
+    state.uploads.update(&id, |s| {
+        s.phase = Phase::Playable;
+        s.renditions = details.renditions.clone();
+    });
+    tracing::info!(%id, files = file_count, elapsed = ?started.elapsed(), "playable");
+    let (files, bytes, manifest_change) = publish::add_higher(
+        state,
+        &id,
+        &source,
+        work.path(),
+        &probe,
+        &renditions,
+        &rollback.stored,
+    )
+    .await?;
+    details.file_count += files;
+    details.stored_bytes = (details.stored_bytes + bytes).saturating_add_signed(manifest_change);
+    details.renditions = renditions;
     state.meta.finish_video(&id, &details).await?;
     rollback.disarm();
-    tracing::info!(%id, elapsed = ?started.elapsed(), "upload stored");
+    state
+        .uploads
+        .update(&id, |s| s.renditions = details.renditions.clone());
+    tracing::info!(%id, files = details.file_count, elapsed = ?started.elapsed(), "upload stored");
     Ok(())
 }
 
@@ -407,77 +421,8 @@ async fn receive(
     Ok(received)
 }
 
-/// Runs ffmpeg and stores each DASH file under `{id}/{name}` as soon as it is finished,
-/// at most [`STORE_PARALLELISM`] at once; the manifest goes last, once every segment is
-/// stored, so it never points at a missing one. Returns the files and bytes stored.
-async fn transcode_and_store(
-    state: &SharedState,
-    id: &str,
-    source: &Path,
-    out_dir: &Path,
-    probe: &transcode::Probe,
-    renditions: &[Rendition],
-    stored: &Mutex<Vec<String>>,
-) -> Result<(u64, u64), WebError> {
-    let content = &state.content;
-    let (ready, finished) = mpsc::channel::<PathBuf>(64);
-    let (progress, mut percent) = watch::channel(0.0f64);
-    let encode = async {
-        let encoding = transcode::to_dash(source, out_dir, probe, renditions, ready, progress);
-        let result = state
-            .metrics
-            .uploads
-            .time(UploadStage::Transcode, encoding)
-            .await;
-        // ffmpeg is done; what is left is storing its last files and the manifest.
-        state.uploads.set_phase(id, Phase::Storing);
-        result.map_err(WebError::from)
-    };
-    let report = async {
-        while percent.changed().await.is_ok() {
-            let done = *percent.borrow_and_update() * 100.0;
-            state.uploads.update(id, |s| s.transcode_percent = done);
-        }
-    };
-    let encode = async {
-        // The reporter ends when the encoder drops its sender.
-        let (result, ()) = futures::future::join(encode, report).await;
-        result
-    };
-    let store = async {
-        let mut manifest = None;
-        let segments = ReceiverStream::new(finished).filter_map(|path| {
-            let path = if path.file_name().is_some_and(|n| n == "manifest.mpd") {
-                manifest = Some(path);
-                None
-            } else {
-                Some(path)
-            };
-            futures::future::ready(path)
-        });
-        let (count, bytes) = segments
-            .map(|path| async move {
-                let size = store_file(content, id, &path, stored).await?;
-                state.uploads.update(id, |s| s.stored_files += 1);
-                Ok::<_, WebError>(size)
-            })
-            .buffer_unordered(STORE_PARALLELISM)
-            .try_fold((0u64, 0u64), |(n, sum), size| async move {
-                Ok((n + 1, sum + size))
-            })
-            .await?;
-        let manifest =
-            manifest.ok_or_else(|| WebError::Internal("ffmpeg wrote no manifest".into()))?;
-        let manifest_bytes = store_file(content, id, &manifest, stored).await?;
-        Ok::<_, WebError>((count + 1, bytes + manifest_bytes))
-    };
-    let store = state.metrics.uploads.time(UploadStage::Store, store);
-    // A failed store drops the encoder (ffmpeg is killed); a failed encode ends the stream.
-    let ((), stored_totals) = futures::future::try_join(encode, store).await?;
-    Ok(stored_totals)
-}
-
-async fn store_file(
+/// Stores one file under `{id}/{name}`; returns its size.
+pub(super) async fn store_file(
     content: &Content,
     id: &str,
     path: &Path,

@@ -11,9 +11,29 @@ use crate::meta::{MetaError, MetaStore, Video, VideoStatus, unix_nanos};
 use super::content::{Content, ContentError};
 
 /// The version in a video's content URLs: its upload time, so a video deleted and
-/// uploaded again under the same id gets URLs no cache has seen.
+/// uploaded again under the same id gets URLs no cache has seen. While only part of the
+/// ladder is stored (playable), the version also names how many renditions the manifest
+/// lists, so the manifest a cache kept then is never taken for the final one.
 pub fn content_version(video: &Video) -> String {
-    format!("{:x}", unix_nanos(video.uploaded_at))
+    let upload = format!("{:x}", unix_nanos(video.uploaded_at));
+    match (video.status, &video.details) {
+        (VideoStatus::Playable, Some(details)) => {
+            format!("{upload}-p{}", details.renditions.len())
+        }
+        (VideoStatus::Playable, None) => format!("{upload}-p0"),
+        _ => upload,
+    }
+}
+
+/// Whether content asked for under version `wanted` may be served while `current` is the
+/// video's version: the same upload, and never the final version before the video is
+/// ready (a playable version asked for later gets the fuller manifest, which is honest).
+pub fn version_serves(wanted: &str, current: &str) -> bool {
+    let upload = |v: &str| v.split_once('-').map_or(v, |(u, _)| u).to_string();
+    if upload(wanted) != upload(current) {
+        return false;
+    }
+    wanted == current || wanted.contains("-p")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +64,7 @@ pub async fn delete_video(
     content: &Content,
     id: &str,
 ) -> Result<usize, DeleteError> {
-    if meta.begin_delete(id).await? == VideoStatus::Processing {
+    if meta.begin_delete(id).await?.in_upload() {
         return Err(DeleteError::Busy(id.to_owned()));
     }
     let files = finish_delete(meta, content, id).await?;
@@ -93,4 +113,22 @@ pub async fn finish_tombstones(meta: &MetaStore, content: &Content) -> usize {
         }
     }
     finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_serves;
+
+    #[test]
+    fn a_playable_version_never_passes_for_the_final_one() {
+        // Ready: the final version, and the playable versions of the same upload.
+        assert!(version_serves("18a", "18a"));
+        assert!(version_serves("18a-p1", "18a"));
+        // Playable: its own version, but not the final one (it would be cached as final).
+        assert!(version_serves("18a-p1", "18a-p1"));
+        assert!(!version_serves("18a", "18a-p1"));
+        // Another upload of the id: nothing.
+        assert!(!version_serves("17f", "18a"));
+        assert!(!version_serves("17f-p1", "18a-p1"));
+    }
 }

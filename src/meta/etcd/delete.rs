@@ -84,7 +84,7 @@ impl EtcdStore {
                 (None, None) => return Err(MetaError::NotFound(id.to_owned())),
             };
             let previous = record.status;
-            if previous == VideoStatus::Processing {
+            if previous.in_upload() {
                 return Ok(previous);
             }
             let tombstone = Record {
