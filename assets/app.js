@@ -5,6 +5,8 @@
 
 (function () {
   const POLL_MS = 500;
+  // Waits before each new try of a resumable upload whose connection broke.
+  const RETRY_DELAYS_MS = [0, 1000, 3000, 5000, 10000, 20000, 30000];
 
   function $(id) { return document.getElementById(id); }
 
@@ -99,14 +101,15 @@
       const id = named.id;
       button.disabled = true;
       show('sending', 'Uploading ' + id + '…', 0);
+      if (window.tus && window.tus.isSupported) {
+        sendResumable(file, id);
+        return;
+      }
       const xhr = new XMLHttpRequest();
       xhr.open('POST', '/upload');
       xhr.setRequestHeader('Accept', 'application/json');
       xhr.upload.addEventListener('progress', (e) => {
-        if (!e.lengthComputable) return;
-        const percent = (100 * e.loaded) / e.total;
-        bar.dataset.sent = String(e.loaded);
-        show('sending', 'Uploading ' + id + ': ' + Math.floor(percent) + ' % (' + megabytes(e.loaded) + ' of ' + megabytes(e.total) + ')', percent);
+        if (e.lengthComputable) progressText(id, e.loaded, e.total);
       });
       xhr.addEventListener('error', () => {
         button.disabled = false;
@@ -120,32 +123,103 @@
           show('failed', 'The upload of ' + id + ' was refused: ' + message, 0, true);
           return;
         }
-        const final = await follow(id, (status) => {
-          const encoding = status.phase === 'transcoding' || status.phase === 'playable';
-          const percent = encoding ? status.transcode_percent : (status.phase === 'ready' ? 100 : undefined);
-          show(status.phase, id + ': ' + describe(status), percent, status.phase === 'failed');
-          if (status.phase === 'playable') {
-            const link = document.createElement('a');
-            link.href = '/videos/' + encodeURIComponent(id);
-            link.textContent = 'Watch it now';
-            text.append(' ', link);
-          }
-        });
-        button.disabled = false;
-        if (final.phase === 'ready') {
-          show('ready', id + ' is ready. ', 100);
-          const link = document.createElement('a');
-          link.href = '/videos/' + encodeURIComponent(id);
-          link.textContent = 'Watch it';
-          text.appendChild(link);
-          form.reset();
-          refreshList();
-        }
+        await processed(id);
       });
       const data = new FormData();
       data.append('file', file, file.name);
       xhr.send(data);
     });
+
+    function progressText(id, sent, total) {
+      const percent = (100 * sent) / total;
+      bar.dataset.sent = String(sent);
+      show('sending', 'Uploading ' + id + ': ' + Math.floor(percent) + ' % (' + megabytes(sent) + ' of ' + megabytes(total) + ')', percent);
+    }
+
+    // The body is in: follow the processing until the video is ready (or failed).
+    async function processed(id) {
+      const final = await follow(id, (status) => {
+        const encoding = status.phase === 'transcoding' || status.phase === 'playable';
+        const percent = encoding ? status.transcode_percent : (status.phase === 'ready' ? 100 : undefined);
+        show(status.phase, id + ': ' + describe(status), percent, status.phase === 'failed');
+        if (status.phase === 'playable') {
+          const link = document.createElement('a');
+          link.href = '/videos/' + encodeURIComponent(id);
+          link.textContent = 'Watch it now';
+          text.append(' ', link);
+        }
+      });
+      button.disabled = false;
+      if (final.phase === 'ready') {
+        show('ready', id + ' is ready. ', 100);
+        const link = document.createElement('a');
+        link.href = '/videos/' + encodeURIComponent(id);
+        link.textContent = 'Watch it';
+        text.appendChild(link);
+        form.reset();
+        refreshList();
+      }
+    }
+
+    // A resumable upload (tus): a dropped connection is retried from the offset the
+    // server has, and a page loaded again resumes when the same file is chosen.
+    function sendResumable(file, id) {
+      const upload = new window.tus.Upload(file, {
+        endpoint: '/api/tus/',
+        retryDelays: RETRY_DELAYS_MS,
+        metadata: { filename: file.name, filetype: file.type || 'video/mp4' },
+        storeFingerprintForResuming: true,
+        removeFingerprintOnSuccess: true,
+        onProgress: (sent, total) => progressText(id, sent, total),
+        onShouldRetry: (error) => {
+          const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+          // A refusal stays a refusal; a broken connection, a busy server or an offset
+          // that moved on (409: ask the server's offset again) is retried.
+          const retry = status === 0 || status === 409 || status === 423 || status >= 500;
+          if (retry) show('sending', 'Uploading ' + id + ': the connection broke, resuming…', undefined);
+          return retry;
+        },
+        onError: (error) => {
+          button.disabled = false;
+          const response = error.originalResponse;
+          const why = response ? (response.getBody() || '').trim() || 'the server answered ' + response.getStatus() : 'the connection broke';
+          show('failed', 'The upload of ' + id + ' failed: ' + why, undefined, true);
+        },
+        onSuccess: () => {
+          clearResumeNote();
+          processed(id);
+        },
+      });
+      upload.findPreviousUploads().then((previous) => {
+        const same = previous.filter((p) => p.metadata && p.metadata.filename === file.name);
+        if (same.length) upload.resumeFromPreviousUpload(same[0]);
+        upload.start();
+      });
+    }
+  }
+
+  // After a reload: uploads tus-js-client kept for resuming are named, so the viewer can
+  // choose the same file again and it goes on from where it stopped.
+  function clearResumeNote() {
+    const note = $('resume-note');
+    if (note) note.hidden = true;
+  }
+
+  function noteUnfinishedUploads() {
+    const note = $('resume-note');
+    if (!note || !window.tus || !window.localStorage) return;
+    const names = [];
+    for (let i = 0; i < localStorage.length; i += 1) {
+      const key = localStorage.key(i);
+      if (!key || !key.startsWith('tus::')) continue;
+      try {
+        const entry = JSON.parse(localStorage.getItem(key));
+        if (entry && entry.metadata && entry.metadata.filename) names.push(entry.metadata.filename);
+      } catch (e) { /* not one of ours */ }
+    }
+    if (!names.length) return;
+    note.textContent = 'Unfinished upload: ' + [...new Set(names)].join(', ') + '. Choose the same file again to resume where it stopped.';
+    note.hidden = false;
   }
 
   // Reloads the first page's cards (only on the first page, where a new upload lands).
@@ -235,6 +309,7 @@
 
   function start() {
     setupUpload();
+    noteUnfinishedUploads();
     watchProcessingCards();
     setupPlayer();
     setupDelete();

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 static APP_JS: &str = include_str!("../../assets/app.js");
 static APP_CSS: &str = include_str!("../../assets/app.css");
+static TUS_JS: &str = include_str!("../../assets/tus/tus.min.js");
 static FAVICON_ICO: &[u8] = include_bytes!("../../assets/favicon.ico");
 static FAVICON_SVG: &str = include_str!("../../assets/favicon.svg");
 
@@ -66,5 +67,16 @@ pub async fn favicon_svg() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=86400"),
         ],
         FAVICON_SVG,
+    )
+}
+
+/// tus-js-client, vendored like dash.js (assets/tus/README.md).
+pub async fn tus_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        TUS_JS,
     )
 }

@@ -7,6 +7,7 @@
 //!   rendition first (playable), the higher ones after.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
+//! - [`tus`]: resumable uploads (tus 1.0.0) at `/api/tus/`.
 //! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
 //!   versions and deletes; [`video_admin`]: the admin service's video RPCs; [`assets`]:
 //!   the pages' script and style sheet.
@@ -22,6 +23,7 @@ pub mod publish;
 pub mod routes;
 pub mod serve;
 pub mod transcode;
+pub mod tus;
 pub mod upload;
 pub mod video_admin;
 pub mod videos;
@@ -57,6 +59,11 @@ pub struct WebConfig {
     pub repair_every: Option<std::time::Duration>,
     /// The renditions uploads are encoded to.
     pub ladder: transcode::Ladder,
+    /// How long a partial resumable upload is kept after its last byte arrived.
+    pub partial_upload_expiry: std::time::Duration,
+    /// Bytes set aside for partial resumable uploads (their declared lengths) in the work
+    /// folder; a creation beyond it is refused.
+    pub partial_upload_bytes: u64,
 }
 
 impl Default for WebConfig {
@@ -68,6 +75,8 @@ impl Default for WebConfig {
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
             ladder: transcode::Ladder::default(),
+            partial_upload_expiry: tus::DEFAULT_EXPIRY,
+            partial_upload_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -143,6 +152,12 @@ pub struct WebArgs {
     /// taller than itself (README: "Viewing and uploading").
     #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
     pub ladder: transcode::Ladder,
+    /// Seconds a partial resumable upload is kept after its last byte arrived.
+    #[arg(long, env = "TRITONTUBE_PARTIAL_UPLOAD_EXPIRY_SECS", default_value_t = tus::DEFAULT_EXPIRY.as_secs())]
+    pub partial_upload_expiry_secs: u64,
+    /// Bytes of the work folder set aside for partial resumable uploads.
+    #[arg(long, env = "TRITONTUBE_PARTIAL_UPLOAD_BYTES", default_value_t = WebConfig::default().partial_upload_bytes)]
+    pub partial_upload_bytes: u64,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -188,6 +203,8 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         repair_every: (args.repair_every_secs > 0)
             .then(|| std::time::Duration::from_secs(args.repair_every_secs)),
         ladder: args.ladder,
+        partial_upload_expiry: std::time::Duration::from_secs(args.partial_upload_expiry_secs),
+        partial_upload_bytes: args.partial_upload_bytes,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -309,6 +326,7 @@ pub async fn run(
         cache,
         versions: serve::new_version_cache(),
         uploads: progress::Uploads::default(),
+        tus: tus::Partials::default(),
         admin_token,
         config,
         metrics,

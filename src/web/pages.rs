@@ -75,7 +75,9 @@ const UPLOAD_FORM: &str = "<section aria-labelledby=\"upload-title\" class=\"upl
 <button type=\"submit\">Upload</button></form>\
 <div id=\"upload-status\" class=\"upload-status\" hidden>\
 <progress id=\"upload-progress\" max=\"100\" value=\"0\" aria-labelledby=\"upload-text\"></progress>\
-<p id=\"upload-text\" role=\"status\" aria-live=\"polite\"></p></div></section>";
+<p id=\"upload-text\" role=\"status\" aria-live=\"polite\"></p></div>\
+<p id=\"resume-note\" class=\"notice\" role=\"status\" hidden></p>\
+<script src=\"/static/tus.min.js\" defer></script></section>";
 
 /// One card of the index.
 fn card(video: &Video, out: &mut String) {

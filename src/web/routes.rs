@@ -26,6 +26,8 @@ pub struct AppState {
     pub versions: VersionCache,
     /// The uploads this node is processing, for the page's progress display.
     pub uploads: Uploads,
+    /// Locks of the resumable uploads in use.
+    pub tus: super::tus::Partials,
     /// The admin token, when set: deleting a video requires it.
     pub admin_token: Option<String>,
     pub config: WebConfig,
@@ -61,6 +63,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/static/app.css", get(assets::app_css))
         .route("/static/favicon.svg", get(assets::favicon_svg))
         .route("/favicon.ico", get(assets::favicon_ico))
+        .route("/static/tus.min.js", get(assets::tus_js))
+        .merge(super::tus::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::web::scrape))
         .layer(state.metrics.http.layer())

@@ -242,6 +242,66 @@ async fn receive_upload(
     })
 }
 
+/// A whole file that came in another way (a finished resumable upload): claims its id
+/// (the same refusals as a form upload), takes the file into a work folder of its own and
+/// processes it in the background exactly as a script upload whose body is in; the
+/// client follows it at `/api/uploads/{id}`. On a refusal the file is left where it was.
+pub(super) async fn process_file(
+    state: SharedState,
+    id: String,
+    file: &Path,
+    source_bytes: u64,
+) -> Result<(), WebError> {
+    let outcome = state.metrics.uploads.pending();
+    if let Err(e) = state.meta.claim_video(&id, Utc::now()).await {
+        let e = WebError::from(e);
+        outcome.finish(Some(&e));
+        return Err(e);
+    }
+    state.uploads.start(&id);
+    state
+        .uploads
+        .update(&id, |s| s.received_bytes = source_bytes);
+    state.versions.invalidate(&id).await;
+    let rollback = Rollback {
+        meta: state.meta.clone(),
+        content: state.content.clone(),
+        id: id.clone(),
+        stored: Arc::default(),
+        armed: true,
+    };
+    let taken = async {
+        let work = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempdir_in(&state.config.work_dir)?;
+        let source = work.path().join("source.mp4");
+        tokio::fs::rename(file, &source).await?;
+        Ok::<_, std::io::Error>((work, source))
+    }
+    .await;
+    let (work, source) = match taken {
+        Ok(taken) => taken,
+        Err(e) => {
+            let e = WebError::Internal(format!("taking the upload in: {e}"));
+            state.uploads.fail(&id, e.to_string());
+            outcome.finish(Some(&e));
+            return Err(e);
+        }
+    };
+    let received = Received {
+        id,
+        rollback,
+        work,
+        source,
+        source_bytes,
+    };
+    tokio::spawn(async move {
+        let result = process(state, received).await;
+        outcome.finish(result.as_ref().err());
+    });
+    Ok(())
+}
+
 /// Reads and drops the rest of a refused file, at most [`DRAIN_BYTES`].
 async fn drain(field: &mut Field<'_>, idle_timeout: std::time::Duration) {
     let mut drained = 0u64;

@@ -47,6 +47,9 @@ pub struct WebOptions {
     pub upload_idle_timeout: std::time::Duration,
     /// Scheduled repairs; None in tests, which ask for repairs or trigger them.
     pub repair_every: Option<std::time::Duration>,
+    /// Resumable uploads: how long a partial one is kept, and the bytes set aside for them.
+    pub partial_upload_expiry: std::time::Duration,
+    pub partial_upload_bytes: u64,
 }
 
 impl Default for WebOptions {
@@ -58,6 +61,8 @@ impl Default for WebOptions {
             admin_token: None,
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: None,
+            partial_upload_expiry: WebConfig::default().partial_upload_expiry,
+            partial_upload_bytes: WebConfig::default().partial_upload_bytes,
         }
     }
 }
@@ -130,6 +135,8 @@ pub async fn start_web(
         cache_bytes: 32 * 1024 * 1024,
         upload_idle_timeout: options.upload_idle_timeout,
         repair_every: options.repair_every,
+        partial_upload_expiry: options.partial_upload_expiry,
+        partial_upload_bytes: options.partial_upload_bytes,
         ..WebConfig::default()
     };
     let shutdown = CancellationToken::new();
