@@ -136,9 +136,38 @@
       show('sending', 'Uploading ' + id + ': ' + Math.floor(percent) + ' % (' + megabytes(sent) + ' of ' + megabytes(total) + ')', percent);
     }
 
+    // The captions chosen beside the video, once it plays (the token asked for first
+    // when the server wants one).
+    async function sendCaptions(id) {
+      const input = $('captions');
+      const file = input && input.files && input.files[0];
+      if (!file) return;
+      const lang = ($('captions-lang').value || 'en').trim();
+      const headers = { Accept: 'application/json', 'Content-Type': 'text/vtt' };
+      if (form.dataset.token === 'required') {
+        const token = window.prompt('Admin token (to add the captions)');
+        if (!token) return;
+        headers.Authorization = 'Bearer ' + token;
+      }
+      const note = $('captions-status');
+      try {
+        const response = await fetch('/api/videos/' + encodeURIComponent(id) + '/captions/' + encodeURIComponent(lang), { method: 'PUT', headers, body: file });
+        note.textContent = response.ok ? 'Captions (' + lang + ') added.' : 'Captions not added: ' + (await errorOf(response));
+        note.className = response.ok ? '' : 'error';
+      } catch (e) {
+        note.textContent = 'Captions not added: the connection broke.';
+        note.className = 'error';
+      }
+    }
+
     // The body is in: follow the processing until the video is ready (or failed).
     async function processed(id) {
+      let captionsSent = false;
       const final = await follow(id, (status) => {
+        if (!captionsSent && (status.phase === 'playable' || status.phase === 'ready')) {
+          captionsSent = true;
+          sendCaptions(id);
+        }
         const encoding = status.phase === 'transcoding' || status.phase === 'playable';
         const percent = encoding ? status.transcode_percent : (status.phase === 'ready' ? 100 : undefined);
         show(status.phase, id + ': ' + describe(status), percent, status.phase === 'failed');

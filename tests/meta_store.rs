@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use support::etcd::EtcdCluster;
-use tritontube::meta::{Cursor, MetaError, MetaStore, Rendition, VideoDetails, VideoStatus};
+use tritontube::meta::{
+    Caption, Cursor, MetaError, MetaStore, Rendition, VideoDetails, VideoStatus,
+};
 
 /// Generous bound for anything that must "return, not hang".
 const NO_HANG: Duration = Duration::from_secs(15);
@@ -40,6 +42,7 @@ fn details(n: u64) -> VideoDetails {
             },
         ],
         poster: n % 2 == 0,
+        captions: Vec::new(),
     }
 }
 
@@ -368,10 +371,61 @@ async fn publish_then_finish(store: MetaStore) {
         store.begin_delete("early").await.unwrap(),
         VideoStatus::Playable
     );
+    // A caption set while playable stays when the upload finishes.
+    let en = Caption {
+        lang: "en".into(),
+        file: "captions-en-1.vtt".into(),
+    };
+    assert_eq!(
+        store.set_caption("early", "en", Some(&en)).await.unwrap(),
+        None
+    );
     store.finish_video("early", &details(3)).await.unwrap();
     let early = store.get_video("early").await.unwrap().value.unwrap();
     assert_eq!(early.status, VideoStatus::Ready);
-    assert_eq!(early.details, Some(details(3)));
+    let mut with_caption = details(3);
+    with_caption.captions = vec![en.clone()];
+    assert_eq!(early.details, Some(with_caption));
+    // Replaced, added, removed; listed by language.
+    let en2 = Caption {
+        lang: "en".into(),
+        file: "captions-en-2.vtt".into(),
+    };
+    let fr = Caption {
+        lang: "fr".into(),
+        file: "captions-fr-1.vtt".into(),
+    };
+    assert_eq!(
+        store.set_caption("early", "fr", Some(&fr)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.set_caption("early", "en", Some(&en2)).await.unwrap(),
+        Some(en)
+    );
+    let captions = |v: tritontube::meta::Video| v.details.unwrap().captions;
+    assert_eq!(
+        captions(store.get_video("early").await.unwrap().value.unwrap()),
+        [en2.clone(), fr.clone()]
+    );
+    assert_eq!(
+        store.set_caption("early", "fr", None).await.unwrap(),
+        Some(fr)
+    );
+    assert_eq!(
+        captions(store.get_video("early").await.unwrap().value.unwrap()),
+        [en2]
+    );
+    // Only a video that plays has captions.
+    store.claim_video("claimed", at(5)).await.unwrap();
+    assert!(matches!(
+        store.set_caption("claimed", "en", None).await,
+        Err(MetaError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.set_caption("nobody", "en", None).await,
+        Err(MetaError::NotFound(_))
+    ));
     // Ready is final: it is not published again.
     assert!(matches!(
         store.publish_video("early", &lowest).await,
@@ -497,7 +551,7 @@ async fn sqlite_opens_a_file_of_the_original_system() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     drop(conn);
 
     // Re-opening does not migrate twice.

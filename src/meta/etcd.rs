@@ -30,7 +30,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use super::{Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
+use super::{Caption, Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
 use crate::node::address::with_scheme;
 
 mod delete;
@@ -478,7 +478,16 @@ impl EtcdStore {
                 return Err(MetaError::NotFound(id.to_owned()));
             }
             record.status = status;
-            record.details = Some(details.clone());
+            // Caption tracks are set on their own; an upload's details never drop them.
+            let captions = record
+                .details
+                .take()
+                .map(|d| d.captions)
+                .unwrap_or_default();
+            record.details = Some(VideoDetails {
+                captions,
+                ..details.clone()
+            });
             let mut puts = vec![TxnOp::put(rkey.as_str(), to_json(&record)?, None)];
             if status == VideoStatus::Ready {
                 puts.push(TxnOp::put(
@@ -496,6 +505,52 @@ impl EtcdStore {
                 .and_then(puts);
             if self.txn(&what, txn).await?.succeeded() {
                 return Ok(());
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+
+    pub async fn set_caption(
+        &self,
+        id: &str,
+        lang: &str,
+        caption: Option<&Caption>,
+    ) -> MetaResult<Option<Caption>> {
+        let rkey = record_key(id);
+        let what = format!("setting a caption of video {id:?}");
+        // Read, then write if unchanged; a lost race re-reads.
+        for _ in 0..5 {
+            let resp = self
+                .txn(
+                    &what,
+                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
+                )
+                .await?;
+            let kvs = first_kvs(&resp);
+            let Some(kv) = kvs.first() else {
+                return Err(MetaError::NotFound(id.to_owned()));
+            };
+            let mut record: Record = serde_json::from_slice(kv.value())
+                .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+            let Some(details) = record
+                .details
+                .as_mut()
+                .filter(|_| record.status.watchable())
+            else {
+                return Err(MetaError::NotFound(id.to_owned()));
+            };
+            let old = super::replace_caption(&mut details.captions, lang, caption);
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    rkey.as_str(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::put(rkey.as_str(), to_json(&record)?, None)]);
+            if self.txn(&what, txn).await?.succeeded() {
+                return Ok(old);
             }
         }
         Err(MetaError::Unavailable(format!(

@@ -93,6 +93,34 @@ pub struct VideoDetails {
     /// Whether `{id}/poster.jpg` was stored.
     #[serde(default)]
     pub poster: bool,
+    /// The caption tracks stored beside the video (set on their own, never by an upload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captions: Vec<Caption>,
+}
+
+/// Puts `caption` in place of the track of `lang` (or removes it); returns the old one.
+pub fn replace_caption(
+    captions: &mut Vec<Caption>,
+    lang: &str,
+    caption: Option<&Caption>,
+) -> Option<Caption> {
+    let old = captions
+        .iter()
+        .position(|c| c.lang == lang)
+        .map(|at| captions.remove(at));
+    if let Some(new) = caption {
+        captions.push(new.clone());
+        captions.sort_by(|a, b| a.lang.cmp(&b.lang));
+    }
+    old
+}
+
+/// A WebVTT caption track: its language tag and the file holding it under the video's id
+/// (named after its content, so a replaced track gets a URL no cache has seen).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caption {
+    pub lang: String,
+    pub file: String,
 }
 
 /// Where a page of the newest-first listing ends: the last video shown. The next page
@@ -261,6 +289,17 @@ impl MetaStore {
     /// the upload still owns it. `NotFound` if it was never claimed or was removed.
     pub async fn publish_video(&self, id: &str, details: &VideoDetails) -> MetaResult<()> {
         dispatch!(self, "publish_video", s => s.set_details(id, VideoStatus::Playable, details).await)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the caption track of `lang` of a playable or
+    /// ready video; returns the track it replaced or removed. `NotFound` for any other.
+    pub async fn set_caption(
+        &self,
+        id: &str,
+        lang: &str,
+        caption: Option<&Caption>,
+    ) -> MetaResult<Option<Caption>> {
+        dispatch!(self, "set_caption", s => s.set_caption(id, lang, caption).await)
     }
 
     /// Forgets a video in any state (a failed upload's claim, or a deletion). Idempotent.

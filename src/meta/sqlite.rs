@@ -21,15 +21,15 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus, parse_time,
-    unix_nanos,
+    Caption, Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus,
+    parse_time, unix_nanos,
 };
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this code writes; see [`migrate`].
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -160,6 +160,46 @@ impl SqliteStore {
                 return Err(MetaError::NotFound(id));
             }
             Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_caption(
+        &self,
+        id: &str,
+        lang: &str,
+        caption: Option<&Caption>,
+    ) -> MetaResult<Option<Caption>> {
+        let (id, lang, caption) = (id.to_owned(), lang.to_owned(), caption.cloned());
+        self.call(move |conn| {
+            let tx = conn.transaction().map_err(sql_error)?;
+            let row: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT status, captions FROM videos WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql_error)?;
+            let Some((status, captions)) = row else {
+                return Err(MetaError::NotFound(id));
+            };
+            if !VideoStatus::parse(&status).watchable() {
+                return Err(MetaError::NotFound(id));
+            }
+            let mut captions: Vec<Caption> = captions
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            let old = super::replace_caption(&mut captions, &lang, caption.as_ref());
+            let text = serde_json::to_string(&captions)
+                .map_err(|e| MetaError::Internal(format!("encoding captions: {e}")))?;
+            tx.execute(
+                "UPDATE videos SET captions = ?2 WHERE id = ?1",
+                params![id, text],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(old)
         })
         .await
     }
@@ -388,7 +428,7 @@ impl SqliteStore {
 }
 
 const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, source_bytes, \
-     file_count, stored_bytes, width, height, renditions, poster FROM videos";
+     file_count, stored_bytes, width, height, renditions, poster, captions FROM videos";
 
 /// Gives rows without a sort key (written by the original system, which knows no such
 /// column) theirs, parsed from `uploaded_at`. The index makes finding none cheap.
@@ -493,6 +533,8 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
         ("height", "INTEGER"),
         ("renditions", "TEXT"),
         ("poster", "INTEGER"),
+        // Version 3: caption tracks, JSON.
+        ("captions", "TEXT"),
     ];
     for (name, decl) in columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -553,6 +595,10 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default(),
             poster: row.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            captions: row
+                .get::<_, Option<String>>(11)?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
         }),
         _ => None,
     };

@@ -129,6 +129,13 @@ impl QuorumEvidence for crate::meta::VideoStatus {
     }
 }
 
+/// A caption set or removed was written by a quorum.
+impl QuorumEvidence for Option<crate::meta::Caption> {
+    fn shows_quorum(&self) -> Option<bool> {
+        Some(true)
+    }
+}
+
 /// A compare-and-swap answered either way was decided by a quorum.
 impl QuorumEvidence for bool {
     fn shows_quorum(&self) -> Option<bool> {

@@ -68,6 +68,8 @@ pub struct VideoJson {
     pub player_url: String,
     pub manifest_url: String,
     pub poster_url: Option<String>,
+    /// The caption tracks, each a WebVTT file.
+    pub captions: Vec<super::captions::CaptionJson>,
     /// How the upload is going, while this node processes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadStatus>,
@@ -95,6 +97,7 @@ impl VideoJson {
             poster_url: details
                 .filter(|d| d.poster)
                 .map(|_| format!("{base}/poster.jpg")),
+            captions: super::captions::captions_json(video),
             upload,
         }
     }
@@ -213,7 +216,7 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn check_token(state: &SharedState, headers: &HeaderMap) -> Result<(), WebError> {
+pub(super) fn check_token(state: &SharedState, headers: &HeaderMap) -> Result<(), WebError> {
     let Some(expected) = &state.admin_token else {
         return Ok(());
     };
@@ -221,7 +224,7 @@ fn check_token(state: &SharedState, headers: &HeaderMap) -> Result<(), WebError>
         Some(given) if same_token(given.trim(), expected) => Ok(()),
         Some(_) => Err(WebError::Unauthorized("admin token refused".into())),
         None => Err(WebError::Unauthorized(
-            "deleting needs the admin token (Authorization: Bearer TOKEN)".into(),
+            "this needs the admin token (Authorization: Bearer TOKEN)".into(),
         )),
     }
 }

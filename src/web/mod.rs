@@ -7,7 +7,7 @@
 //!   rendition first (playable), the higher ones after.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
-//! - [`tus`]: resumable uploads (tus 1.0.0) at `/api/tus/`.
+//! - [`tus`]: resumable uploads (tus 1.0.0) at `/api/tus/`; [`captions`]: WebVTT tracks.
 //! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
 //!   versions and deletes; [`video_admin`]: the admin service's video RPCs; [`assets`]:
 //!   the pages' script and style sheet.
@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod captions;
 pub mod content;
 pub mod pages;
 pub mod progress;

@@ -72,10 +72,16 @@ const UPLOAD_FORM: &str = "<section aria-labelledby=\"upload-title\" class=\"upl
 <form id=\"upload-form\" action=\"/upload\" method=\"post\" enctype=\"multipart/form-data\">\
 <label for=\"file\">MP4 file (its name without the extension becomes the video's name)</label>\
 <input id=\"file\" type=\"file\" name=\"file\" accept=\"video/mp4,video/*\" required>\
+<label for=\"captions\">Captions, optional (a WebVTT .vtt file, added once the video plays)</label>\
+<input id=\"captions\" type=\"file\" name=\"captions\" accept=\".vtt,text/vtt\">\
+<label for=\"captions-lang\">Language of the captions</label>\
+<input id=\"captions-lang\" name=\"captions_lang\" value=\"en\" size=\"8\" \
+pattern=\"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*\" autocomplete=\"off\">\
 <button type=\"submit\">Upload</button></form>\
 <div id=\"upload-status\" class=\"upload-status\" hidden>\
 <progress id=\"upload-progress\" max=\"100\" value=\"0\" aria-labelledby=\"upload-text\"></progress>\
 <p id=\"upload-text\" role=\"status\" aria-live=\"polite\"></p></div>\
+<p id=\"captions-status\" role=\"status\" aria-live=\"polite\"></p>\
 <p id=\"resume-note\" class=\"notice\" role=\"status\" hidden></p>\
 <script src=\"/static/tus.min.js\" defer></script></section>";
 
@@ -132,8 +138,15 @@ width=\"320\" height=\"180\">"
 }
 
 /// The index: the upload form and one page of videos, newest first, as cards.
-pub fn index(page: &Page, later_page: bool, stale: bool) -> String {
-    let mut body = String::from(UPLOAD_FORM);
+/// `token_required`: adding captions asks for the admin token.
+pub fn index(page: &Page, later_page: bool, stale: bool, token_required: bool) -> String {
+    let mut body = UPLOAD_FORM.replace(
+        "<form id=\"upload-form\"",
+        &format!(
+            "<form id=\"upload-form\" data-token=\"{}\"",
+            if token_required { "required" } else { "none" }
+        ),
+    );
     if stale {
         body.push_str(
             "<p class=\"notice\" role=\"status\">The metadata store has no quorum: this list may be out of date.</p>",
@@ -185,9 +198,19 @@ pub fn player(video: &Video, token_required: bool) -> String {
         let _ = write!(
             body,
             "<video id=\"player\" controls playsinline{poster} data-src=\"{}\" \
-aria-label=\"Video: {name}\"></video>",
+aria-label=\"Video: {name}\">",
             json.manifest_url
         );
+        for caption in &json.captions {
+            // The language tag is checked to letters, digits and hyphens when stored.
+            let _ = write!(
+                body,
+                "<track kind=\"subtitles\" srclang=\"{lang}\" label=\"{lang}\" src=\"{}\">",
+                caption.url,
+                lang = escape_html(&caption.lang)
+            );
+        }
+        body.push_str("</video>");
         if video.status == VideoStatus::Playable {
             let lowest = json
                 .renditions
@@ -265,7 +288,7 @@ mod tests {
             videos: vec![video.clone()],
             next: None,
         };
-        let html = index(&page, false, false);
+        let html = index(&page, false, false, false);
         assert!(!html.contains("<script>alert"));
         assert!(
             html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &quot;q&quot; é/..")

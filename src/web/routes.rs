@@ -13,7 +13,7 @@ use super::content::{Content, ContentError};
 use super::progress::Uploads;
 use super::serve::{ContentCache, VersionCache, serve_content, serve_versioned_content};
 use super::upload::upload;
-use super::{WebConfig, api, assets, pages};
+use super::{WebConfig, api, assets, captions, pages};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};
@@ -56,6 +56,10 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/api/videos/{id}",
             get(api::get_video).delete(api::delete_video),
+        )
+        .route(
+            "/api/videos/{id}/captions/{lang}",
+            axum::routing::put(captions::put_caption).delete(captions::delete_caption),
         )
         .route("/api/uploads/{id}", get(api::upload_status))
         .route("/static/dash.all.min.js", get(dash_js))
@@ -179,6 +183,7 @@ async fn index(
         &listing.value,
         after.is_some(),
         listing.stale,
+        state.admin_token.is_some(),
     )))
 }
 

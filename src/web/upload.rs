@@ -377,6 +377,7 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         height: probe.height,
         renditions: lowest.to_vec(),
         poster: poster.is_some(),
+        captions: Vec::new(),
     };
     state.meta.publish_video(&id, &details).await?;
     state.versions.invalidate(&id).await;
