@@ -20,6 +20,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+mod resync;
+
 use super::{
     Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus, parse_time,
     unix_nanos,
@@ -439,6 +441,7 @@ fn open_connection(path: &Path) -> MetaResult<Connection> {
          );",
     )
     .map_err(sql_error)?;
+    resync::create_table(&conn)?;
     Ok(conn)
 }
 
