@@ -359,13 +359,23 @@ async fn resync_queue(store: MetaStore) {
         last_error: String::new(),
     };
     assert!(store.queue_resync(&entry("v/b.m4s", "read")).await.unwrap());
-    assert!(store.queue_resync(&entry("v/a.m4s", "scrub")).await.unwrap());
+    assert!(
+        store
+            .queue_resync(&entry("v/a.m4s", "scrub"))
+            .await
+            .unwrap()
+    );
     let mut tried = entry("v/b.m4s", "read");
     tried.attempts = 2;
     tried.next_at = at(3);
     tried.last_error = "no good copy".into();
     store.update_resync(&tried).await.unwrap();
-    assert!(!store.queue_resync(&entry("v/b.m4s", "again")).await.unwrap());
+    assert!(
+        !store
+            .queue_resync(&entry("v/b.m4s", "again"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.resync_queue().await.unwrap(),
         vec![entry("v/a.m4s", "scrub"), tried.clone()]

@@ -921,7 +921,10 @@ async fn a_new_nodes_first_scrub_pass_starts_at_a_random_point_of_its_first_inte
         let report = node.client().scrub(false).await.unwrap();
         let interval_ms = report.interval_secs * 1000;
         let delay = report.next_pass_unix_ms.saturating_sub(before);
-        assert!(delay <= interval_ms + 1000, "{delay} ms is past the first interval");
+        assert!(
+            delay <= interval_ms + 1000,
+            "{delay} ms is past the first interval"
+        );
         firsts.push(delay as f64 / interval_ms as f64);
         node.stop().await;
     }
@@ -929,6 +932,10 @@ async fn a_new_nodes_first_scrub_pass_starts_at_a_random_point_of_its_first_inte
         firsts.iter().any(|f| *f < 0.9),
         "every first pass is a whole interval away: {firsts:?}"
     );
-    let distinct: std::collections::BTreeSet<u64> = firsts.iter().map(|f| (f * 1e6) as u64).collect();
-    assert!(distinct.len() > 1, "the same point for every node: {firsts:?}");
+    let distinct: std::collections::BTreeSet<u64> =
+        firsts.iter().map(|f| (f * 1e6) as u64).collect();
+    assert!(
+        distinct.len() > 1,
+        "the same point for every node: {firsts:?}"
+    );
 }

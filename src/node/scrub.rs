@@ -480,6 +480,10 @@ mod tests {
         assert_eq!(first_pass_delay(day, 0.0), Duration::ZERO);
         assert_eq!(first_pass_delay(day, 0.5), Duration::from_secs(12 * 3600));
         assert!(first_pass_delay(day, 0.999_999) < day);
-        assert_eq!(first_pass_delay(day, 7.0), day, "out-of-range draws are clamped");
+        assert_eq!(
+            first_pass_delay(day, 7.0),
+            day,
+            "out-of-range draws are clamped"
+        );
     }
 }

@@ -53,6 +53,9 @@ pub struct WebConfig {
     /// Time between scheduled repairs of the ring; None: only on demand and when a node
     /// comes back or shows a new store.
     pub repair_every: Option<std::time::Duration>,
+    /// Time between two looks at the nodes' quarantine lists, whose findings the resync
+    /// queue copies again.
+    pub resync_poll: std::time::Duration,
     /// The renditions uploads are encoded to.
     pub ladder: transcode::Ladder,
 }
@@ -65,6 +68,7 @@ impl Default for WebConfig {
             cache_bytes: 128 * 1024 * 1024,
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
+            resync_poll: crate::cluster::resync::DEFAULT_POLL_EVERY,
             ladder: transcode::Ladder::default(),
         }
     }
@@ -261,6 +265,7 @@ pub async fn run(
                 virtual_nodes,
                 replicas,
                 repair_every: config.repair_every,
+                resync_poll: config.resync_poll,
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;

@@ -29,7 +29,11 @@ impl EtcdStore {
         let name = resync_key(&entry.key);
         // Only an entry still queued: one removed meanwhile stays removed.
         let txn = Txn::new()
-            .when([Compare::create_revision(name.as_str(), CompareOp::Greater, 0)])
+            .when([Compare::create_revision(
+                name.as_str(),
+                CompareOp::Greater,
+                0,
+            )])
             .and_then([TxnOp::put(name.as_str(), to_json(entry)?, None)]);
         self.txn("updating a resync", txn).await?;
         Ok(())
@@ -37,7 +41,10 @@ impl EtcdStore {
 
     pub async fn resync_queue(&self) -> MetaResult<Vec<ResyncEntry>> {
         let (resp, _) = self
-            .read("listing the resync queue", &[(RESYNC_PREFIX.to_owned(), true)])
+            .read(
+                "listing the resync queue",
+                &[(RESYNC_PREFIX.to_owned(), true)],
+            )
             .await?;
         let mut entries = Vec::new();
         for kv in first_kvs(&resp) {
