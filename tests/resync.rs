@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use support::web::{WebNode, WebOptions, http_client, start_web, start_web_ring};
+use support::web::{
+    WebNode, WebOptions, http_client, make_video, start_web, start_web_ring, upload_file,
+};
 use support::{
     StorageNode, pseudo_random_bytes, ring_of, sha256_hex, start_storage_node_at,
     start_storage_nodes,
@@ -95,6 +97,38 @@ async fn holds(node: &StorageNode, key: &str, data: &[u8]) -> bool {
     verified && std::fs::read(node.dir.join(key)).is_ok_and(|b| b == data)
 }
 
+/// The value of the web node's gauge `name` (summed over its series).
+async fn gauge(web: &WebNode, name: &str) -> f64 {
+    let text = http_client()
+        .get(format!("{}/metrics", web.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!series.is_empty(), "{name} is not exposed");
+    series.iter().sum()
+}
+
+/// The four data-at-risk gauges: files below R, quarantined, hinted, resync queue.
+async fn at_risk(web: &WebNode) -> [f64; 4] {
+    [
+        gauge(web, "tritontube_files_under_replicated").await,
+        gauge(web, "tritontube_quarantined_copies").await,
+        gauge(web, "tritontube_hinted_copies").await,
+        gauge(web, "tritontube_resync_queue_length").await,
+    ]
+}
+
 async fn health(admin: &str) -> ClusterHealthResponse {
     connect(admin, None)
         .unwrap()
@@ -173,6 +207,11 @@ async fn the_queue_survives_a_restart_retries_and_lists_its_errors() {
     let (key, data) = seed_one(&web, &nodes, "held").await;
     let (bad, good) = owners(&nodes, &key);
     let (bad_address, good_address) = (bad.address(), good.address());
+    assert_eq!(
+        at_risk(&web).await,
+        [0.0; 4],
+        "a healthy cluster has nothing at risk"
+    );
     corrupt(bad, &key);
 
     // The good copy's node is down: the read finds the bad copy and nothing to serve,
@@ -207,6 +246,17 @@ async fn the_queue_survives_a_restart_retries_and_lists_its_errors() {
         report.contains(&key) && report.contains(&item.last_error),
         "{report}"
     );
+
+    // An upload while the node is down leaves hinted copies. Every gauge shows the risk.
+    let clips = tempfile::tempdir().unwrap();
+    let clip = make_video(clips.path(), "hinted.mp4", 4, "320x240");
+    let uploaded = upload_file(&web.url, &clip, "hinted.mp4").await.status();
+    assert_eq!(uploaded, StatusCode::SEE_OTHER);
+    eventually("every data-at-risk gauge to show it", || async {
+        let [under, quarantined, hinted, queued] = at_risk(&web).await;
+        under >= 1.0 && quarantined >= 1.0 && hinted >= 1.0 && queued >= 1.0
+    })
+    .await;
 
     // A restarted web node on the same metadata file has the entry as it was (a new
     // finding would start over with no tries and another reason).
@@ -249,6 +299,11 @@ async fn the_queue_survives_a_restart_retries_and_lists_its_errors() {
     eventually("the queue to empty", || async {
         let h = health(&web.admin).await;
         h.resync_queue_length == 0 && h.files_under_replicated == 0
+    })
+    .await;
+    // The hinted copies are handed over by the repair the node's return starts.
+    eventually("every data-at-risk gauge back to zero", || async {
+        at_risk(&web).await == [0.0; 4]
     })
     .await;
 }

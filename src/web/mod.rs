@@ -286,6 +286,7 @@ pub async fn run(
                     })
                 })
             });
+            metrics.watch_risk(crate::cluster::risk::facts_source(&plane));
             let server = plane.admin_server(admin_token, metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
