@@ -17,8 +17,9 @@ use support::{StorageNode, ring_of, sha256_hex, start_storage_nodes};
 use tonic::Code;
 use tritontube::admin_cli::connect;
 use tritontube::proto::admin::{
-    AddNodeRequest, ChangeKind, ClusterStatusRequest, ListNodesRequest, PlanChangeRequest,
-    RemoveNodeRequest, WatchMigrationRequest,
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterStatusRequest, DeleteVideoRequest,
+    ListNodesRequest, ListWorkersRequest, PlanChangeRequest, RemoveNodeRequest,
+    StartChangeRequest, StartRepairRequest, WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
@@ -197,8 +198,8 @@ async fn bad_changes_are_refused_with_fitting_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admin_token_is_required_when_set() {
-    let all = start_storage_nodes(1).await;
-    let refs: Vec<&StorageNode> = all.iter().collect();
+    let all = start_storage_nodes(2).await;
+    let refs: Vec<&StorageNode> = all[..1].iter().collect();
     let web = start_web_ring(
         &refs,
         WebOptions {
@@ -207,12 +208,91 @@ async fn the_admin_token_is_required_when_set() {
         },
     )
     .await;
-    let mut anonymous = connect(&web.admin, None).unwrap();
-    let refused = anonymous.list_nodes(ListNodesRequest {}).await.unwrap_err();
-    assert_eq!(refused.code(), Code::Unauthenticated);
-    let mut wrong = connect(&web.admin, Some("guess")).unwrap();
-    let refused = wrong.list_nodes(ListNodesRequest {}).await.unwrap_err();
-    assert_eq!(refused.code(), Code::Unauthenticated);
+    web.meta.claim_video("kept", chrono::Utc::now()).await.unwrap();
+    web.meta
+        .finish_video("kept", &tritontube::meta::VideoDetails::default())
+        .await
+        .unwrap();
+    let (first, second) = (all[0].address(), all[1].address());
+
+    // Every mutating RPC, without the token and with a wrong one.
+    for token in [None, Some("guess")] {
+        let admin = connect(&web.admin, token).unwrap();
+        let calls: Vec<(&str, Result<(), tonic::Status>)> = vec![
+            (
+                "AddNode",
+                admin
+                    .clone()
+                    .add_node(AddNodeRequest {
+                        node_address: second.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "RemoveNode",
+                admin
+                    .clone()
+                    .remove_node(RemoveNodeRequest {
+                        node_address: first.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "StartChange",
+                admin
+                    .clone()
+                    .start_change(StartChangeRequest {
+                        kind: ChangeKind::Add as i32,
+                        node_address: second.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "CancelChange",
+                admin
+                    .clone()
+                    .cancel_change(CancelChangeRequest {})
+                    .await
+                    .map(drop),
+            ),
+            (
+                "StartRepair",
+                admin
+                    .clone()
+                    .start_repair(StartRepairRequest {
+                        dry_run: false,
+                        verify: true,
+                    })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "DeleteVideo",
+                admin
+                    .clone()
+                    .delete_video(DeleteVideoRequest { id: "kept".into() })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ListNodes",
+                admin
+                    .clone()
+                    .list_nodes(ListNodesRequest {})
+                    .await
+                    .map(drop),
+            ),
+        ];
+        for (rpc, answer) in calls {
+            let refused = answer.expect_err(rpc);
+            assert_eq!(refused.code(), Code::Unauthenticated, "{rpc} with {token:?}");
+        }
+    }
+
+    // Nothing changed: one node, no worker but the resync queue's, the video kept.
     let mut right = connect(&web.admin, Some("s3cret")).unwrap();
     assert_eq!(
         right
@@ -221,8 +301,31 @@ async fn the_admin_token_is_required_when_set() {
             .unwrap()
             .into_inner()
             .nodes,
-        vec![all[0].address()]
+        vec![first.clone()]
     );
+    let workers = right
+        .list_workers(ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        workers.workers.iter().all(|w| w.kind == "resync"),
+        "{workers:?}"
+    );
+    assert!(web.meta.get_video("kept").await.unwrap().value.is_some());
+
+    // With the token the same calls are served.
+    right
+        .add_node(AddNodeRequest {
+            node_address: second.clone(),
+        })
+        .await
+        .unwrap();
+    right
+        .delete_video(DeleteVideoRequest { id: "kept".into() })
+        .await
+        .unwrap();
+    assert!(web.meta.get_video("kept").await.unwrap().value.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,6 +11,9 @@ use futures::StreamExt;
 use support::etcd::EtcdCluster;
 use tritontube::meta::{
     Caption, Cursor, MetaError, MetaStore, Rendition, VideoDetails, VideoStatus,
+}
+
+    Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails, VideoStatus,
 };
 
 /// Generous bound for anything that must "return, not hang".
@@ -431,6 +434,48 @@ async fn publish_then_finish(store: MetaStore) {
         store.publish_video("early", &lowest).await,
         Err(MetaError::NotFound(_))
     ));
+/// The resync queue: one entry per key, a second queueing keeps the first (and its
+/// tries), an update changes only a queued entry, removal is idempotent.
+async fn resync_queue(store: MetaStore) {
+    assert!(store.resync_queue().await.unwrap().is_empty());
+    let entry = |key: &str, reason: &str| ResyncEntry {
+        key: key.into(),
+        reason: reason.into(),
+        queued_at: at(1),
+        attempts: 0,
+        next_at: at(1),
+        last_error: String::new(),
+    };
+    assert!(store.queue_resync(&entry("v/b.m4s", "read")).await.unwrap());
+    assert!(
+        store
+            .queue_resync(&entry("v/a.m4s", "scrub"))
+            .await
+            .unwrap()
+    );
+    let mut tried = entry("v/b.m4s", "read");
+    tried.attempts = 2;
+    tried.next_at = at(3);
+    tried.last_error = "no good copy".into();
+    store.update_resync(&tried).await.unwrap();
+    assert!(
+        !store
+            .queue_resync(&entry("v/b.m4s", "again"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.resync_queue().await.unwrap(),
+        vec![entry("v/a.m4s", "scrub"), tried.clone()]
+    );
+    store.remove_resync("v/b.m4s").await.unwrap();
+    store.remove_resync("v/b.m4s").await.unwrap();
+    // An entry healed (removed) is not brought back by a late update.
+    store.update_resync(&tried).await.unwrap();
+    assert_eq!(
+        store.resync_queue().await.unwrap(),
+        vec![entry("v/a.m4s", "scrub")]
+    );
 }
 
 /// Each etcd test runs a five-member cluster; three at once on two cores starve them
@@ -453,6 +498,7 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
         ("pages", |s| Box::pin(pages(s))),
         ("tombstones", |s| Box::pin(tombstones(s))),
         ("publish_then_finish", |s| Box::pin(publish_then_finish(s))),
+        ("resync_queue", |s| Box::pin(resync_queue(s))),
     ]
 }
 

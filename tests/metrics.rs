@@ -581,7 +581,44 @@ fn dashboard_queries_parse_and_name_exposed_metrics(exposed: &BTreeSet<String>) 
     promtool_succeeds(&["check", "rules"], &rules_file);
     for config in ["prometheus.yml", "prometheus-etcd.yml"] {
         promtool_succeeds(&["check", "config", "--syntax-only"], &docs.join(config));
+        // In full: the alert rules it loads are found and valid too.
+        promtool_succeeds(&["check", "config"], &docs.join(config));
     }
+    alerts_cover_the_data_at_risk(exposed, &queries);
+}
+
+/// Each data-at-risk gauge is exposed, drawn by the dashboard and alerted on by the
+/// shipped rules, whose unit tests (firing when a gauge stays up, quiet when it heals)
+/// promtool runs.
+fn alerts_cover_the_data_at_risk(exposed: &BTreeSet<String>, queries: &[String]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let alerts = std::fs::read_to_string(root.join("docs/prometheus-alerts.yml")).unwrap();
+    for gauge in [
+        "tritontube_files_under_replicated",
+        "tritontube_quarantined_copies",
+        "tritontube_hinted_copies",
+        "tritontube_resync_queue_length",
+    ] {
+        assert!(exposed.contains(gauge), "{gauge} is not exposed");
+        assert!(
+            queries.iter().any(|q| q.contains(gauge)),
+            "the dashboard does not draw {gauge}"
+        );
+        assert!(
+            alerts
+                .lines()
+                .any(|l| l.trim_start().starts_with("expr:") && l.contains(gauge)),
+            "no alert rule on {gauge}"
+        );
+    }
+    promtool_succeeds(
+        &["check", "rules"],
+        &root.join("docs/prometheus-alerts.yml"),
+    );
+    promtool_succeeds(
+        &["test", "rules"],
+        &root.join("tests/prometheus/alerts_test.yml"),
+    );
 }
 
 fn promtool_succeeds(args: &[&str], file: &Path) {

@@ -908,3 +908,34 @@ async fn a_pulled_copy_is_checked_against_the_sources_recorded_crc() {
     source.stop().await;
     target.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_nodes_first_scrub_pass_starts_at_a_random_point_of_its_first_interval() {
+    // Each node draws its own point: of several new nodes, some first pass comes well
+    // before one whole interval (the chance that all draw the last tenth is 1e-6).
+    let mut firsts = Vec::new();
+    for _ in 0..6 {
+        let dir = tempfile::tempdir().unwrap();
+        let before = tritontube::node::now_unix_ms();
+        let node = Node::start(dir.path(), options()).await;
+        let report = node.client().scrub(false).await.unwrap();
+        let interval_ms = report.interval_secs * 1000;
+        let delay = report.next_pass_unix_ms.saturating_sub(before);
+        assert!(
+            delay <= interval_ms + 1000,
+            "{delay} ms is past the first interval"
+        );
+        firsts.push(delay as f64 / interval_ms as f64);
+        node.stop().await;
+    }
+    assert!(
+        firsts.iter().any(|f| *f < 0.9),
+        "every first pass is a whole interval away: {firsts:?}"
+    );
+    let distinct: std::collections::BTreeSet<u64> =
+        firsts.iter().map(|f| (f * 1e6) as u64).collect();
+    assert!(
+        distinct.len() > 1,
+        "the same point for every node: {firsts:?}"
+    );
+}

@@ -270,39 +270,96 @@ async fn a_ring_change_and_a_repair_leave_only_good_copies() {
     four.push(newcomer.clone());
     let after = ring_of(&four, 2);
 
-    // A key whose copy on the first holder in address order is corrupt, and which the
-    // change moves off that holder: its good copy must be the one that survives.
+    // A key whose copy is corrupt on the holder that STAYS, and whose other (good) copy
+    // moves to the newcomer: the change must copy the good one, never delete it while it
+    // is the only good one, and the corrupt copy must be replaced by a good one.
     let moving = keys
         .iter()
         .find(|k| {
-            let mut old: Vec<&str> = before.owners(k);
-            old.sort();
-            !after.owners(k).contains(&old[0])
+            let wanted = after.owners(k);
+            let old = before.owners(k);
+            old.iter().filter(|o| wanted.contains(o)).count() == 1
         })
-        .expect("a key moving off its first holder");
-    let mut old = before.owners(moving);
-    old.sort();
-    let first = all.iter().find(|n| n.address() == old[0]).unwrap();
-    corrupt(first, moving);
+        .expect("a key that keeps one holder and moves its other copy");
+    let wanted = after.owners(moving);
+    let old = before.owners(moving);
+    let stayer = old.iter().find(|o| wanted.contains(o)).unwrap().to_string();
+    let leaver = old
+        .iter()
+        .find(|o| !wanted.contains(o))
+        .unwrap()
+        .to_string();
+    let node_at = |address: &str| all.iter().find(|n| n.address() == address).unwrap();
+    let seeded = std::fs::read(node_at(&leaver).dir.join(moving)).unwrap();
+    let seeded_sha = sha256_hex(&seeded);
+    corrupt(node_at(&stayer), moving);
+
+    // Watches the good copy throughout: on the leaver until it is deleted, then on the
+    // newcomer (asked in that order, so a delete that follows the copy is never taken
+    // for a loss).
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        let (leaver, newcomer_client) = (node_at(&leaver).client(), all[3].client());
+        let key = moving.clone();
+        tokio::spawn(async move {
+            let mut lost_at = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let on_leaver = matches!(leaver.verify(&key).await, Ok(Some(_)));
+                let on_newcomer = matches!(newcomer_client.verify(&key).await, Ok(Some(_)));
+                if !on_leaver && !on_newcomer {
+                    lost_at.push(chrono::Utc::now());
+                }
+            }
+            lost_at
+        })
+    };
 
     let moved = connect(&web.admin, None)
         .unwrap()
         .add_node(AddNodeRequest {
-            node_address: newcomer,
+            node_address: newcomer.clone(),
         })
         .await
         .unwrap()
         .into_inner()
         .migrated_file_count;
     assert!(moved > 0);
-    assert!(placed(&holdings(&every).await, &after, &keys));
-    for owner in after.owners(moving) {
-        let node = all.iter().find(|n| n.address() == owner).unwrap();
-        assert!(
-            node.client().verify(moving).await.unwrap().is_some(),
-            "{moving} on {owner} is not the good copy"
-        );
-    }
+    // The corrupt copy is found (quarantined) by the change's pull or by the resync
+    // queue, and copied again from the good one: every owner ends with the seeded bytes.
+    eventually("the owners of the key to hold the seeded bytes", || async {
+        for owner in &wanted {
+            let node = node_at(owner);
+            let good =
+                matches!(node.client().verify(moving).await, Ok(Some(s)) if s.sha256 == seeded_sha);
+            if !good {
+                return false;
+            }
+            let bytes = std::fs::read(node.dir.join(moving)).unwrap_or_default();
+            if sha256_hex(&bytes) != seeded_sha {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let lost_at = watcher.await.unwrap();
+    assert!(
+        lost_at.is_empty(),
+        "the only good copy of {moving} was gone at {lost_at:?}"
+    );
+    // Found, not overwritten unseen (its quarantine entry goes once a good copy is
+    // written again, so the node's count is what tells).
+    let stayer_health = node_at(&stayer).client().health().await.unwrap();
+    assert!(
+        stayer_health.checksum_failures >= 1,
+        "the corrupt copy on {stayer} was never found"
+    );
+    eventually("every key where the new ring wants it", || async {
+        placed(&holdings(&every).await, &after, &keys)
+    })
+    .await;
 
     // A repair that verifies finds a corrupt copy nobody has read yet and restores it.
     let victim = keys.iter().find(|k| *k != moving).unwrap();

@@ -176,6 +176,29 @@ pub fn health_report(health: &ClusterHealthResponse) -> String {
         "Storage health (R = {}): {} quarantined copies, {} hinted copies waiting for their owner\n",
         health.replicas, health.quarantined, health.hinted
     );
+    let _ = writeln!(
+        out,
+        "Files below R good copies: {}; resync queue: {} (healed since start: {})",
+        health.files_under_replicated, health.resync_queue_length, health.resync_healed
+    );
+    for item in &health.resync {
+        let _ = writeln!(
+            out,
+            "  resync {} ({}){}",
+            item.key,
+            item.reason,
+            if item.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ": {} failed tries, last: {}; next try {}",
+                    item.attempts,
+                    item.last_error,
+                    super::progress::time(item.next_at_ms)
+                )
+            }
+        );
+    }
     for n in &health.nodes {
         if n.up {
             let _ = writeln!(

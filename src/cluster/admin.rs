@@ -32,6 +32,7 @@ pub struct AdminService {
     pub migrator: Arc<Migrator>,
     pub repairer: Arc<Repairer>,
     pub health: Arc<HealthMonitor>,
+    pub resyncer: Arc<super::resync::Resyncer>,
     /// The web node's traffic counters, for the console's rates.
     pub metrics: Arc<WebMetrics>,
 }
@@ -341,14 +342,19 @@ impl VideoContentAdminService for AdminService {
                 info
             })
             .collect();
-        let hinted = cluster.meta().hints().await.map_or(0, |h| h.len() as u64);
+        let hints = cluster.meta().hints().await.unwrap_or_default();
+        let hinted = hints.len() as u64;
+        let next_scrubs = scrubs
+            .iter()
+            .filter_map(|(node, s)| s.as_ref().map(|s| (node.clone(), s.next_pass_unix_ms)))
+            .collect();
         let survey = self.repairer.last_survey();
         let repair = self
             .migrator
             .runner()
             .latest(super::repair::REPAIR)
             .map(|h| worker_info(&h.status()));
-        Ok(Response::new(admin::ClusterHealthResponse {
+        let mut reply = admin::ClusterHealthResponse {
             quarantined: nodes.iter().filter(|n| n.up).map(|n| n.quarantined).sum(),
             nodes,
             hinted,
@@ -364,7 +370,18 @@ impl VideoContentAdminService for AdminService {
             repair,
             repair_wanted: self.health.pending_reason().unwrap_or_default(),
             replicas: cluster.snapshot().ring.replicas(),
-        }))
+            ..Default::default()
+        };
+        let (resyncer, repairer) = (&self.resyncer, &self.repairer);
+        super::risk::fill(
+            &mut reply,
+            resyncer,
+            repairer,
+            &self.health,
+            &hints,
+            &next_scrubs,
+        );
+        Ok(Response::new(reply))
     }
 
     async fn traffic_stats(

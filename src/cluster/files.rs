@@ -174,6 +174,10 @@ impl Cluster {
                     Ok(None) => {}
                     Err(ClusterError::Node(e)) => {
                         tracing::warn!(%node, %key, error = %e, "holder failed; trying the next");
+                        if e.is_data_loss() {
+                            self.suspects()
+                                .add(key, format!("a read found the copy on {node} corrupt"));
+                        }
                         last_error = Some(e);
                     }
                     Err(other) => return Err(other),

@@ -82,6 +82,14 @@ impl HealthMonitor {
         self.seen.lock().expect("monitor lock").clone()
     }
 
+    /// When the next scheduled repair is due; None when repairs are not scheduled.
+    pub fn next_repair_at(&self) -> Option<DateTime<Utc>> {
+        let every = self.repair_every?;
+        let last = (*self.last_repair_at.lock().expect("monitor lock"))?;
+        let left = every.saturating_sub(last.elapsed());
+        Some(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default())
+    }
+
     /// A repair wanted and waiting for the running work to end, and why.
     pub fn pending_reason(&self) -> Option<String> {
         self.wanted.lock().expect("monitor lock").clone()

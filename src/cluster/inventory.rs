@@ -170,7 +170,15 @@ pub async fn copy_missing(cluster: &Cluster, item: &KeyWork) -> Result<u64, Clie
                     done = true;
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    if e.is_data_loss() {
+                        cluster.suspects().add(
+                            &item.key,
+                            format!("a copy to {target} found the copy on {source} corrupt"),
+                        );
+                    }
+                    last_error = Some(e)
+                }
             }
         }
         if !done {

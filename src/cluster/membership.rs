@@ -9,6 +9,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::NodePool;
+use super::resync::Suspects;
 use super::state::{ClusterState, to_json};
 use super::write_gate::{WriteGate, WriteTicket};
 use crate::meta::{MetaError, MetaStore};
@@ -54,6 +55,7 @@ pub struct Cluster {
     current: RwLock<Current>,
     pool: NodePool,
     writes: WriteGate,
+    suspects: Suspects,
 }
 
 impl Cluster {
@@ -79,6 +81,7 @@ impl Cluster {
             }),
             pool: NodePool::default(),
             writes: WriteGate::default(),
+            suspects: Suspects::default(),
         });
         cluster.reload().await?;
         let seeded = cluster
@@ -116,6 +119,11 @@ impl Cluster {
 
     pub fn meta(&self) -> &MetaStore {
         &self.meta
+    }
+
+    /// Where readers and copies name keys with a bad copy, for the resync worker.
+    pub fn suspects(&self) -> &Suspects {
+        &self.suspects
     }
 
     /// The state now. Never waits on I/O: a reader keeps its snapshot however long it

@@ -12,6 +12,8 @@
 //! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
 //! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
 //! - [`repair`]: anti-entropy as a worker: restore, move, remove orphans.
+//! - [`resync`]: keys with a copy found bad, copied again from a good one at once.
+//! - [`risk`]: data at risk as the admin service reports it.
 //! - [`health`]: watches the nodes; starts repairs by itself.
 //! - [`admin`]: the admin gRPC service (the original's three RPCs and the console's).
 //! - [`admin_client`]: the client side of it, with the admin token.
@@ -25,6 +27,8 @@ pub mod membership;
 pub mod migration;
 pub mod pool;
 pub mod repair;
+pub mod resync;
+pub mod risk;
 pub mod state;
 pub mod worker;
 pub mod write_gate;
@@ -39,6 +43,7 @@ use health::HealthMonitor;
 pub use membership::{Cluster, ClusterError};
 use migration::Migrator;
 use repair::Repairer;
+use resync::Resyncer;
 use worker::Runner;
 
 /// How long workers get on shutdown to finish what they have in flight.
@@ -54,6 +59,7 @@ pub struct ControlPlane {
     pub migrator: Arc<Migrator>,
     pub repairer: Arc<Repairer>,
     pub health: Arc<HealthMonitor>,
+    pub resyncer: Arc<Resyncer>,
 }
 
 /// How the ring is seeded when the metadata store has none yet.
@@ -65,6 +71,8 @@ pub struct Seed<'a> {
     pub replicas: u32,
     /// Time between scheduled repairs; None: only on demand and when a node comes back.
     pub repair_every: Option<Duration>,
+    /// Time between two looks at the nodes' quarantine lists (the resync queue's feed).
+    pub resync_poll: Duration,
 }
 
 impl ControlPlane {
@@ -113,12 +121,15 @@ impl ControlPlane {
             }
         });
         health.spawn(shutdown);
+        let resyncer = Resyncer::new(cluster.clone(), runner.clone(), seed.resync_poll);
+        resyncer.start();
         Ok(ControlPlane {
             cluster,
             runner,
             migrator,
             repairer,
             health,
+            resyncer,
         })
     }
 
@@ -132,6 +143,7 @@ impl ControlPlane {
                 migrator: self.migrator.clone(),
                 repairer: self.repairer.clone(),
                 health: self.health.clone(),
+                resyncer: self.resyncer.clone(),
                 metrics,
             },
             token,

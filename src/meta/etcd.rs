@@ -10,6 +10,7 @@
 //!   as the listing does. Written with the record; videos without it (the original's, or
 //!   records from before the index) are indexed the first time a page is asked for.
 //! - `tritontube/cluster` → the cluster state document.
+//! - `tritontube/resync/{key}` → a key waiting to be copied again (see `resync`).
 //!
 //! Each member gets its own clients, and this module does the failing over: it tries the
 //! member that answered last, then the others, until a deadline. Writes and linearizable
@@ -35,6 +36,7 @@ use crate::node::address::with_scheme;
 
 mod delete;
 mod pages;
+mod resync;
 use pages::time_key;
 
 /// The original system's prefix.

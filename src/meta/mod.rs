@@ -214,6 +214,22 @@ pub struct Hint {
     pub at: DateTime<Utc>,
 }
 
+/// A key on the resync queue: a copy of it was found bad (quarantined by a read, a pull
+/// or the scrub), so it is copied again from a good copy to every owner lacking one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncEntry {
+    pub key: String,
+    /// What put it there, in words (which node, found how).
+    pub reason: String,
+    pub queued_at: DateTime<Utc>,
+    /// Failed tries so far; each doubles the wait before the next.
+    pub attempts: u32,
+    /// Not tried again before this.
+    pub next_at: DateTime<Utc>,
+    /// Why the last try failed; empty before the first failure.
+    pub last_error: String,
+}
+
 /// A read result and whether it may be stale (served by a member without quorum).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Read<T> {
@@ -377,6 +393,26 @@ impl MetaStore {
     /// Forgets the hint for `key` on `owner` (handed off, or no longer needed). Idempotent.
     pub async fn remove_hint(&self, key: &str, owner: &str) -> MetaResult<()> {
         dispatch!(self, "remove_hint", s => s.remove_hint(key, owner).await)
+    }
+
+    /// Puts `entry` on the resync queue unless its key is already there (false then).
+    pub async fn queue_resync(&self, entry: &ResyncEntry) -> MetaResult<bool> {
+        dispatch!(self, "queue_resync", s => s.queue_resync(entry).await)
+    }
+
+    /// Rewrites a queued entry (a failed try); an entry no longer queued stays gone.
+    pub async fn update_resync(&self, entry: &ResyncEntry) -> MetaResult<()> {
+        dispatch!(self, "update_resync", s => s.update_resync(entry).await)
+    }
+
+    /// Every key waiting to be copied again, by key.
+    pub async fn resync_queue(&self) -> MetaResult<Vec<ResyncEntry>> {
+        dispatch!(self, "resync_queue", s => s.resync_queue().await)
+    }
+
+    /// Takes `key` off the resync queue (healed, or nothing left to heal). Idempotent.
+    pub async fn remove_resync(&self, key: &str) -> MetaResult<()> {
+        dispatch!(self, "remove_resync", s => s.remove_resync(key).await)
     }
 
     /// A short name for logs and pages: "sqlite" or "etcd".

@@ -20,6 +20,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+mod resync;
+
 use super::{
     Caption, Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus,
     parse_time, unix_nanos,
@@ -485,6 +487,7 @@ fn open_connection(path: &Path) -> MetaResult<Connection> {
          );",
     )
     .map_err(sql_error)?;
+    resync::create_table(&conn)?;
     Ok(conn)
 }
 

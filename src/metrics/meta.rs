@@ -150,6 +150,13 @@ impl QuorumEvidence for Vec<crate::meta::Hint> {
     }
 }
 
+/// Read serializably on etcd, like the hints.
+impl QuorumEvidence for Vec<crate::meta::ResyncEntry> {
+    fn shows_quorum(&self) -> Option<bool> {
+        None
+    }
+}
+
 impl QuorumEvidence for BoxStream<'static, String> {
     fn shows_quorum(&self) -> Option<bool> {
         None

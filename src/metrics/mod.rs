@@ -8,6 +8,7 @@
 //!   both sides of the storage service use it.
 //! - [`storage_calls`]: calls this process makes to storage nodes (by node, RPC, outcome).
 //! - [`meta`]: metadata store operations and quorum, recorded where the store dispatches.
+//! - [`risk`]: data at risk (under-replicated, quarantined, hinted, resync queue).
 //! - [`node`]: the storage node's registry and its `--metrics-port` listener.
 //! - [`traffic`]: rates from two TrafficStats readings, for the console.
 
@@ -15,6 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod meta;
 pub mod node;
+pub mod risk;
 pub mod storage_calls;
 pub mod traffic;
 pub mod upload;

@@ -194,6 +194,7 @@ struct Sources {
     migration: Option<watch::Receiver<Option<MigrationProgress>>>,
     repair: Option<Arc<RepairProgressSource>>,
     cache: Option<Arc<CacheSizeSource>>,
+    risk: Option<Arc<super::risk::RiskSource>>,
     /// When the library was last counted; None forces a count at the next scrape.
     library_counted: Option<Instant>,
 }
@@ -207,6 +208,7 @@ pub struct WebMetrics {
     library: LibraryGauges,
     ring: RingGauges,
     workers: WorkerGauges,
+    risk: super::risk::RiskGauges,
     sources: Mutex<Sources>,
     /// Serializes scrapes, so two at once do not both list the library.
     scrape: tokio::sync::Mutex<()>,
@@ -294,6 +296,8 @@ impl WebMetrics {
             "Errors in the worker's current or last run",
             workers.errors.clone(),
         );
+        let risk = super::risk::RiskGauges::default();
+        risk.register(registry);
 
         Arc::new(WebMetrics {
             registry: root,
@@ -304,6 +308,7 @@ impl WebMetrics {
             library,
             ring,
             workers,
+            risk,
             sources: Mutex::default(),
             scrape: tokio::sync::Mutex::new(()),
             started_at: SystemTime::now(),
@@ -329,6 +334,11 @@ impl WebMetrics {
         self.sources().repair = Some(Arc::new(source));
     }
 
+    /// Where to read what is at risk from.
+    pub fn watch_risk(&self, source: super::risk::RiskSource) {
+        self.sources().risk = Some(Arc::new(source));
+    }
+
     /// Where to read the cache's size from.
     pub fn watch_cache(&self, source: CacheSizeSource) {
         self.sources().cache = Some(Arc::new(source));
@@ -342,8 +352,13 @@ impl WebMetrics {
     /// Brings the scrape-time gauges up to date and encodes the registry.
     pub async fn render(&self, meta: &MetaStore) -> String {
         let _one_at_a_time = self.scrape.lock().await;
+        let mut risk_source = None;
         let (ring, cache, migration, repair, library_due) = {
             let sources = self.sources();
+            if let Some(risk) = &sources.risk {
+                // Read below, outside the lock.
+                risk_source = Some(risk.clone());
+            }
             (
                 sources.ring.clone(),
                 sources.cache.clone(),
@@ -371,6 +386,9 @@ impl WebMetrics {
         }
         if let Some(repair) = repair {
             self.record_worker("repair", repair());
+        }
+        if let Some(risk) = risk_source {
+            self.risk.set(risk().await);
         }
         self.probe_quorum(meta).await;
         if library_due {

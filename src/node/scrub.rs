@@ -238,13 +238,22 @@ impl Scrubber {
     }
 }
 
+/// How long after a node's first start its first pass begins: `fraction` (in [0, 1)) of
+/// one interval.
+pub fn first_pass_delay(interval: Duration, fraction: f64) -> Duration {
+    interval.mul_f64(fraction.clamp(0.0, 1.0))
+}
+
 async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let now = crate::node::now_unix_ms();
     {
         let mut state = shared.lock();
         if state.saved.next_pass_unix_ms == 0 {
-            // First start on this folder: the first pass is one interval away.
-            state.saved.next_pass_unix_ms = now + shared.config.interval.as_millis() as u64;
+            // First start on this folder: the first pass comes at a random point of the
+            // first interval (as Garage does), so nodes started together do not all
+            // scrub at once and rot is not left unread for a whole interval.
+            state.saved.next_pass_unix_ms =
+                now + first_pass_delay(shared.config.interval, fastrand::f64()).as_millis() as u64;
         }
     }
     shared.save().await;
@@ -458,5 +467,23 @@ impl Pacer {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_pass_falls_within_the_first_interval() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(first_pass_delay(day, 0.0), Duration::ZERO);
+        assert_eq!(first_pass_delay(day, 0.5), Duration::from_secs(12 * 3600));
+        assert!(first_pass_delay(day, 0.999_999) < day);
+        assert_eq!(
+            first_pass_delay(day, 7.0),
+            day,
+            "out-of-range draws are clamped"
+        );
     }
 }

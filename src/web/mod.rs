@@ -58,6 +58,9 @@ pub struct WebConfig {
     /// Time between scheduled repairs of the ring; None: only on demand and when a node
     /// comes back or shows a new store.
     pub repair_every: Option<std::time::Duration>,
+    /// Time between two looks at the nodes' quarantine lists, whose findings the resync
+    /// queue copies again.
+    pub resync_poll: std::time::Duration,
     /// The renditions uploads are encoded to.
     pub ladder: transcode::Ladder,
     /// How long a partial resumable upload is kept after its last byte arrived.
@@ -75,6 +78,7 @@ impl Default for WebConfig {
             cache_bytes: 128 * 1024 * 1024,
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
+            resync_poll: crate::cluster::resync::DEFAULT_POLL_EVERY,
             ladder: transcode::Ladder::default(),
             partial_upload_expiry: tus::DEFAULT_EXPIRY,
             partial_upload_bytes: 16 * 1024 * 1024 * 1024,
@@ -281,6 +285,7 @@ pub async fn run(
                 virtual_nodes,
                 replicas,
                 repair_every: config.repair_every,
+                resync_poll: config.resync_poll,
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
@@ -301,6 +306,7 @@ pub async fn run(
                     })
                 })
             });
+            metrics.watch_risk(crate::cluster::risk::facts_source(&plane));
             let server = plane.admin_server(admin_token, metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);

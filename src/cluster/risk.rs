@@ -1,0 +1,93 @@
+//! Data at risk, as the admin service reports it: files below R good copies, the resync
+//! queue, hinted copies per owner, the next scrub per node and the next repair.
+
+use std::collections::BTreeMap;
+
+use super::health::HealthMonitor;
+use super::repair::Repairer;
+use super::resync::Resyncer;
+use crate::meta::Hint;
+use crate::proto::admin::{ClusterHealthResponse, ResyncItem};
+
+/// Queue entries listed in one reply; the length is always whole.
+const LISTED: usize = 50;
+
+/// Files below R good copies: every queued key, plus what the last survey found if no
+/// repair has finished since it (a repair that ran after it leaves only what it failed).
+pub fn under_replicated(resyncer: &Resyncer, repairer: &Repairer) -> u64 {
+    let queued = resyncer.view().entries.len() as u64;
+    let surveyed = match (repairer.last_survey(), repairer.last_report()) {
+        (Some((at, _)), Some(report)) if report.finished_at >= at => report.failed,
+        (Some((_, plan)), _) => plan.under_replicated,
+        (None, _) => 0,
+    };
+    queued + surveyed
+}
+
+/// Fills the at-risk fields of a health reply whose nodes are already listed.
+pub fn fill(
+    reply: &mut ClusterHealthResponse,
+    resyncer: &Resyncer,
+    repairer: &Repairer,
+    health: &HealthMonitor,
+    hints: &[Hint],
+    next_scrubs: &BTreeMap<String, u64>,
+) {
+    let view = resyncer.view();
+    reply.resync_queue_length = view.entries.len() as u64;
+    reply.resync_healed = view.healed;
+    reply.files_under_replicated = under_replicated(resyncer, repairer);
+    reply.resync = view
+        .entries
+        .iter()
+        .take(LISTED)
+        .map(|e| ResyncItem {
+            key: e.key.clone(),
+            reason: e.reason.clone(),
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            queued_at_ms: e.queued_at.timestamp_millis(),
+            next_at_ms: e.next_at.timestamp_millis(),
+        })
+        .collect();
+    reply.next_repair_at_ms = health.next_repair_at().map_or(0, |t| t.timestamp_millis());
+    for node in &mut reply.nodes {
+        node.hinted = hints.iter().filter(|h| h.owner == node.address).count() as u64;
+        node.scrub_next_pass_ms = next_scrubs.get(&node.address).copied().unwrap_or(0);
+    }
+}
+
+/// What the risk gauges read at each scrape.
+pub fn facts_source(plane: &super::ControlPlane) -> crate::metrics::risk::RiskSource {
+    let (resyncer, repairer, health) = (
+        plane.resyncer.clone(),
+        plane.repairer.clone(),
+        plane.health.clone(),
+    );
+    let cluster = plane.cluster.clone();
+    Box::new(move || {
+        let (resyncer, repairer, health) = (resyncer.clone(), repairer.clone(), health.clone());
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            let hinted = match cluster.meta().hints().await {
+                Ok(hints) => hints.len() as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count hinted copies for the metrics");
+                    0
+                }
+            };
+            let quarantined = health
+                .nodes()
+                .values()
+                .filter_map(|seen| seen.health.as_ref())
+                .map(|h| h.quarantined_count)
+                .sum();
+            crate::metrics::risk::RiskFacts {
+                files_under_replicated: under_replicated(&resyncer, &repairer),
+                quarantined_copies: quarantined,
+                hinted_copies: hinted,
+                resync_queue_length: resyncer.view().entries.len() as u64,
+            }
+        })
+    })
+}
