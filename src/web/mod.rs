@@ -15,6 +15,7 @@
 pub mod api;
 pub mod assets;
 pub mod content;
+pub mod hardening;
 pub mod pages;
 pub mod progress;
 pub mod routes;
@@ -55,6 +56,8 @@ pub struct WebConfig {
     pub repair_every: Option<std::time::Duration>,
     /// The renditions uploads are encoded to.
     pub ladder: transcode::Ladder,
+    /// Uploads one client address may have in progress at once (429 beyond).
+    pub uploads_per_client: usize,
 }
 
 impl Default for WebConfig {
@@ -66,6 +69,7 @@ impl Default for WebConfig {
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
             ladder: transcode::Ladder::default(),
+            uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
         }
     }
 }
@@ -141,6 +145,9 @@ pub struct WebArgs {
     /// taller than itself (README: "Viewing and uploading").
     #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
     pub ladder: transcode::Ladder,
+    /// Uploads one client address may have in progress at once; more answer 429.
+    #[arg(long, env = "TRITONTUBE_UPLOADS_PER_CLIENT", default_value_t = hardening::DEFAULT_UPLOADS_PER_CLIENT)]
+    pub uploads_per_client: usize,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -186,6 +193,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         repair_every: (args.repair_every_secs > 0)
             .then(|| std::time::Duration::from_secs(args.repair_every_secs)),
         ladder: args.ladder,
+        uploads_per_client: args.uploads_per_client,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -308,6 +316,7 @@ pub async fn run(
         versions: serve::new_version_cache(),
         uploads: progress::Uploads::default(),
         admin_token,
+        upload_slots: hardening::UploadSlots::new(config.uploads_per_client),
         config,
         metrics,
     });
@@ -318,8 +327,9 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
         }
     });
-    let http_server = axum::serve(http, routes::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http_server =
+        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {
