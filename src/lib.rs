@@ -7,14 +7,17 @@
 //! - [`meta`]: the metadata store (SQLite or etcd): videos, ring and migration journal.
 //! - [`cluster`]: the control plane: cluster state, workers, ring changes, admin service.
 //! - [`web`]: the web node, HTTP only: upload, transcode, playback.
+//! - [`cli`]: command-line helpers (the original Go tools' single-dash flags).
 //! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
 //! - [`up`]: `tritontube up`, the whole system in one process.
 //! - [`signals`]: graceful shutdown on Ctrl-C and SIGTERM.
 //! - [`telemetry`]: tracing set-up.
+//! - [`trust`]: the cluster's certificates and who may do what.
 //! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 //! - [`metrics`]: Prometheus metrics of the web node and the storage node.
 
 pub mod admin_cli;
+pub mod cli;
 pub mod cluster;
 pub mod meta;
 pub mod metrics;
@@ -23,6 +26,7 @@ pub mod proto;
 pub mod ring;
 pub mod signals;
 pub mod telemetry;
+pub mod trust;
 pub mod tui;
 pub mod up;
 pub mod web;

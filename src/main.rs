@@ -1,6 +1,6 @@
 //! The `tritontube` binary: parses the command line, starts tracing, dispatches.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// jemalloc keeps freed memory for reuse in a few arenas (returning it after a while):
 /// segments of a few hundred KB are allocated and dropped on every cache miss, which with
@@ -27,11 +27,17 @@ enum Command {
     Up(tritontube::up::UpArgs),
     /// Open the operator console on a web node's admin service.
     Tui(tritontube::tui::TuiArgs),
+    /// Make the cluster's certificates: its CA, a host's, an operator's.
+    Cert(tritontube::trust::cli::CertArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args = std::env::args_os().collect();
+    let cli = Cli::parse_from(tritontube::cli::go_flags::double_dash_long_flags(
+        &Cli::command(),
+        args,
+    ));
     // The console draws on the terminal, so it logs to a file (set up in its run_cli).
     if !matches!(cli.command, Command::Tui(_)) {
         tritontube::telemetry::init_stderr();
@@ -42,5 +48,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin(args) => tritontube::admin_cli::run_cli(args).await,
         Command::Up(args) => tritontube::up::run_cli(args).await,
         Command::Tui(args) => tritontube::tui::run_cli(args).await,
+        Command::Cert(args) => tritontube::trust::cli::run_cli(args).await,
     }
 }

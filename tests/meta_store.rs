@@ -10,10 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use support::etcd::EtcdCluster;
 use tritontube::meta::{
-    Caption, Cursor, MetaError, MetaStore, Rendition, VideoDetails, VideoStatus,
-}
-
-    Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails, VideoStatus,
+    Caption, Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails,
+    VideoStatus,
 };
 
 /// Generous bound for anything that must "return, not hang".
@@ -434,6 +432,8 @@ async fn publish_then_finish(store: MetaStore) {
         store.publish_video("early", &lowest).await,
         Err(MetaError::NotFound(_))
     ));
+}
+
 /// The resync queue: one entry per key, a second queueing keeps the first (and its
 /// tries), an update changes only a queued entry, removal is idempotent.
 async fn resync_queue(store: MetaStore) {

@@ -18,6 +18,7 @@ pub mod api;
 pub mod assets;
 pub mod captions;
 pub mod content;
+pub mod hardening;
 pub mod pages;
 pub mod progress;
 pub mod publish;
@@ -68,6 +69,8 @@ pub struct WebConfig {
     /// Bytes set aside for partial resumable uploads (their declared lengths) in the work
     /// folder; a creation beyond it is refused.
     pub partial_upload_bytes: u64,
+    /// Uploads one client address may have in progress at once (429 beyond).
+    pub uploads_per_client: usize,
 }
 
 impl Default for WebConfig {
@@ -82,6 +85,7 @@ impl Default for WebConfig {
             ladder: transcode::Ladder::default(),
             partial_upload_expiry: tus::DEFAULT_EXPIRY,
             partial_upload_bytes: 16 * 1024 * 1024 * 1024,
+            uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
         }
     }
 }
@@ -163,6 +167,9 @@ pub struct WebArgs {
     /// Bytes of the work folder set aside for partial resumable uploads.
     #[arg(long, env = "TRITONTUBE_PARTIAL_UPLOAD_BYTES", default_value_t = WebConfig::default().partial_upload_bytes)]
     pub partial_upload_bytes: u64,
+    /// Uploads one client address may have in progress at once; more answer 429.
+    #[arg(long, env = "TRITONTUBE_UPLOADS_PER_CLIENT", default_value_t = hardening::DEFAULT_UPLOADS_PER_CLIENT)]
+    pub uploads_per_client: usize,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -210,6 +217,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         ladder: args.ladder,
         partial_upload_expiry: std::time::Duration::from_secs(args.partial_upload_expiry_secs),
         partial_upload_bytes: args.partial_upload_bytes,
+        uploads_per_client: args.uploads_per_client,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -335,6 +343,7 @@ pub async fn run(
         uploads: progress::Uploads::default(),
         tus: tus::Partials::default(),
         admin_token,
+        upload_slots: hardening::UploadSlots::new(config.uploads_per_client),
         config,
         metrics,
     });
@@ -345,8 +354,9 @@ pub async fn run(
             tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
         }
     });
-    let http_server = axum::serve(http, routes::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http_server =
+        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {

@@ -13,7 +13,7 @@ use super::content::{Content, ContentError};
 use super::progress::Uploads;
 use super::serve::{ContentCache, VersionCache, serve_content, serve_versioned_content};
 use super::upload::upload;
-use super::{WebConfig, api, assets, captions, pages};
+use super::{WebConfig, api, assets, captions, hardening, pages};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     pub config: WebConfig,
     pub metrics: Arc<WebMetrics>,
+    /// Uploads in progress per client address.
+    pub upload_slots: hardening::UploadSlots,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -39,12 +41,18 @@ pub type SharedState = Arc<AppState>;
 static DASH_JS: &[u8] = include_bytes!("../../assets/dashjs/dash.all.min.js");
 
 pub fn router(state: SharedState) -> Router {
-    Router::new()
+    let upload_limit = axum::middleware::from_fn_with_state(
+        state.upload_slots.clone(),
+        hardening::limit_uploads_per_client,
+    );
+    let routes = Router::new()
         .route("/", get(index))
         .route(
             "/upload",
             // The upload handler enforces its own limit while streaming to disk.
-            post(upload).layer(DefaultBodyLimit::disable()),
+            post(upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(upload_limit),
         )
         .route("/videos/{id}", get(player))
         .route("/content/{id}/{file}", get(serve_content))
@@ -70,7 +78,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/static/tus.min.js", get(assets::tus_js))
         .merge(super::tus::router())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::web::scrape))
+        .route("/metrics", get(crate::metrics::web::scrape));
+    hardening::with_security_headers(routes)
         .layer(state.metrics.http.layer())
         .layer(TraceLayer::new_for_http())
         .with_state(state)

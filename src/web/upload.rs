@@ -8,15 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::Json;
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
 use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 
 use super::content::Content;
+use super::hardening::HeldUploadSlot;
 use super::pages::encode_segment;
 use super::progress::Phase;
 use super::routes::{SharedState, WebError};
@@ -119,6 +120,7 @@ struct Received {
 /// processing then belongs to the web node, not to the request.
 pub async fn upload(
     State(state): State<SharedState>,
+    slot: Option<Extension<HeldUploadSlot>>,
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
@@ -143,6 +145,8 @@ pub async fn upload(
     if json {
         let id = received.id.clone();
         tokio::spawn(async move {
+            // Still counted against its client while it is processed.
+            let _slot = slot;
             let result = process(state, received).await;
             outcome.finish(result.as_ref().err());
         });

@@ -1,0 +1,197 @@
+//! `tritontube cert …` and the original Go tools' single-dash flags, run as users run them.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tritontube::trust::{Role, role_of};
+
+fn tritontube() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tritontube"))
+}
+
+fn cert(dir: &Path, args: &[&str]) -> std::process::Output {
+    tritontube()
+        .arg("cert")
+        .args(args)
+        .arg("--certs-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn der(path: &Path) -> Vec<u8> {
+    let text = std::fs::read(path).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&text).unwrap();
+    pem.contents
+}
+
+#[test]
+fn cert_commands_make_a_ca_signed_chain_of_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let mut printed = String::new();
+    for args in [
+        &["create-ca"][..],
+        &["create-node", "127.0.0.1", "node1.example"][..],
+        &["create-client", "root"][..],
+    ] {
+        let output = cert(&certs, args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        printed.push_str(&String::from_utf8_lossy(&output.stdout));
+        printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(!printed.contains("PRIVATE KEY"), "{printed}");
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "node.crt",
+        "node.key",
+        "client.root.crt",
+        "client.root.key",
+    ] {
+        let path = certs.join(file);
+        assert!(printed.contains(&path.display().to_string()), "{printed}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let ca_der = der(&certs.join("ca.crt"));
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    assert!(ca.is_ca());
+    assert_eq!(role_of(&ca_der), Some(Role::Ca));
+    for (file, role) in [("node.crt", Role::Node), ("client.root.crt", Role::Client)] {
+        let leaf_der = der(&certs.join(file));
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+        assert_eq!(leaf.issuer(), ca.subject(), "{file}");
+        leaf.verify_signature(Some(ca.public_key()))
+            .unwrap_or_else(|e| panic!("{file} is not signed by the CA: {e}"));
+        assert_eq!(role_of(&leaf_der), Some(role), "{file}");
+    }
+    let node_der = der(&certs.join("node.crt"));
+    let (_, node) = x509_parser::parse_x509_certificate(&node_der).unwrap();
+    let names = format!(
+        "{:?}",
+        node.subject_alternative_name().unwrap().unwrap().value
+    );
+    assert!(names.contains("node1.example"), "{names}");
+    assert!(
+        names.contains("127.0.0.1") || names.contains("[127, 0, 0, 1]"),
+        "{names}"
+    );
+}
+
+#[test]
+fn cert_commands_refuse_without_a_ca_and_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+
+    let orphan = cert(&certs, &["create-node", "127.0.0.1"]);
+    assert!(!orphan.status.success());
+    assert!(
+        String::from_utf8_lossy(&orphan.stderr).contains("create-ca"),
+        "{orphan:?}"
+    );
+    assert!(!certs.join("node.crt").exists() && !certs.join("node.key").exists());
+
+    assert!(cert(&certs, &["create-ca"]).status.success());
+    let ca_key = std::fs::read(certs.join("ca.key")).unwrap();
+    let again = cert(&certs, &["create-ca"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read(certs.join("ca.key")).unwrap(), ca_key);
+
+    let bad_name = cert(&certs, &["create-client", "../evil"]);
+    assert!(!bad_name.status.success());
+    let files = std::fs::read_dir(&certs).unwrap().count();
+    assert_eq!(files, 2, "only the CA's two files");
+
+    let no_dir = tritontube()
+        .args(["cert", "create-ca"])
+        .env_remove("TRITONTUBE_CERTS_DIR")
+        .output()
+        .unwrap();
+    assert!(!no_dir.status.success());
+    assert!(String::from_utf8_lossy(&no_dir.stderr).contains("--certs-dir"));
+}
+
+/// Waits for `address` to accept connections, or fails naming `what`.
+async fn wait_listening(address: &str, child: &mut std::process::Child, what: &str) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited ({status}) instead of listening");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_tools_single_dash_command_lines_start_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage_port = support::web::free_port().to_string();
+    let mut storage = Killed(
+        tritontube()
+            .args(["storage", "-host", "127.0.0.1", "-port", &storage_port])
+            .arg(dir.path().join("store"))
+            .spawn()
+            .unwrap(),
+    );
+    let storage_address = format!("127.0.0.1:{storage_port}");
+    wait_listening(&storage_address, &mut storage.0, "storage -host -port").await;
+    let mut client =
+        tritontube::proto::storage::storage_service_client::StorageServiceClient::connect(format!(
+            "http://{storage_address}"
+        ))
+        .await
+        .unwrap();
+    let listed = client
+        .list_files(tritontube::proto::storage::ListFilesRequest {})
+        .await
+        .unwrap();
+    assert!(listed.into_inner().keys.is_empty());
+
+    let web_port = support::web::free_port().to_string();
+    let mut web = Killed(
+        tritontube()
+            .args([
+                "web",
+                "-host",
+                "127.0.0.1",
+                &format!("-port={web_port}"),
+                "sqlite",
+            ])
+            .arg(dir.path().join("m.db"))
+            .arg("fs")
+            .arg(dir.path().join("files"))
+            .spawn()
+            .unwrap(),
+    );
+    let web_address = format!("127.0.0.1:{web_port}");
+    wait_listening(&web_address, &mut web.0, "web -host -port=").await;
+    let index = support::web::http_client()
+        .get(format!("http://{web_address}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(index.status(), reqwest::StatusCode::OK);
+}

@@ -1,0 +1,123 @@
+//! Browser hardening: security headers on every response, and the bound on uploads in
+//! progress per client address.
+
+mod support;
+
+use std::time::Duration;
+
+use support::web::{WebOptions, http_client, start_web_local};
+use tokio::io::AsyncWriteExt;
+use tritontube::web::hardening::{CONTENT_SECURITY_POLICY, DEFAULT_UPLOADS_PER_CLIENT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_the_security_headers() {
+    let (web, _dir) = start_web_local(WebOptions::default()).await;
+    let client = http_client();
+    for path in [
+        "/",
+        "/static/app.js",
+        "/static/dash.all.min.js",
+        "/api/videos",
+        "/api/videos/missing",
+        "/videos/missing",
+        "/content/missing/manifest.mpd",
+        "/no/such/route",
+        "/metrics",
+    ] {
+        let response = client
+            .get(format!("{}{path}", web.url))
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{path} has no {name}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(
+            header("content-security-policy"),
+            CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        // Plain HTTP: no HSTS (a browser would ignore it, and it would pin nothing).
+        assert!(headers.get("strict-transport-security").is_none(), "{path}");
+    }
+    let policy = CONTENT_SECURITY_POLICY;
+    assert!(policy.contains("script-src 'self';") && !policy.contains("unsafe"));
+}
+
+/// Opens an upload whose body never finishes: it holds its slot until dropped.
+async fn stalled_upload(address: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let boundary = "tritontubeboundary";
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+Content-Length: 1000000\r\n\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+filename=\"stalled.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 1000]).await.unwrap();
+    stream
+}
+
+/// Status of an upload form with no file: 400 when let in, 429 when refused at the door.
+async fn empty_upload_status(url: &str) -> (reqwest::StatusCode, String) {
+    let form = reqwest::multipart::Form::new().text("other", "x");
+    let response = http_client()
+        .post(format!("{url}/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_progress_are_bounded_per_client_address() {
+    let (web, dir) = start_web_local(WebOptions::default()).await;
+    let address = web.url.trim_start_matches("http://").to_string();
+    assert_eq!(
+        empty_upload_status(&web.url).await.0,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..DEFAULT_UPLOADS_PER_CLIENT {
+        stalled.push(stalled_upload(&address).await);
+    }
+    // The stalled uploads reach the handler on their own time: poll until refused.
+    let mut refusal = None;
+    for _ in 0..400 {
+        let (status, body) = empty_upload_status(&web.url).await;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            refusal = Some(body);
+            break;
+        }
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let refusal = refusal.expect("the upload past the limit was never refused");
+    assert!(
+        refusal.contains("too many uploads in progress"),
+        "{refusal}"
+    );
+    assert!(support::files_under(&dir).is_empty());
+
+    // The slots come back when the uploads end (here: their clients go away).
+    drop(stalled);
+    let mut let_in = false;
+    for _ in 0..400 {
+        if empty_upload_status(&web.url).await.0 == reqwest::StatusCode::BAD_REQUEST {
+            let_in = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(let_in, "slots were not given back");
+}
