@@ -10,8 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use support::etcd::EtcdCluster;
 use tritontube::meta::{
-    Caption, Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails,
-    VideoStatus,
+    Caption, Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails, VideoStatus,
 };
 
 /// Generous bound for anything that must "return, not hang".
