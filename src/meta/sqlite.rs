@@ -140,7 +140,7 @@ impl SqliteStore {
                 .execute(
                     "UPDATE videos SET status = ?2, duration_seconds = ?3, source_bytes = ?4,
                          file_count = ?5, stored_bytes = ?6, width = ?7, height = ?8,
-                         renditions = ?9, poster = ?10
+                         renditions = ?9, poster = ?10, storyboard = ?11
                      WHERE id = ?1 AND status IN ('processing', 'playable')",
                     params![
                         id,
@@ -153,6 +153,7 @@ impl SqliteStore {
                         d.height,
                         renditions,
                         d.poster,
+                        d.storyboard,
                     ],
                 )
                 .map_err(sql_error)?;
@@ -428,7 +429,7 @@ impl SqliteStore {
 }
 
 const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, source_bytes, \
-     file_count, stored_bytes, width, height, renditions, poster, captions FROM videos";
+     file_count, stored_bytes, width, height, renditions, poster, captions, storyboard FROM videos";
 
 /// Gives rows without a sort key (written by the original system, which knows no such
 /// column) theirs, parsed from `uploaded_at`. The index makes finding none cheap.
@@ -533,8 +534,9 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
         ("height", "INTEGER"),
         ("renditions", "TEXT"),
         ("poster", "INTEGER"),
-        // Version 3: caption tracks, JSON.
+        // Version 3: caption tracks, JSON; whether a storyboard is stored.
         ("captions", "TEXT"),
+        ("storyboard", "INTEGER"),
     ];
     for (name, decl) in columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -599,6 +601,7 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
                 .get::<_, Option<String>>(11)?
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default(),
+            storyboard: row.get::<_, Option<bool>>(12)?.unwrap_or(false),
         }),
         _ => None,
     };

@@ -362,7 +362,7 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         store_poster(state, &id, &source, &poster_path, &probe, &rollback.stored),
     )
     .await;
-    let (mut file_count, mut stored_bytes) = stored?;
+    let (mut file_count, mut stored_bytes, storyboard) = stored?;
     if let Some(size) = poster {
         file_count += 1;
         stored_bytes += size;
@@ -378,6 +378,7 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         renditions: lowest.to_vec(),
         poster: poster.is_some(),
         captions: Vec::new(),
+        storyboard,
     };
     state.meta.publish_video(&id, &details).await?;
     state.versions.invalidate(&id).await;
