@@ -285,23 +285,284 @@
     });
   }
 
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds || 0));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor(s / 60) % 60;
+    const ss = String(s % 60).padStart(2, '0');
+    return h ? h + ':' + String(m).padStart(2, '0') + ':' + ss : m + ':' + ss;
+  }
+
+  function element(tag, attributes, text) {
+    const node = document.createElement(tag);
+    Object.entries(attributes || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  // Where the viewer was and how loud: kept per browser, the position per video.
+  const store = {
+    get(key) { try { return window.localStorage.getItem('tritontube:' + key); } catch (e) { return null; } },
+    set(key, value) { try { window.localStorage.setItem('tritontube:' + key, value); } catch (e) { /* private mode */ } },
+    remove(key) { try { window.localStorage.removeItem('tritontube:' + key); } catch (e) { /* private mode */ } },
+  };
+
+  // The storyboard's cues: [{start, end, url, x, y, w, h}], URLs resolved against it.
+  async function loadStoryboard(url) {
+    const response = await fetch(url);
+    if (!response.ok) return [];
+    const text = await response.text();
+    const seconds = (t) => t.split(':').reduce((sum, part) => sum * 60 + Number(part), 0);
+    const cues = [];
+    text.split(/\r?\n\r?\n/).forEach((block) => {
+      const lines = block.split(/\r?\n/);
+      const timing = lines.findIndex((l) => l.includes('-->'));
+      if (timing < 0 || !lines[timing + 1]) return;
+      const [start, end] = lines[timing].split('-->').map((s) => seconds(s.trim().split(/\s/)[0]));
+      const [file, fragment] = lines[timing + 1].trim().split('#xywh=');
+      if (!fragment) return;
+      const [x, y, w, h] = fragment.split(',').map(Number);
+      cues.push({ start, end, url: new URL(file, new URL(url, location.href)).href, x, y, w, h });
+    });
+    return cues;
+  }
+
   function setupPlayer() {
     const video = $('player');
     if (!video || !window.dashjs) return;
+    const id = video.dataset.id || '';
     const player = window.dashjs.MediaPlayer().create();
     player.initialize(video, video.dataset.src, false);
     window.player = player;
     const quality = $('quality');
     const events = window.dashjs.MediaPlayer.events;
+
+    // The controls: script replaces the browser's own, which stay for pages without it.
+    video.controls = false;
+    const box = element('div', { class: 'player', id: 'player-box' });
+    video.parentNode.insertBefore(box, video);
+    box.appendChild(video);
+    const preview = element('div', { class: 'preview', id: 'seek-preview', 'aria-hidden': 'true' });
+    const tile = element('div', { class: 'preview-tile' });
+    const previewTime = element('span', { class: 'preview-time' });
+    preview.append(tile, previewTime);
+    preview.hidden = true;
+    const bar = element('div', { class: 'controls', role: 'group', 'aria-label': 'Player controls' });
+    const play = element('button', { type: 'button', id: 'play', 'aria-label': 'Play (k)' }, '▶');
+    const seekWrap = element('div', { class: 'seek-wrap' });
+    const seek = element('input', { type: 'range', id: 'seek', min: '0', max: '1000', step: '1', value: '0', 'aria-label': 'Seek' });
+    seekWrap.append(seek, preview);
+    const time = element('span', { class: 'time', id: 'time' }, '0:00 / 0:00');
+    const mute = element('button', { type: 'button', id: 'mute', 'aria-label': 'Mute (m)' }, 'Mute');
+    const volume = element('input', { type: 'range', id: 'volume', min: '0', max: '1', step: '0.05', value: '1', 'aria-label': 'Volume' });
+    const cc = element('button', { type: 'button', id: 'cc', 'aria-pressed': 'false', 'aria-label': 'Captions (c)' }, 'CC');
+    cc.hidden = video.textTracks.length === 0;
+    const menuWrap = element('div', { class: 'menu-wrap' });
+    const qualityButton = element('button', { type: 'button', id: 'quality-button', 'aria-haspopup': 'menu', 'aria-expanded': 'false', 'aria-controls': 'quality-menu' }, 'Quality: Auto');
+    const menu = element('ul', { id: 'quality-menu', class: 'menu', role: 'menu', 'aria-label': 'Quality' });
+    menu.hidden = true;
+    menuWrap.append(qualityButton, menu);
+    const full = element('button', { type: 'button', id: 'fullscreen', 'aria-label': 'Full screen (f)' }, 'Full');
+    bar.append(play, seekWrap, time, mute, volume, cc, menuWrap, full);
+    box.appendChild(bar);
+    const resume = element('div', { class: 'resume notice', id: 'resume', role: 'status' });
+    const resumeText = element('span');
+    const resumeYes = element('button', { type: 'button', id: 'resume-yes' }, 'Resume');
+    const resumeNo = element('button', { type: 'button', id: 'resume-no', class: 'secondary' }, 'Start over');
+    resume.append(resumeText, resumeYes, resumeNo);
+    resume.hidden = true;
+    box.after(resume);
+
+    const toggle = () => (video.paused ? video.play().catch(() => {}) : video.pause());
+    const seekBy = (delta) => {
+      if (!Number.isFinite(video.duration)) return;
+      video.currentTime = Math.min(video.duration, Math.max(0, video.currentTime + delta));
+    };
+    const toggleMute = () => { video.muted = !video.muted; };
+    const toggleCaptions = () => {
+      const track = video.textTracks[0];
+      if (!track) return;
+      track.mode = track.mode === 'showing' ? 'hidden' : 'showing';
+      cc.setAttribute('aria-pressed', String(track.mode === 'showing'));
+    };
+    const toggleFullscreen = () => {
+      if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+      else if (box.requestFullscreen) box.requestFullscreen().catch(() => {});
+    };
+    play.addEventListener('click', toggle);
+    video.addEventListener('click', toggle);
+    mute.addEventListener('click', toggleMute);
+    cc.addEventListener('click', toggleCaptions);
+    full.addEventListener('click', toggleFullscreen);
+    volume.addEventListener('input', () => { video.volume = Number(volume.value); video.muted = video.volume === 0; });
+    seek.addEventListener('input', () => {
+      if (Number.isFinite(video.duration)) video.currentTime = (Number(seek.value) / 1000) * video.duration;
+    });
+
+    const showTime = () => {
+      const d = Number.isFinite(video.duration) ? video.duration : 0;
+      if (document.activeElement !== seek || !seek.dataset.dragging) seek.value = d ? String(Math.round((video.currentTime / d) * 1000)) : '0';
+      seek.setAttribute('aria-valuetext', clock(video.currentTime) + ' of ' + clock(d));
+      time.textContent = clock(video.currentTime) + ' / ' + clock(d);
+    };
+    video.addEventListener('timeupdate', showTime);
+    video.addEventListener('durationchange', showTime);
+    video.addEventListener('play', () => { play.textContent = '❚❚'; play.setAttribute('aria-label', 'Pause (k)'); });
+    video.addEventListener('pause', () => { play.textContent = '▶'; play.setAttribute('aria-label', 'Play (k)'); });
+
+    // Volume: remembered for every video.
+    const savedVolume = Number(store.get('volume'));
+    if (store.get('volume') !== null && savedVolume >= 0 && savedVolume <= 1) video.volume = savedVolume;
+    if (store.get('muted') === '1') video.muted = true;
+    const showVolume = () => {
+      volume.value = String(video.muted ? 0 : video.volume);
+      mute.textContent = video.muted || video.volume === 0 ? 'Unmute' : 'Mute';
+      mute.setAttribute('aria-label', (video.muted ? 'Unmute' : 'Mute') + ' (m)');
+      mute.setAttribute('aria-pressed', String(video.muted));
+    };
+    video.addEventListener('volumechange', () => {
+      store.set('volume', String(video.volume));
+      store.set('muted', video.muted ? '1' : '0');
+      showVolume();
+    });
+    showVolume();
+
+    // Position: remembered per video, offered back when the page is opened again.
+    const positionKey = 'position:' + id;
+    let lastSaved = 0;
+    video.addEventListener('timeupdate', () => {
+      if (Math.abs(video.currentTime - lastSaved) < 2) return;
+      lastSaved = video.currentTime;
+      store.set(positionKey, String(Math.floor(video.currentTime)));
+    });
+    video.addEventListener('ended', () => store.remove(positionKey));
+    const saved = Number(store.get(positionKey));
+    video.addEventListener('loadedmetadata', () => {
+      if (saved > 3 && Number.isFinite(video.duration) && saved < video.duration - 3) {
+        resumeText.textContent = 'You stopped at ' + clock(saved) + '. ';
+        resume.hidden = false;
+      }
+    }, { once: true });
+    resumeYes.addEventListener('click', () => {
+      video.currentTime = saved;
+      resume.hidden = true;
+      video.play().catch(() => {});
+      play.focus();
+    });
+    resumeNo.addEventListener('click', () => {
+      store.remove(positionKey);
+      resume.hidden = true;
+      play.focus();
+    });
+
+    // Quality: Auto (by bandwidth) or one rendition chosen by height.
+    let chosen = 'auto';
+    const closeMenu = () => { menu.hidden = true; qualityButton.setAttribute('aria-expanded', 'false'); };
+    const choose = (value) => {
+      chosen = value;
+      const auto = value === 'auto';
+      player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: auto } } } });
+      if (!auto) player.setQualityFor('video', Number(value), true);
+      menu.querySelectorAll('[role=menuitemradio]').forEach((item) => item.setAttribute('aria-checked', String(item.dataset.value === value)));
+      const list = player.getBitrateInfoListFor('video') || [];
+      qualityButton.textContent = 'Quality: ' + (auto ? 'Auto' : list[Number(value)].height + 'p');
+      closeMenu();
+      qualityButton.focus();
+    };
+    const buildMenu = () => {
+      const list = player.getBitrateInfoListFor('video') || [];
+      menu.replaceChildren();
+      const items = [{ value: 'auto', label: 'Auto' }].concat(
+        list.map((q, index) => ({ value: String(index), label: q.height + 'p', height: q.height }))
+          .sort((a, b) => b.height - a.height),
+      );
+      items.forEach((item) => {
+        const li = element('li', { role: 'none' });
+        const button = element('button', { type: 'button', role: 'menuitemradio', 'aria-checked': String(item.value === chosen), 'data-value': item.value }, item.label);
+        button.addEventListener('click', () => choose(item.value));
+        li.appendChild(button);
+        menu.appendChild(li);
+      });
+    };
+    qualityButton.addEventListener('click', () => {
+      const open = menu.hidden;
+      menu.hidden = !open;
+      qualityButton.setAttribute('aria-expanded', String(open));
+      if (open) {
+        const current = menu.querySelector('[aria-checked=true]') || menu.querySelector('button');
+        if (current) current.focus();
+      }
+    });
+    menu.addEventListener('keydown', (event) => {
+      const items = [...menu.querySelectorAll('button')];
+      const at = items.indexOf(document.activeElement);
+      if (event.key === 'Escape') { closeMenu(); qualityButton.focus(); event.preventDefault(); }
+      if (event.key === 'ArrowDown') { items[(at + 1) % items.length].focus(); event.preventDefault(); }
+      if (event.key === 'ArrowUp') { items[(at - 1 + items.length) % items.length].focus(); event.preventDefault(); }
+      event.stopPropagation();
+    });
+
     const showQuality = () => {
       const list = player.getBitrateInfoListFor('video') || [];
       const current = list[player.getQualityFor('video')];
       if (quality && current) {
-        quality.textContent = 'Playing ' + current.height + 'p (' + Math.round(current.bitrate / 1000) + ' kbit/s), ' + list.length + ' qualities, chosen by bandwidth';
+        quality.textContent = 'Playing ' + current.height + 'p (' + Math.round(current.bitrate / 1000) + ' kbit/s), ' + list.length + ' qualities, ' + (chosen === 'auto' ? 'chosen by bandwidth' : 'chosen by you');
       }
     };
-    player.on(events.STREAM_INITIALIZED, showQuality);
+    player.on(events.STREAM_INITIALIZED, () => { buildMenu(); showQuality(); });
     player.on(events.QUALITY_CHANGE_RENDERED, showQuality);
+
+    // Seek-bar previews: the storyboard tile under the pointer (or at the slider's value
+    // while it is moved with the keyboard).
+    let cues = [];
+    if (video.dataset.storyboard) loadStoryboard(video.dataset.storyboard).then((c) => { cues = c; }).catch(() => {});
+    const previewAt = (fraction) => {
+      if (!cues.length || !Number.isFinite(video.duration)) return;
+      const t = Math.min(video.duration, Math.max(0, fraction * video.duration));
+      const cue = cues.find((c) => t >= c.start && t < c.end) || cues[cues.length - 1];
+      tile.style.width = cue.w + 'px';
+      tile.style.height = cue.h + 'px';
+      tile.style.backgroundImage = 'url("' + cue.url + '")';
+      tile.style.backgroundPosition = '-' + cue.x + 'px -' + cue.y + 'px';
+      previewTime.textContent = clock(t);
+      const width = seek.getBoundingClientRect().width;
+      const left = Math.min(Math.max(0, fraction * width - cue.w / 2), Math.max(0, width - cue.w));
+      preview.style.left = left + 'px';
+      preview.hidden = false;
+      preview.dataset.time = String(t);
+    };
+    seek.addEventListener('pointermove', (event) => {
+      const rect = seek.getBoundingClientRect();
+      previewAt((event.clientX - rect.left) / rect.width);
+    });
+    seek.addEventListener('pointerleave', () => { preview.hidden = true; });
+    seek.addEventListener('input', () => previewAt(Number(seek.value) / 1000));
+    seek.addEventListener('blur', () => { preview.hidden = true; });
+
+    // Keyboard: space or k, ← and → (5 s), f, m, c — anywhere on the page but in a text
+    // field; a focused button keeps space and Enter for itself.
+    document.addEventListener('keydown', (event) => {
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      const target = event.target;
+      const tag = target && target.tagName;
+      if (tag === 'TEXTAREA' || tag === 'SELECT' || (tag === 'INPUT' && target.type !== 'range')) return;
+      if (tag === 'BUTTON' && (event.key === ' ' || event.key === 'Enter')) return;
+      if (target === volume && (event.key === 'ArrowLeft' || event.key === 'ArrowRight')) return;
+      const actions = {
+        ' ': toggle, k: toggle, K: toggle,
+        ArrowLeft: () => seekBy(-5), ArrowRight: () => seekBy(5),
+        f: toggleFullscreen, F: toggleFullscreen,
+        m: toggleMute, M: toggleMute,
+        c: toggleCaptions, C: toggleCaptions,
+      };
+      const action = actions[event.key];
+      if (!action) return;
+      event.preventDefault();
+      action();
+    });
+    document.addEventListener('click', (event) => {
+      if (!menu.hidden && !menuWrap.contains(event.target)) closeMenu();
+    });
   }
 
   function setupDelete() {

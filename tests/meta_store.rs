@@ -43,6 +43,7 @@ fn details(n: u64) -> VideoDetails {
         ],
         poster: n % 2 == 0,
         captions: Vec::new(),
+        storyboard: n % 3 == 0,
     }
 }
 

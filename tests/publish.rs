@@ -137,3 +137,54 @@ async fn a_video_plays_at_its_lowest_rendition_before_the_ladder_is_done() {
         .unwrap();
     assert!(frames >= 140, "{frames} frames");
 }
+
+/// The seek-bar storyboard: a WebVTT file whose cues (one per 2 s here) point into JPEG
+/// sprite sheets of 5×5 tiles, stored on the ring beside the renditions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_gets_a_storyboard_of_seek_previews() {
+    let node = start_storage_node().await;
+    let web = start_web_ring(&[&node], WebOptions::default()).await;
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "board.mp4", 10, "320x240");
+    let response = support::web::upload_file(&web.url, &clip, "board.mp4").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let video = get_json(&format!("{}/api/videos/board", web.url)).await;
+    let url = video["storyboard_url"].as_str().expect("a storyboard URL");
+    assert!(url.ends_with("/storyboard.vtt"), "{url}");
+    let (status, cues) = get(&format!("{}{url}", web.url)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(cues.starts_with("WEBVTT\n"), "{cues}");
+    assert_eq!(cues.matches(" --> ").count(), 5, "{cues}");
+    assert!(
+        cues.contains("00:00:00.000 --> 00:00:02.000\nstoryboard-001.jpg#xywh=0,0,160,120\n"),
+        "{cues}"
+    );
+    assert!(
+        cues.contains("00:00:08.000 --> 00:00:10.000\nstoryboard-001.jpg#xywh=640,0,160,120\n"),
+        "{cues}"
+    );
+    // The sheet is a JPEG of 5×5 tiles, served beside the cue file.
+    let sheet = format!(
+        "{}{}",
+        web.url,
+        url.replace("storyboard.vtt", "storyboard-001.jpg")
+    );
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&sheet)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "mjpeg,800,600",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -4,7 +4,9 @@
 # to `playable` (the lowest rendition stored, the manifest listing it) and to `ready`
 # (the whole ladder), in the same run; beside ffmpeg alone encoding the same ladder
 # (720p, 480p, 360p + AAC) in one run to a local folder. Rounds alternate which goes
-# first. Updates the "publish" section of BENCHMARKS.md.
+# first. Then the storyboard's extra encode cost: ffmpeg's first run (360p + AAC, as the
+# web node runs it) with and without the storyboard branch. Updates the "publish"
+# section of BENCHMARKS.md.
 #
 #   scripts/bench/publish.sh
 #   ROUNDS=3 scripts/bench/publish.sh
@@ -35,6 +37,23 @@ reference() { # OUT_DIR
     -init_seg_name 'init-$RepresentationID$.m4s' \
     -media_seg_name 'chunk-$RepresentationID$-$Number%05d$.m4s' \
     -seg_duration 4 "$1/manifest.mpd")
+}
+# The web node's first run (src/web/publish.rs): 360p + AAC, optionally with the
+# storyboard branch (fps=1/2, 160x90 tiles, 5x5 sheets) from the same decode.
+first_run() { # OUT_DIR with|without
+  local graph='[0:v:0]split=1[s0];[s0]scale=640:360[v0]' extra=()
+  if [[ $2 == with ]]; then
+    graph='[0:v:0]split=2[s0][s1];[s0]scale=640:360[v0];[s1]fps=1/2,scale=160:90,tile=5x5[sb]'
+    extra=(-map '[sb]' -c:v mjpeg -q:v 5 -f image2 "$1/storyboard-%03d.jpg")
+  fi
+  mkdir -p "$1"
+  (cd "$1" && ffmpeg -hide_banner -nostdin -loglevel error -y -i "$WORK/clip.mp4" \
+    -filter_complex "$graph" -map '[v0]' -map 0:a:0 -c:a aac -b:a 128k \
+    -c:v libx264 -b:v:0 800k -bf 1 -keyint_min 120 -g 120 -sc_threshold 0 \
+    -f dash -adaptation_sets 'id=0,streams=v id=1,streams=a' -use_timeline 1 -use_template 1 \
+    -init_seg_name 'init-$RepresentationID$.m4s' \
+    -media_seg_name 'chunk-$RepresentationID$-$Number%05d$.m4s' \
+    -seg_duration 4 "$1/manifest.mpd" "${extra[@]}")
 }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -79,11 +98,24 @@ for round in $(seq "$ROUNDS"); do
   done
   log "round $round: playable ${playable[round]} s, ready ${ready[round]} s, ffmpeg alone ${ref[round]} s"
 done
+declare -a with_sb without_sb
+for round in $(seq "$ROUNDS"); do
+  for what in without with; do
+    start=$(now)
+    first_run "$WORK/first-$what" "$what"
+    took=$(since "$start" "$(now)")
+    if [[ $what == with ]]; then with_sb[round]=$took; else without_sb[round]=$took; fi
+    rm -rf "$WORK/first-$what"
+  done
+  log "round $round: first run without storyboard ${without_sb[round]} s, with ${with_sb[round]} s"
+done
 load_after="$(uptime | sed 's/.*load average: //')"
 p_med=$(median "${playable[@]}")
 r_med=$(median "${ready[@]}")
 ref_med=$(median "${ref[@]}")
 share=$(ratio "$p_med" "$r_med" 3)
+sb_with=$(median "${with_sb[@]}")
+sb_without=$(median "${without_sb[@]}")
 
 out="$WORK/section.md"
 {
@@ -111,6 +143,13 @@ out="$WORK/section.md"
   echo "| playable ≤ 0.35 × ready | $share | $(verdict "$share" le 0.35) |"
   echo "| ready ÷ ffmpeg alone | $(ratio "$r_med" "$ref_med" 3) | |"
   echo "| playable ÷ ffmpeg alone | $(ratio "$p_med" "$ref_med" 3) | |"
+  echo
+  echo "Storyboard's extra encode cost: the first run (360p + AAC DASH) alone, then with the"
+  echo "storyboard branch from the same decode (a tile per 2 s, 160x90, 5x5 JPEG sheets):"
+  echo
+  echo "| first run without storyboard, s | with storyboard, s | extra |"
+  echo "|---:|---:|---:|"
+  echo "| $sb_without | $sb_with | $(awk -v a="$sb_with" -v b="$sb_without" 'BEGIN { printf "%+.1f %%", (a / b - 1) * 100 }') |"
 } >"$out"
 cat "$out"
 update_section publish "$out"

@@ -93,6 +93,9 @@ pub struct VideoDetails {
     /// Whether `{id}/poster.jpg` was stored.
     #[serde(default)]
     pub poster: bool,
+    /// Whether `{id}/storyboard.vtt` (seek-bar previews) and its sheets were stored.
+    #[serde(default)]
+    pub storyboard: bool,
     /// The caption tracks stored beside the video (set on their own, never by an upload).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub captions: Vec<Caption>,

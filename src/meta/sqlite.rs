@@ -142,7 +142,7 @@ impl SqliteStore {
                 .execute(
                     "UPDATE videos SET status = ?2, duration_seconds = ?3, source_bytes = ?4,
                          file_count = ?5, stored_bytes = ?6, width = ?7, height = ?8,
-                         renditions = ?9, poster = ?10
+                         renditions = ?9, poster = ?10, storyboard = ?11
                      WHERE id = ?1 AND status IN ('processing', 'playable')",
                     params![
                         id,
@@ -155,6 +155,7 @@ impl SqliteStore {
                         d.height,
                         renditions,
                         d.poster,
+                        d.storyboard,
                     ],
                 )
                 .map_err(sql_error)?;
@@ -430,7 +431,7 @@ impl SqliteStore {
 }
 
 const SELECT_VIDEO: &str = "SELECT id, uploaded_at, status, duration_seconds, source_bytes, \
-     file_count, stored_bytes, width, height, renditions, poster, captions FROM videos";
+     file_count, stored_bytes, width, height, renditions, poster, captions, storyboard FROM videos";
 
 /// Gives rows without a sort key (written by the original system, which knows no such
 /// column) theirs, parsed from `uploaded_at`. The index makes finding none cheap.
@@ -536,8 +537,9 @@ fn migrate(conn: &mut Connection) -> MetaResult<()> {
         ("height", "INTEGER"),
         ("renditions", "TEXT"),
         ("poster", "INTEGER"),
-        // Version 3: caption tracks, JSON.
+        // Version 3: caption tracks, JSON; whether a storyboard is stored.
         ("captions", "TEXT"),
+        ("storyboard", "INTEGER"),
     ];
     for (name, decl) in columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -602,6 +604,7 @@ fn row_to_video(row: &rusqlite::Row<'_>) -> rusqlite::Result<Video> {
                 .get::<_, Option<String>>(11)?
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default(),
+            storyboard: row.get::<_, Option<bool>>(12)?.unwrap_or(false),
         }),
         _ => None,
     };

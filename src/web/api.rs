@@ -68,6 +68,8 @@ pub struct VideoJson {
     pub player_url: String,
     pub manifest_url: String,
     pub poster_url: Option<String>,
+    /// Seek-bar previews: WebVTT cues with `#xywh=` tiles in JPEG sprite sheets.
+    pub storyboard_url: Option<String>,
     /// The caption tracks, each a WebVTT file.
     pub captions: Vec<super::captions::CaptionJson>,
     /// How the upload is going, while this node processes it.
@@ -97,6 +99,9 @@ impl VideoJson {
             poster_url: details
                 .filter(|d| d.poster)
                 .map(|_| format!("{base}/poster.jpg")),
+            storyboard_url: details
+                .filter(|d| d.storyboard)
+                .map(|_| format!("{base}/{}", super::storyboard::STORYBOARD)),
             captions: super::captions::captions_json(video),
             upload,
         }

@@ -4,7 +4,7 @@
 //! - [`pages`]: the index and player pages.
 //! - [`upload`]: `POST /upload` (stream to disk, probe, transcode, store, record).
 //! - [`transcode`]: ffprobe and ffmpeg as child processes; [`publish`]: the lowest
-//!   rendition first (playable), the higher ones after.
+//!   rendition first (playable), the higher ones after; [`storyboard`]: seek previews.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
 //! - [`content`]: local folder or ring of storage nodes, behind one interface.
 //! - [`tus`]: resumable uploads (tus 1.0.0) at `/api/tus/`; [`captions`]: WebVTT tracks.
@@ -24,6 +24,7 @@ pub mod progress;
 pub mod publish;
 pub mod routes;
 pub mod serve;
+pub mod storyboard;
 pub mod transcode;
 pub mod tus;
 pub mod upload;

@@ -197,9 +197,10 @@ pub fn player(video: &Video, token_required: bool) -> String {
             .unwrap_or_default();
         let _ = write!(
             body,
-            "<video id=\"player\" controls playsinline{poster} data-src=\"{}\" \
-aria-label=\"Video: {name}\">",
-            json.manifest_url
+            "<video id=\"player\" controls playsinline{poster} data-src=\"{}\" data-id=\"{name}\" \
+data-storyboard=\"{}\" aria-label=\"Video: {name}\">",
+            json.manifest_url,
+            json.storyboard_url.as_deref().unwrap_or("")
         );
         for caption in &json.captions {
             // The language tag is checked to letters, digits and hyphens when stored.

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::progress::Phase;
 use super::routes::{SharedState, WebError};
+use super::storyboard::{self, STORYBOARD, Storyboard};
 use super::transcode::{self, DashPass, Probe};
 use super::upload::store_file;
 use crate::meta::Rendition;
@@ -129,8 +130,9 @@ pub async fn encode_and_store(
     Ok(output)
 }
 
-/// Encodes and stores the lowest rendition with the audio, then stores its manifest:
-/// from then on the video plays. Returns the files and bytes stored, manifest included.
+/// Encodes and stores the lowest rendition with the audio and the storyboard, then stores
+/// its manifest: from then on the video plays. Returns the files and bytes stored,
+/// manifest included, and whether a storyboard was stored.
 pub async fn publish_lowest(
     state: &SharedState,
     id: &str,
@@ -139,12 +141,14 @@ pub async fn publish_lowest(
     probe: &Probe,
     renditions: &[Rendition],
     stored: &Mutex<Vec<String>>,
-) -> Result<(u64, u64), WebError> {
+) -> Result<(u64, u64, bool), WebError> {
     let (low, _) = split_ladder(renditions);
+    let storyboard = Storyboard::for_video(probe);
     let pass = DashPass {
         renditions: low,
         audio: true,
         prefix: "",
+        storyboard: Some(&storyboard),
     };
     let share = first_share(renditions);
     let out_dir = work.join("dash-low");
@@ -160,8 +164,43 @@ pub async fn publish_lowest(
     )
     .await?;
     state.uploads.set_phase(id, Phase::Storing);
+    let (board_files, board_bytes) =
+        store_storyboard(state, id, &out_dir, probe, &storyboard, stored).await?;
     let manifest_bytes = store_file(&state.content, id, &output.manifest, stored).await?;
-    Ok((output.files + 1, output.bytes + manifest_bytes))
+    Ok((
+        output.files + board_files + 1,
+        output.bytes + board_bytes + manifest_bytes,
+        board_files > 0,
+    ))
+}
+
+/// Stores the sprite sheets ffmpeg wrote beside the first rendition and their cue file;
+/// returns the files and bytes stored (none when ffmpeg wrote no sheet).
+async fn store_storyboard(
+    state: &SharedState,
+    id: &str,
+    out_dir: &Path,
+    probe: &Probe,
+    storyboard: &Storyboard,
+    stored: &Mutex<Vec<String>>,
+) -> Result<(u64, u64), WebError> {
+    let io = |e: std::io::Error| WebError::Internal(format!("the storyboard: {e}"));
+    let sheets = storyboard::sheets(out_dir).await.map_err(io)?;
+    if sheets.is_empty() {
+        tracing::warn!(%id, "ffmpeg made no storyboard sheet");
+        return Ok((0, 0));
+    }
+    let (mut files, mut bytes) = (0, 0);
+    for sheet in &sheets {
+        bytes += store_file(&state.content, id, sheet, stored).await?;
+        files += 1;
+    }
+    let cues = out_dir.join(STORYBOARD);
+    tokio::fs::write(&cues, storyboard.vtt(probe.duration_seconds, sheets.len()))
+        .await
+        .map_err(io)?;
+    bytes += store_file(&state.content, id, &cues, stored).await?;
+    Ok((files + 1, bytes))
 }
 
 /// Encodes and stores the higher renditions, then stores the manifest listing every
@@ -184,6 +223,7 @@ pub async fn add_higher(
         renditions: high,
         audio: false,
         prefix: HIGH_PREFIX,
+        storyboard: None,
     };
     let share = first_share(renditions);
     let out_dir = work.join("dash-high");

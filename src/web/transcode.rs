@@ -252,6 +252,8 @@ pub struct DashPass<'a> {
     /// Put before the representation number in file names, so two runs' files differ:
     /// `init-{prefix}{n}.m4s`, `chunk-{prefix}{n}-{number}.m4s`.
     pub prefix: &'a str,
+    /// Seek-bar tiles made from the same decode, as a second output.
+    pub storyboard: Option<&'a super::storyboard::Storyboard>,
 }
 
 /// The original's ffmpeg command (H.264 + AAC 128k, 4 s segments, templated names),
@@ -277,16 +279,21 @@ pub fn dash_command(input: &Path, out_dir: &Path, probe: &Probe, pass: DashPass<
     ])
     .arg(input);
     let unscaled = |r: &Rendition| r.width == probe.width && r.height == probe.height;
-    if renditions.len() == 1 && unscaled(&renditions[0]) {
+    if renditions.len() == 1 && unscaled(&renditions[0]) && pass.storyboard.is_none() {
         cmd.args(["-map", "0:v:0"]);
     } else {
         let n = renditions.len();
-        let mut graph = format!("[0:v:0]split={n}");
-        for i in 0..n {
+        let branches = n + usize::from(pass.storyboard.is_some());
+        let mut graph = format!("[0:v:0]split={branches}");
+        for i in 0..branches {
             graph.push_str(&format!("[s{i}]"));
         }
         for (i, r) in renditions.iter().enumerate() {
             graph.push_str(&format!(";[s{i}]scale={}:{}[v{i}]", r.width, r.height));
+        }
+        if let Some(storyboard) = pass.storyboard {
+            graph.push(';');
+            graph.push_str(&storyboard.filter(&format!("s{n}"), "sb"));
         }
         cmd.args(["-filter_complex", &graph]);
         for i in 0..n {
@@ -333,12 +340,15 @@ pub fn dash_command(input: &Path, out_dir: &Path, probe: &Probe, pass: DashPass<
         "chunk-{}$RepresentationID$-$Number%05d$.m4s",
         pass.prefix
     ))
-    .arg(out_dir.join("manifest.mpd"))
-    .current_dir(out_dir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    .arg(out_dir.join("manifest.mpd"));
+    if let Some(storyboard) = pass.storyboard {
+        cmd.args(storyboard.output_args("sb", out_dir));
+    }
+    cmd.current_dir(out_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 

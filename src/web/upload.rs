@@ -366,7 +366,7 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         store_poster(state, &id, &source, &poster_path, &probe, &rollback.stored),
     )
     .await;
-    let (mut file_count, mut stored_bytes) = stored?;
+    let (mut file_count, mut stored_bytes, storyboard) = stored?;
     if let Some(size) = poster {
         file_count += 1;
         stored_bytes += size;
@@ -382,6 +382,7 @@ async fn process_inner(state: &SharedState, received: Received) -> Result<(), We
         renditions: lowest.to_vec(),
         poster: poster.is_some(),
         captions: Vec::new(),
+        storyboard,
     };
     state.meta.publish_video(&id, &details).await?;
     state.versions.invalidate(&id).await;
