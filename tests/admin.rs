@@ -18,8 +18,8 @@ use tonic::Code;
 use tritontube::admin_cli::connect;
 use tritontube::proto::admin::{
     AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterStatusRequest, DeleteVideoRequest,
-    ListNodesRequest, ListWorkersRequest, PlanChangeRequest, RemoveNodeRequest,
-    StartChangeRequest, StartRepairRequest, WatchMigrationRequest,
+    ListNodesRequest, ListWorkersRequest, PlanChangeRequest, RemoveNodeRequest, StartChangeRequest,
+    StartRepairRequest, WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
@@ -208,7 +208,10 @@ async fn the_admin_token_is_required_when_set() {
         },
     )
     .await;
-    web.meta.claim_video("kept", chrono::Utc::now()).await.unwrap();
+    web.meta
+        .claim_video("kept", chrono::Utc::now())
+        .await
+        .unwrap();
     web.meta
         .finish_video("kept", &tritontube::meta::VideoDetails::default())
         .await
@@ -288,7 +291,11 @@ async fn the_admin_token_is_required_when_set() {
         ];
         for (rpc, answer) in calls {
             let refused = answer.expect_err(rpc);
-            assert_eq!(refused.code(), Code::Unauthenticated, "{rpc} with {token:?}");
+            assert_eq!(
+                refused.code(),
+                Code::Unauthenticated,
+                "{rpc} with {token:?}"
+            );
         }
     }
 
