@@ -46,7 +46,7 @@ pub struct PaceSettings {
 
 impl PaceSettings {
     pub fn bytes_per_second(&self) -> Option<f64> {
-        (self.mbps > 0).then(|| self.mbps as f64 * 1e6)
+        (self.mbps > 0).then_some(self.mbps as f64 * 1e6)
     }
 
     /// "unlimited", "25 MB/s", "paused (25 MB/s when resumed)".
