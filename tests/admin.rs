@@ -437,7 +437,9 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
     let db = work.path().join("metadata.db");
     record_seeded(&tritontube::meta::MetaStore::sqlite(&db).await.unwrap()).await;
     let (http_port, admin_port) = (free_port(), free_port());
-    let extra = ["--replicas", "1"];
+    // At a pace (36 MB take ~9 s at 4 MB/s) the change is still running when each kill
+    // lands: copies at full speed finish before the first kill.
+    let extra = ["--replicas", "1", "--move-mbps", "4"];
     let mut web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
     let newcomer = all[3].address();
 
@@ -475,17 +477,35 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
                 .unwrap_err();
             assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
         }
-        if reached.finished {
-            let _ = add.await;
-            break;
-        }
+        assert!(
+            !reached.finished,
+            "the change ended before the kill: {reached:?}"
+        );
         web.kill();
         let _ = add.await;
+        // The kill landed mid-change: the change is still journaled.
+        let state = tritontube::meta::MetaStore::sqlite(&db)
+            .await
+            .unwrap()
+            .load_cluster_state()
+            .await
+            .unwrap()
+            .expect("a cluster state");
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        assert!(
+            !state["migration"].is_null(),
+            "no change journaled after the kill at {kill_after} files"
+        );
         web = WebProcess::spawn(&db, &three, http_port, admin_port, &extra).await;
     }
 
-    // After the last restart the change completes (resumed on start, or re-run).
+    // After the last restart the change completes (resumed on start, or re-run), once
+    // its pace is lifted.
     let mut admin = connect(&web.admin, None).unwrap();
+    admin
+        .set_pace(tritontube::proto::admin::SetPaceRequest { mbps: 0 })
+        .await
+        .unwrap();
     let mut done = false;
     for _ in 0..600 {
         let listed = admin

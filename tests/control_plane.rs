@@ -258,6 +258,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             replicas: 1,
             repair_every: None,
             resync_poll: tritontube::cluster::resync::DEFAULT_POLL_EVERY,
+            move_mbps: None,
         },
         shutdown.clone(),
     )

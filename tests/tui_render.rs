@@ -254,6 +254,49 @@ fn token_refused() {
 }
 
 #[test]
+fn without_etcd_the_data_at_risk_takes_its_room() {
+    use tritontube::tui::health::HealthInfo;
+    use tritontube::tui::risk::{NodeRisk, RiskInfo};
+    let mut s = State::new(ADMIN, &[]);
+    update(&mut s, Action::Status(Ok(cluster(&NODES, &[]))));
+    let risk = RiskInfo {
+        under_replicated: 3,
+        queue_length: 1,
+        healed: 7,
+        queue: vec![("v1/chunk-0-00004.m4s".into(), 2, "no good copy".into())],
+        nodes: NODES
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeRisk {
+                address: n.to_string(),
+                up: true,
+                hinted: i as u64 * 5,
+                quarantined: 1,
+                last_scrub_ms: 1_780_000_000_000,
+                next_scrub_ms: 1_780_086_400_000,
+            })
+            .collect(),
+        last_repair_ms: 0,
+        next_repair_ms: 1_780_021_600_000,
+    };
+    let health = HealthInfo {
+        risk,
+        ..Default::default()
+    };
+    update(&mut s, Action::Health(health));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let b = render(&s, w, h);
+        assert!(find(&b, "data at risk").is_some(), "panel at {w}x{h}");
+        assert!(find(&b, "etcd not configured").is_some(), "{w}x{h}");
+        assert!(find(&b, "below R: 3").is_some(), "{}", text(&b));
+        assert_eq!(fg_at(&b, "3  resync"), Color::Yellow, "{w}x{h}");
+        assert!(find(&b, "resync queue: 1").is_some(), "{}", text(&b));
+        assert!(find(&b, "2 tries, no good copy").is_some(), "{}", text(&b));
+        assert!(find(&b, "hinted").is_some(), "{}", text(&b));
+    }
+}
+
+#[test]
 fn etcd_not_configured() {
     let mut s = State::new(ADMIN, &[]);
     update(&mut s, Action::Status(Ok(cluster(&NODES, &[]))));

@@ -1,10 +1,12 @@
-//! `tritontube admin add|remove|list|status|cancel|repair|delete ADMIN …`: the scriptable admin client.
+//! `tritontube admin add|remove|list|status|cancel|repair|delete|pace|pause|resume ADMIN …`: the scriptable admin client.
 //! `add`, `remove` and `list` print what the original Tritontube's admin CLI printed (on
 //! stdout) and exit non-zero on any error; progress goes to stderr.
 //!
 //! - [`progress`]: a change followed live: a bar on a terminal, plain lines otherwise.
+//! - [`pace`]: `admin pace`, `admin pause` and `admin resume`.
 //! - [`repair`]: `admin repair` and the storage health of `admin status`.
 
+pub mod pace;
 pub mod progress;
 pub mod repair;
 
@@ -46,6 +48,13 @@ pub enum AdminCommand {
     Cancel { admin: String },
     /// Delete a video and every file of it on every node.
     Delete { admin: String, id: String },
+    /// Set the pace of ring changes and repairs in MB/s (0: unlimited), live; kept in the
+    /// journal, so a restarted web node keeps it.
+    Pace { admin: String, mbps: u64 },
+    /// Pause the copying of ring changes and repairs (the work stays journaled).
+    Pause { admin: String },
+    /// Resume the copying paused by `admin pause`.
+    Resume { admin: String },
     /// Restore missing copies, move misplaced ones, delete orphans; prints the plan first.
     Repair {
         admin: String,
@@ -108,6 +117,23 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
                 .map_err(describe)?
                 .into_inner();
             print!("{}", repair::health_report(&health));
+            let status = client
+                .cluster_status(crate::proto::admin::ClusterStatusRequest {})
+                .await
+                .map_err(describe)?
+                .into_inner();
+            if let Some(pace) = &status.pace {
+                println!("{}", pace::describe_pace(pace));
+            }
+        }
+        AdminCommand::Pace { admin, mbps } => {
+            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Set(mbps)).await?;
+        }
+        AdminCommand::Pause { admin } => {
+            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Pause).await?;
+        }
+        AdminCommand::Resume { admin } => {
+            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Resume).await?;
         }
         AdminCommand::Delete { admin, id } => {
             let mut client = connect(&admin, token)?;

@@ -170,6 +170,7 @@ impl VideoContentAdminService for AdminService {
                 })
                 .collect(),
             migration: self.migrator.latest_progress(),
+            pace: Some(super::pace::reply(self.migrator.cluster())),
         }))
     }
 
@@ -417,6 +418,31 @@ impl VideoContentAdminService for AdminService {
     ) -> Result<Response<admin::CancelChangeResponse>, Status> {
         let description = self.migrator.cancel().await?;
         Ok(Response::new(admin::CancelChangeResponse { description }))
+    }
+
+    async fn set_pace(
+        &self,
+        request: Request<admin::SetPaceRequest>,
+    ) -> Result<Response<admin::PaceReply>, Status> {
+        let mbps = request.into_inner().mbps;
+        let reply = super::pace::set(self.migrator.cluster(), |p| p.mbps = mbps).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn pause_moves(
+        &self,
+        _request: Request<admin::PauseMovesRequest>,
+    ) -> Result<Response<admin::PaceReply>, Status> {
+        let reply = super::pace::set(self.migrator.cluster(), |p| p.paused = true).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn resume_moves(
+        &self,
+        _request: Request<admin::ResumeMovesRequest>,
+    ) -> Result<Response<admin::PaceReply>, Status> {
+        let reply = super::pace::set(self.migrator.cluster(), |p| p.paused = false).await?;
+        Ok(Response::new(reply))
     }
 }
 

@@ -147,11 +147,34 @@ pub fn work_for(key: &str, holding: &Holding, target: &Ring) -> Option<KeyWork> 
 
 /// Copies one key to the holders that lack it, then deletes it where it is no longer
 /// wanted. Returns the bytes copied.
-pub async fn move_key(cluster: &Cluster, item: &KeyWork) -> Result<u64, ClientError> {
-    let copied = copy_missing(cluster, item).await?;
+pub async fn move_key(
+    cluster: &Cluster,
+    item: &KeyWork,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<u64, ClientError> {
+    let copied = copy_paced(cluster, item, stop).await?;
     for node in &item.extra {
         cluster.client(node)?.delete(&item.key).await?;
     }
+    Ok(copied)
+}
+
+/// [`copy_missing`] under the operator's pace and pause: waits until the key's bytes
+/// may move, then copies and counts them for the measured rate.
+pub async fn copy_paced(
+    cluster: &Cluster,
+    item: &KeyWork,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<u64, ClientError> {
+    let bytes = item.size * item.missing.len() as u64;
+    if !cluster.admit_move(bytes, stop).await {
+        return Err(ClientError::Rpc {
+            node: item.missing.first().cloned().unwrap_or_default(),
+            status: tonic::Status::cancelled("stopped while waiting for the pace"),
+        });
+    }
+    let copied = copy_missing(cluster, item).await?;
+    cluster.moved(copied);
     Ok(copied)
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use super::pace::{PaceSettings, Pacer};
 use super::pool::NodePool;
 use super::resync::Suspects;
 use super::state::{ClusterState, to_json};
@@ -56,6 +57,7 @@ pub struct Cluster {
     pool: NodePool,
     writes: WriteGate,
     suspects: Suspects,
+    pacer: Pacer,
 }
 
 impl Cluster {
@@ -75,6 +77,7 @@ impl Cluster {
                     spares: BTreeSet::new(),
                     migration: None,
                     repair: None,
+                    pace: Default::default(),
                     version: 0,
                 }),
                 stored: None,
@@ -82,6 +85,7 @@ impl Cluster {
             pool: NodePool::default(),
             writes: WriteGate::default(),
             suspects: Suspects::default(),
+            pacer: Pacer::default(),
         });
         cluster.reload().await?;
         let seeded = cluster
@@ -94,6 +98,7 @@ impl Cluster {
                     spares: BTreeSet::new(),
                     migration: None,
                     repair: None,
+                    pace: Default::default(),
                     version: 0,
                 }))
             })
@@ -119,6 +124,43 @@ impl Cluster {
 
     pub fn meta(&self) -> &MetaStore {
         &self.meta
+    }
+
+    /// Waits until `bytes` of a ring change's or a repair's copy may move under the
+    /// pace and pause in force (read again at every check). False when `stop` fires.
+    pub async fn admit_move(&self, bytes: u64, stop: &CancellationToken) -> bool {
+        self.pacer.admit(bytes, || self.snapshot().pace, stop).await
+    }
+
+    /// Counts bytes of a ring change's or a repair's copy that finished.
+    pub fn moved(&self, bytes: u64) {
+        self.pacer.moved(bytes);
+    }
+
+    /// The pace in force and the rate measured, for a worker's status.
+    pub fn throttle(&self) -> String {
+        self.pacer.throttle(self.snapshot().pace)
+    }
+
+    /// Bytes per second that ring changes and repairs moved lately (measured).
+    pub fn measured_move_rate(&self) -> f64 {
+        self.pacer.measured()
+    }
+
+    /// Sets the pace and pause (kept in the journal), waking the copies waiting.
+    pub async fn set_pace(
+        &self,
+        change: impl Fn(&mut PaceSettings),
+    ) -> Result<PaceSettings, ClusterError> {
+        let saved = self
+            .update(|current| {
+                let mut next = current.clone();
+                change(&mut next.pace);
+                Ok::<_, ClusterError>((next.pace != current.pace).then_some(next))
+            })
+            .await?;
+        self.pacer.settings_changed();
+        Ok(saved.pace)
     }
 
     /// Where readers and copies name keys with a bad copy, for the resync worker.

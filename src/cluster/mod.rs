@@ -11,6 +11,7 @@
 //! - [`worker`]: the runner that owns long work, and the status each worker reports.
 //! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
 //! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
+//! - [`pace`]: pace and pause for what ring changes and repairs move.
 //! - [`repair`]: anti-entropy as a worker: restore, move, remove orphans.
 //! - [`resync`]: keys with a copy found bad, copied again from a good one at once.
 //! - [`risk`]: data at risk as the admin service reports it.
@@ -25,6 +26,7 @@ pub mod health;
 pub mod inventory;
 pub mod membership;
 pub mod migration;
+pub mod pace;
 pub mod pool;
 pub mod repair;
 pub mod resync;
@@ -73,6 +75,8 @@ pub struct Seed<'a> {
     pub repair_every: Option<Duration>,
     /// Time between two looks at the nodes' quarantine lists (the resync queue's feed).
     pub resync_poll: Duration,
+    /// A pace (MB/s, 0 = unlimited) to put in the journal at start; None keeps its own.
+    pub move_mbps: Option<u64>,
 }
 
 impl ControlPlane {
@@ -85,6 +89,9 @@ impl ControlPlane {
     ) -> Result<Self, ClusterError> {
         let cluster = Cluster::load(meta, seed.nodes, seed.virtual_nodes, seed.replicas).await?;
         cluster.register_spares(seed.spares).await?;
+        if let Some(mbps) = seed.move_mbps {
+            cluster.set_pace(|pace| pace.mbps = mbps).await?;
+        }
         cluster.follow_changes(shutdown.clone()).await?;
         let runner = Arc::new(Runner::default());
         // Names this web node in the journals it runs.

@@ -412,7 +412,7 @@ impl Repairer {
     ) -> Result<String, RepairError> {
         let started = Instant::now();
         ctx.report(|s| {
-            s.throttle = format!("{PARALLELISM} files at once");
+            s.throttle = format!("{PARALLELISM} files at once; {}", self.cluster.throttle());
             s.event(format!("repair ({}): surveying the nodes", journal.reason));
         });
         let (plan, tasks) = survey(&self.cluster, journal.verify).await?;
@@ -440,9 +440,10 @@ impl Repairer {
         let cluster = &self.cluster;
         let stop = ctx.stop.clone();
         let items = tasks.into_iter().take_while(move |_| !stop.is_cancelled());
+        let stop = &ctx.stop;
         let mut results = futures::stream::iter(items.map(|task| async move {
             let outcome = match &task {
-                Task::Place(work) => inventory::move_key(cluster, work).await,
+                Task::Place(work) => inventory::move_key(cluster, work, stop).await,
                 Task::Orphan { key, holders } => delete_everywhere(cluster, key, holders).await,
             };
             (task, outcome)

@@ -22,6 +22,9 @@ pub struct ClusterState {
     /// The repair under way, if any; never at the same time as a change.
     #[serde(default)]
     pub repair: Option<RepairJournal>,
+    /// The operator's pace and pause for ring changes and repairs.
+    #[serde(default)]
+    pub pace: super::pace::PaceSettings,
     /// Raised by every save, so a web node following the store's watch never goes back
     /// to an older state delivered late, and writes can be counted per version.
     #[serde(default)]

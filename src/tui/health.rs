@@ -57,10 +57,14 @@ pub struct HealthInfo {
     /// Why a repair waits to start, if one does.
     pub wanted: String,
     pub disks: BTreeMap<String, DiskInfo>,
+    /// Data at risk, for the console's panel.
+    pub risk: super::risk::RiskInfo,
 }
 
 pub fn health_info(r: admin::ClusterHealthResponse) -> HealthInfo {
+    let risk = super::risk::risk_info(&r);
     HealthInfo {
+        risk,
         quarantined: r.quarantined,
         hinted: r.hinted,
         under_replicated: r.last_survey.map(|p| p.under_replicated),

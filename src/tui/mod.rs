@@ -3,6 +3,7 @@
 //! - [`app`]: the state and `update(state, action)`, pure (the Elm pattern).
 //! - [`view`]: `view(&state, frame)`, draws and changes nothing.
 //! - [`health`]: the storage's health and the repair started from the console.
+//! - [`risk`]: the data-at-risk panel (in the etcd panel's room without etcd).
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
 //! - [`traffic`]: the web node's request rate, bytes/s and cache hit ratio, as sparklines.
 //! - [`sources`]: background tasks polling the admin service and etcd, and running changes.
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod health;
 pub mod keys;
+pub mod risk;
 pub mod sources;
 pub mod traffic;
 pub mod videos;

@@ -76,7 +76,8 @@ fn draw_compact(state: &State, frame: &mut Frame, body: Rect) {
     let etcd_h = if state.etcd_configured() {
         state.etcd.len() as u16 + 3
     } else {
-        3
+        // The data-at-risk panel: a summary line and a row per node.
+        (node_rows + 4).min(8)
     };
     let [top, etcd, migration] = Layout::vertical([
         Constraint::Length((node_rows + 3).clamp(7, 9)),
@@ -90,7 +91,7 @@ fn draw_compact(state: &State, frame: &mut Frame, body: Rect) {
         Layout::horizontal([Constraint::Length(ring_w), Constraint::Min(0)]).areas(top);
     draw_ring(state, frame, ring, false);
     draw_nodes(state, frame, nodes);
-    draw_etcd(state, frame, etcd);
+    draw_etcd_or_risk(state, frame, etcd);
     draw_migration(state, frame, migration, true);
 }
 
@@ -107,7 +108,7 @@ fn draw_wide(state: &State, frame: &mut Frame, body: Rect) {
         Layout::vertical([Constraint::Length(node_rows + 3), Constraint::Min(3)]).areas(right);
     draw_ring(state, frame, ring, true);
     draw_nodes(state, frame, nodes);
-    draw_etcd(state, frame, etcd);
+    draw_etcd_or_risk(state, frame, etcd);
     draw_migration(state, frame, migration, false);
 }
 
@@ -397,6 +398,16 @@ fn selectable(table: Table<'_>, focused: bool) -> Table<'_> {
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     } else {
         table.highlight_symbol("  ")
+    }
+}
+
+/// Without etcd, its room shows the data at risk instead.
+fn draw_etcd_or_risk(state: &State, frame: &mut Frame, area: Rect) {
+    if state.etcd_configured() {
+        draw_etcd(state, frame, area);
+    } else {
+        let risk = state.health.as_ref().map(|h| &h.risk);
+        super::risk::draw(frame, area, risk, " · etcd not configured");
     }
 }
 

@@ -63,6 +63,9 @@ pub struct WebConfig {
     /// Time between two looks at the nodes' quarantine lists, whose findings the resync
     /// queue copies again.
     pub resync_poll: std::time::Duration,
+    /// Pace of ring changes and repairs in MB/s (0 = unlimited) set at start; None keeps
+    /// the one in the journal (unlimited on a new cluster).
+    pub move_mbps: Option<u64>,
     /// The renditions uploads are encoded to.
     pub ladder: transcode::Ladder,
     /// How long a partial resumable upload is kept after its last byte arrived.
@@ -83,6 +86,7 @@ impl Default for WebConfig {
             upload_idle_timeout: std::time::Duration::from_secs(60),
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
             resync_poll: crate::cluster::resync::DEFAULT_POLL_EVERY,
+            move_mbps: None,
             ladder: transcode::Ladder::default(),
             partial_upload_expiry: tus::DEFAULT_EXPIRY,
             partial_upload_bytes: 16 * 1024 * 1024 * 1024,
@@ -158,6 +162,11 @@ pub struct WebArgs {
     /// comes back or shows a new store).
     #[arg(long, env = "TRITONTUBE_REPAIR_EVERY_SECS", default_value_t = crate::cluster::DEFAULT_REPAIR_EVERY.as_secs())]
     pub repair_every_secs: u64,
+    /// Pace of ring changes and repairs, MB/s (0: unlimited). Without the flag the pace
+    /// kept in the journal holds (unlimited on a new cluster); change it live with
+    /// `tritontube admin pace ADMIN MBPS`.
+    #[arg(long, env = "TRITONTUBE_MOVE_MBPS")]
+    pub move_mbps: Option<u64>,
     /// Renditions each upload is encoded to, `HEIGHT:BITRATE,…`; a source gets those no
     /// taller than itself (README: "Viewing and uploading").
     #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
@@ -219,6 +228,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         partial_upload_expiry: std::time::Duration::from_secs(args.partial_upload_expiry_secs),
         partial_upload_bytes: args.partial_upload_bytes,
         uploads_per_client: args.uploads_per_client,
+        move_mbps: args.move_mbps,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -295,6 +305,7 @@ pub async fn run(
                 replicas,
                 repair_every: config.repair_every,
                 resync_poll: config.resync_poll,
+                move_mbps: config.move_mbps,
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
