@@ -257,6 +257,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             // One holder per file: the held upload below reads its pipe once.
             replicas: 1,
             repair_every: None,
+            tls: None,
         },
         shutdown.clone(),
     )

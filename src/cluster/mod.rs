@@ -65,6 +65,8 @@ pub struct Seed<'a> {
     pub replicas: u32,
     /// Time between scheduled repairs; None: only on demand and when a node comes back.
     pub repair_every: Option<Duration>,
+    /// The cluster's certificates: storage nodes are called over mutual TLS.
+    pub tls: Option<crate::trust::tls::ClusterTls>,
 }
 
 impl ControlPlane {
@@ -75,7 +77,14 @@ impl ControlPlane {
         seed: Seed<'_>,
         shutdown: CancellationToken,
     ) -> Result<Self, ClusterError> {
-        let cluster = Cluster::load(meta, seed.nodes, seed.virtual_nodes, seed.replicas).await?;
+        let cluster = Cluster::load(
+            meta,
+            seed.nodes,
+            seed.virtual_nodes,
+            seed.replicas,
+            seed.tls,
+        )
+        .await?;
         cluster.register_spares(seed.spares).await?;
         cluster.follow_changes(shutdown.clone()).await?;
         let runner = Arc::new(Runner::default());
@@ -124,7 +133,7 @@ impl ControlPlane {
 
     pub fn admin_server(
         &self,
-        token: Option<String>,
+        credential: Arc<crate::trust::credential::AdminCredential>,
         metrics: Arc<crate::metrics::web::WebMetrics>,
     ) -> admin::AdminServer {
         admin::server(
@@ -134,7 +143,7 @@ impl ControlPlane {
                 health: self.health.clone(),
                 metrics,
             },
-            token,
+            credential,
         )
     }
 

@@ -38,6 +38,9 @@ use crate::meta::MetaStore;
 use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
+use crate::trust::credential::AdminCredential;
+use crate::trust::listen::TrustArgs;
+use crate::trust::tls::ClusterTls;
 use content::Content;
 
 /// Settings of the HTTP side.
@@ -58,6 +61,9 @@ pub struct WebConfig {
     pub ladder: transcode::Ladder,
     /// Uploads one client address may have in progress at once (429 beyond).
     pub uploads_per_client: usize,
+    /// The cluster's certificates: storage nodes and the admin service's callers speak
+    /// mutual TLS (the viewers' listener stays as it is).
+    pub cluster_tls: Option<ClusterTls>,
 }
 
 impl Default for WebConfig {
@@ -70,6 +76,7 @@ impl Default for WebConfig {
             repair_every: Some(crate::cluster::DEFAULT_REPAIR_EVERY),
             ladder: transcode::Ladder::default(),
             uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
+            cluster_tls: None,
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct WebArgs {
     /// Uploads one client address may have in progress at once; more answer 429.
     #[arg(long, env = "TRITONTUBE_UPLOADS_PER_CLIENT", default_value_t = hardening::DEFAULT_UPLOADS_PER_CLIENT)]
     pub uploads_per_client: usize,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -217,6 +226,14 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         }
     };
     let http = bind(&format!("{}:{}", args.host, args.port)).await?;
+    let mut listening = vec![http.local_addr()?];
+    if let Some(admin) = &admin_listener {
+        listening.push(admin.local_addr()?);
+    }
+    let config = WebConfig {
+        cluster_tls: args.trust.node_tls(&listening)?,
+        ..config
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
     run(http, admin_listener, meta, content, config, shutdown).await
@@ -249,6 +266,16 @@ pub async fn run(
         ContentSpec::Ring { admin_token, .. } => admin_token.clone(),
         ContentSpec::Local(_) => None,
     };
+    // Without a credential only on loopback and without certificates (DESIGN.md §6c).
+    let loopback_only = http.local_addr()?.ip().is_loopback()
+        && match &admin {
+            Some(listener) => listener.local_addr()?.ip().is_loopback(),
+            None => true,
+        };
+    let credential = Arc::new(AdminCredential::new(
+        admin_token.clone(),
+        loopback_only && config.cluster_tls.is_none(),
+    ));
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -261,7 +288,7 @@ pub async fn run(
             spares,
             virtual_nodes,
             replicas,
-            admin_token,
+            admin_token: _,
         } => {
             let seed = Seed {
                 nodes: &seed_nodes,
@@ -269,6 +296,7 @@ pub async fn run(
                 virtual_nodes,
                 replicas,
                 repair_every: config.repair_every,
+                tls: config.cluster_tls.clone(),
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
@@ -289,7 +317,7 @@ pub async fn run(
                     })
                 })
             });
-            let server = plane.admin_server(admin_token, metrics.clone());
+            let server = plane.admin_server(credential.clone(), metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
             (content, Some((listener, server)))
@@ -309,6 +337,7 @@ pub async fn run(
             })
         })
     });
+    let cluster_tls = config.cluster_tls.clone();
     let state = Arc::new(routes::AppState {
         meta,
         content,
@@ -316,6 +345,7 @@ pub async fn run(
         versions: serve::new_version_cache(),
         uploads: progress::Uploads::default(),
         admin_token,
+        credential,
         upload_slots: hardening::UploadSlots::new(config.uploads_per_client),
         config,
         metrics,
@@ -333,12 +363,14 @@ pub async fn run(
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {
-            let admin_future = tonic::transport::Server::builder()
-                .add_service(server)
-                .serve_with_incoming_shutdown(
-                    crate::node::server::no_delay_incoming(listener),
-                    shutdown.clone().cancelled_owned(),
-                );
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &cluster_tls {
+                builder = builder.tls_config(tls.server_config())?;
+            }
+            let admin_future = builder.add_service(server).serve_with_incoming_shutdown(
+                crate::node::server::no_delay_incoming(listener),
+                shutdown.clone().cancelled_owned(),
+            );
             let (http_result, admin_result) = tokio::join!(http_server, admin_future);
             http_result?;
             admin_result?;

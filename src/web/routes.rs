@@ -28,6 +28,8 @@ pub struct AppState {
     pub uploads: Uploads,
     /// The admin token, when set: deleting a video requires it.
     pub admin_token: Option<String>,
+    /// Who may delete: the operator's credential (see [`crate::trust::credential`]).
+    pub credential: Arc<crate::trust::credential::AdminCredential>,
     pub config: WebConfig,
     pub metrics: Arc<WebMetrics>,
     /// Uploads in progress per client address.
