@@ -547,3 +547,98 @@ async fn admin_calls_and_deletes_need_the_operators_credential() {
         .unwrap();
     assert_eq!(served.bytes().await.unwrap().as_ref(), manifest.as_slice());
 }
+
+/// One etcd member that serves clients only over TLS with a certificate of the cluster CA
+/// (`--client-cert-auth`), as docs/deploy.md starts it; killed on drop.
+struct TlsEtcd {
+    child: std::process::Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tls_etcd(certs: &Certs) -> TlsEtcd {
+    support::require_tool("etcd", "etcd-server");
+    let dir = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (support::web::free_port(), support::web::free_port());
+    let client_url = format!("https://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let child = std::process::Command::new("etcd")
+        .args(["--name", "m0", "--data-dir"])
+        .arg(dir.path().join("m0.etcd"))
+        .args(["--listen-client-urls", &client_url])
+        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("m0={peer_url}")])
+        .arg("--cert-file")
+        .arg(certs.cluster.join(certs::NODE_CERT))
+        .arg("--key-file")
+        .arg(certs.cluster.join(certs::NODE_KEY))
+        .arg("--trusted-ca-file")
+        .arg(certs.cluster.join(certs::CA_CERT))
+        .arg("--client-cert-auth")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn etcd");
+    TlsEtcd {
+        child,
+        endpoint: format!("127.0.0.1:{client_port}"),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_is_reached_over_mutual_tls_and_strangers_are_refused() {
+    let certs = make_certs();
+    let etcd = start_tls_etcd(&certs);
+    let endpoints = vec![etcd.endpoint.clone()];
+    let node = ClusterTls::node(&certs.cluster).unwrap();
+    let mut store = None;
+    for _ in 0..300 {
+        if let Ok(connected) = MetaStore::etcd_tls(&endpoints, Some(&node)).await {
+            store = Some(connected);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let store = store.expect("a web node's certificate opens etcd");
+    store.claim_video("kept", chrono::Utc::now()).await.unwrap();
+
+    assert!(
+        MetaStore::etcd(&endpoints).await.is_err(),
+        "a plain client reached etcd"
+    );
+    for (what, tls) in strangers(&certs).into_iter().skip(1) {
+        let connected =
+            tritontube::meta::etcd::EtcdStore::connect_tls(&endpoints, tls.clone()).await;
+        if let Ok(stranger) = connected {
+            // Connected lazily: the first write must fail, and write nothing.
+            let stranger = MetaStore::Etcd(stranger);
+            assert!(
+                stranger
+                    .claim_video(&format!("intruder-{}", what.len()), chrono::Utc::now())
+                    .await
+                    .is_err(),
+                "{what} wrote to etcd"
+            );
+        }
+    }
+    let ids: Vec<String> = store
+        .list_videos()
+        .await
+        .unwrap()
+        .value
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(ids, ["kept"]);
+}

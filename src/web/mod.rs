@@ -168,7 +168,12 @@ pub fn split_list(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn open_meta(kind: MetadataKind, options: &str) -> anyhow::Result<MetaStore> {
+/// Opens the metadata store; etcd is reached over mutual TLS with `tls`.
+pub async fn open_meta(
+    kind: MetadataKind,
+    options: &str,
+    tls: Option<&ClusterTls>,
+) -> anyhow::Result<MetaStore> {
     Ok(match kind {
         MetadataKind::Sqlite => {
             let path = PathBuf::from(options);
@@ -180,7 +185,7 @@ pub async fn open_meta(kind: MetadataKind, options: &str) -> anyhow::Result<Meta
                 .await
                 .with_context(|| format!("opening SQLite metadata at {options}"))?
         }
-        MetadataKind::Etcd => MetaStore::etcd(&split_list(options))
+        MetadataKind::Etcd => MetaStore::etcd_tls(&split_list(options), tls)
             .await
             .with_context(|| format!("connecting to etcd at {options}"))?,
     })
@@ -194,7 +199,17 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 
 pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
     transcode::check_tools().await?;
-    let meta = open_meta(args.metadata_type, &args.metadata_options).await?;
+    // The host's certificate, when given, also opens etcd.
+    let etcd_tls = match &args.trust.certs_dir {
+        Some(dir) => Some(ClusterTls::node(dir)?),
+        None => None,
+    };
+    let meta = open_meta(
+        args.metadata_type,
+        &args.metadata_options,
+        etcd_tls.as_ref(),
+    )
+    .await?;
     let config = WebConfig {
         max_upload_bytes: args.max_upload_bytes,
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
