@@ -336,3 +336,107 @@ async fn the_command_lines_take_certs_dir_and_the_admin_cli_needs_a_certificate(
     let stderr = String::from_utf8_lossy(&stranger.stderr);
     assert!(stderr.contains("create-client nobody"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_secure_makes_certificates_and_speaks_only_tls() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut up = Killed(
+        tritontube()
+            .arg("up")
+            .arg("--data")
+            .arg(data.path())
+            .args(["--port", "0", "--admin-port", "0", "--storage-port", "0"])
+            .arg("--secure")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = up.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(8)
+            .collect::<Vec<String>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("up prints its addresses")
+        .unwrap();
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    };
+    let admin = field("admin:");
+    let certs = std::path::PathBuf::from(field("certs:"));
+    assert_eq!(certs, data.path().join("certs"));
+    for file in ["ca.crt", "node.key", "client.root.key"] {
+        let mode = std::fs::metadata(certs.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let operator = tritontube::trust::tls::ClusterTls::client(&certs, "root").unwrap();
+    let mut client = tritontube::admin_cli::connect_tls(&admin, None, Some(&operator)).unwrap();
+    let nodes = client
+        .list_nodes(tritontube::proto::admin::ListNodesRequest {})
+        .await
+        .expect("the operator's certificate opens the admin service")
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 3);
+    // Plain calls reach neither the admin service nor a storage node.
+    let mut plain = tritontube::admin_cli::connect(&admin, None).unwrap();
+    assert!(
+        plain
+            .list_nodes(tritontube::proto::admin::ListNodesRequest {})
+            .await
+            .is_err()
+    );
+    let storage =
+        tritontube::proto::storage::storage_service_client::StorageServiceClient::connect(format!(
+            "http://{}",
+            nodes[0]
+        ))
+        .await;
+    if let Ok(mut storage) = storage {
+        assert!(
+            storage
+                .list_files(tritontube::proto::storage::ListFilesRequest {})
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn up_off_loopback_needs_secure() {
+    let data = tempfile::tempdir().unwrap();
+    let output = tritontube()
+        .arg("up")
+        .arg("--data")
+        .arg(data.path().join("d"))
+        .args([
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--storage-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--secure"));
+    assert!(!data.path().join("d").exists(), "nothing is made on disk");
+}
