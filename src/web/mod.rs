@@ -16,6 +16,7 @@ pub mod api;
 pub mod assets;
 pub mod content;
 pub mod hardening;
+pub mod https;
 pub mod pages;
 pub mod progress;
 pub mod routes;
@@ -64,6 +65,9 @@ pub struct WebConfig {
     /// The cluster's certificates: storage nodes and the admin service's callers speak
     /// mutual TLS (the viewers' listener stays as it is).
     pub cluster_tls: Option<ClusterTls>,
+    /// HTTPS for viewers (and HSTS); plain HTTP without it, e.g. behind a load balancer
+    /// that terminates TLS.
+    pub viewer_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for WebConfig {
@@ -77,6 +81,7 @@ impl Default for WebConfig {
             ladder: transcode::Ladder::default(),
             uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
             cluster_tls: None,
+            viewer_tls: None,
         }
     }
 }
@@ -157,6 +162,12 @@ pub struct WebArgs {
     pub uploads_per_client: usize,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Serve viewers over HTTPS with this certificate chain (PEM), and send HSTS.
+    #[arg(long, env = "TRITONTUBE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TRITONTUBE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -218,6 +229,10 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
             .then(|| std::time::Duration::from_secs(args.repair_every_secs)),
         ladder: args.ladder,
         uploads_per_client: args.uploads_per_client,
+        viewer_tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
+            _ => None,
+        },
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -366,15 +381,26 @@ pub async fn run(
         metrics,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
-    // Nagle off, as for the storage nodes: a response must not wait for a delayed ACK.
-    let http = http.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
-        }
-    });
+    let viewer_tls = state.config.viewer_tls.clone();
     let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let http_server =
-        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let stop = shutdown.clone().cancelled_owned();
+    let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match viewer_tls {
+            // Nagle off, as for the storage nodes: a response must not wait for a delayed ACK.
+            None => {
+                let http = http.tap_io(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
+                    }
+                });
+                Box::pin(async move { axum::serve(http, app).with_graceful_shutdown(stop).await })
+            }
+            Some(config) => {
+                // The tap (a no-op) gives the listener the connection's address.
+                let https = https::TlsListener::new(http, config).tap_io(|_| {});
+                Box::pin(async move { axum::serve(https, app).with_graceful_shutdown(stop).await })
+            }
+        };
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {

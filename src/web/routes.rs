@@ -71,7 +71,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/static/app.css", get(assets::app_css))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::web::scrape));
-    hardening::with_security_headers(routes)
+    hardening::with_security_headers(routes, state.config.viewer_tls.is_some())
         .layer(state.metrics.http.layer())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
