@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::meta::MetaStore;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
+use crate::trust::certs;
+use crate::trust::tls::{ClusterTls, DEFAULT_CLIENT};
 use crate::web::{self, ContentSpec, WebConfig};
 
 #[derive(clap::Args, Debug)]
@@ -40,6 +42,44 @@ pub struct UpArgs {
     /// Shared secret the admin service requires.
     #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Make the cluster's certificates in DATA/certs (once) and run every internal link
+    /// over mutual TLS, as a cluster across machines does.
+    #[arg(long)]
+    pub secure: bool,
+}
+
+/// The certificates of `tritontube up --secure`, made on first use: a CA, one node
+/// certificate for every server here, and the operator's (`root`) for the console.
+fn local_certs(dir: &std::path::Path, host: &str) -> anyhow::Result<ClusterTls> {
+    if !dir.join(certs::CA_CERT).exists() {
+        certs::create_ca(dir)?;
+    }
+    if !dir.join(certs::NODE_CERT).exists() {
+        let mut names = vec![host.to_string()];
+        for name in ["localhost", "127.0.0.1"] {
+            if name != host {
+                names.push(name.to_string());
+            }
+        }
+        certs::create_node(dir, &names)?;
+    }
+    if !dir.join(certs::client_cert_file(DEFAULT_CLIENT)).exists() {
+        certs::create_client(dir, DEFAULT_CLIENT)?;
+    }
+    Ok(ClusterTls::node(dir)?)
+}
+
+/// `up` without `--secure` is the zero-configuration loopback cluster only.
+fn check_loopback(host: &str) -> anyhow::Result<()> {
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        loopback,
+        "refusing to listen on {host} without certificates: pass --secure (or listen on 127.0.0.1)"
+    );
+    Ok(())
 }
 
 /// A storage node on port P serves its metrics on P + this (8090 → 8190).
@@ -53,8 +93,17 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
 
 pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     web::transcode::check_tools().await?;
+    if !args.secure {
+        check_loopback(&args.host)?;
+    }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
+    let certs_dir = args.data.join("certs");
+    let tls = if args.secure {
+        Some(local_certs(&certs_dir, &args.host)?)
+    } else {
+        None
+    };
     let shutdown = CancellationToken::new();
     web::cancel_on_signal(shutdown.clone())?;
 
@@ -85,12 +134,14 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
         ));
         let dir = args.data.join(format!("storage-{i}"));
         let stop = shutdown.clone().cancelled_owned();
+        let node_tls = tls.clone();
         servers.spawn(async move {
-            crate::node::server::run_with_metrics(
+            crate::node::server::run_secure(
                 listener,
                 Some(metrics_listener),
                 dir,
                 crate::node::server::NodeOptions::default(),
+                node_tls,
                 stop,
             )
             .await
@@ -110,6 +161,7 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
         .context("opening the metadata database")?;
     let config = WebConfig {
         work_dir: args.data.join("uploads"),
+        cluster_tls: tls.clone(),
         ..WebConfig::default()
     };
     let content = ContentSpec::Ring {
@@ -138,6 +190,13 @@ pub async fn run_cli(args: UpArgs) -> anyhow::Result<()> {
     println!("  metrics:  {web_address}/metrics (web)");
     println!("            {} (storage)", node_metrics.join(" "));
     println!("  data:     {}", args.data.display());
+    if tls.is_some() {
+        println!(
+            "  certs:    {}   console: tritontube tui {admin_address} --certs-dir {}",
+            certs_dir.display(),
+            certs_dir.display()
+        );
+    }
 
     // The first server to stop (or fail) stops the rest.
     let mut result = Ok(());

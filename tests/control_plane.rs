@@ -259,6 +259,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             repair_every: None,
             resync_poll: tritontube::cluster::resync::DEFAULT_POLL_EVERY,
             move_mbps: None,
+            tls: None,
         },
         shutdown.clone(),
     )

@@ -153,6 +153,7 @@ async fn the_go_tools_single_dash_command_lines_start_nodes() {
         tritontube()
             .args(["storage", "-host", "127.0.0.1", "-port", &storage_port])
             .arg(dir.path().join("store"))
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -183,6 +184,7 @@ async fn the_go_tools_single_dash_command_lines_start_nodes() {
             .arg(dir.path().join("m.db"))
             .arg("fs")
             .arg(dir.path().join("files"))
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -194,4 +196,247 @@ async fn the_go_tools_single_dash_command_lines_start_nodes() {
         .await
         .unwrap();
     assert_eq!(index.status(), reqwest::StatusCode::OK);
+}
+
+#[test]
+fn off_loopback_a_node_without_certificates_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = [
+        tritontube()
+            .args(["storage", "--host", "0.0.0.0", "--port", "0"])
+            .arg(dir.path().join("store"))
+            .env_remove("TRITONTUBE_CERTS_DIR")
+            .output()
+            .unwrap(),
+        tritontube()
+            .args(["web", "-host", "0.0.0.0", "-port", "0", "sqlite"])
+            .arg(dir.path().join("m.db"))
+            .arg("fs")
+            .arg(dir.path().join("files"))
+            .env_remove("TRITONTUBE_CERTS_DIR")
+            .output()
+            .unwrap(),
+    ];
+    for output in refused {
+        assert!(!output.status.success(), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--certs-dir") && stderr.contains("--insecure"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("store").exists(),
+        "nothing is made on disk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_keeps_the_open_protocol_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::web::free_port().to_string();
+    let mut storage = Killed(
+        tritontube()
+            .args(["storage", "-host", "0.0.0.0", "-port", &port, "-insecure"])
+            .arg(dir.path().join("store"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let address = format!("127.0.0.1:{port}");
+    wait_listening(&address, &mut storage.0, "storage --insecure").await;
+    let mut client =
+        tritontube::proto::storage::storage_service_client::StorageServiceClient::connect(format!(
+            "http://{address}"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .list_files(tritontube::proto::storage::ListFilesRequest {})
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_lines_take_certs_dir_and_the_admin_cli_needs_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    for args in [
+        &["create-ca"][..],
+        &["create-node", "127.0.0.1"][..],
+        &["create-client", "root"][..],
+    ] {
+        assert!(cert(&certs, args).status.success());
+    }
+    let storage_port = support::web::free_port();
+    let storage_address = format!("127.0.0.1:{storage_port}");
+    let mut storage = Killed(
+        tritontube()
+            .args([
+                "storage",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &storage_port.to_string(),
+            ])
+            .arg("--certs-dir")
+            .arg(&certs)
+            .arg(dir.path().join("store"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(&storage_address, &mut storage.0, "storage --certs-dir").await;
+
+    let admin_address = format!("127.0.0.1:{}", support::web::free_port());
+    let mut web = Killed(
+        tritontube()
+            .args(["web", "--host", "127.0.0.1", "--port", "0"])
+            .env("TRITONTUBE_CERTS_DIR", &certs)
+            .arg("sqlite")
+            .arg(dir.path().join("m.db"))
+            .arg("nw")
+            .arg(format!("{admin_address},{storage_address}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(&admin_address, &mut web.0, "web with TRITONTUBE_CERTS_DIR").await;
+
+    let admin = |extra: &[&str]| {
+        let mut command = tritontube();
+        command
+            .arg("admin")
+            .args(extra)
+            .args(["list", &admin_address]);
+        command.env_remove("TRITONTUBE_CERTS_DIR").output().unwrap()
+    };
+    let certs_arg = certs.to_str().unwrap();
+    // The web node answers only once its control plane is up: retry the operator's call.
+    let mut listed = admin(&["--certs-dir", certs_arg]);
+    for _ in 0..200 {
+        if listed.status.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = admin(&["--certs-dir", certs_arg]);
+    }
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        format!("Nodes in cluster:\n{storage_address}\n")
+    );
+
+    let plain = admin(&[]);
+    assert!(!plain.status.success(), "{plain:?}");
+    let stranger = admin(&["--certs-dir", certs_arg, "--user", "nobody"]);
+    assert!(!stranger.status.success());
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(stderr.contains("create-client nobody"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_secure_makes_certificates_and_speaks_only_tls() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut up = Killed(
+        tritontube()
+            .arg("up")
+            .arg("--data")
+            .arg(data.path())
+            .args(["--port", "0", "--admin-port", "0", "--storage-port", "0"])
+            .arg("--secure")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = up.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take(8)
+            .collect::<Vec<String>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("up prints its addresses")
+        .unwrap();
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    };
+    let admin = field("admin:");
+    let certs = std::path::PathBuf::from(field("certs:"));
+    assert_eq!(certs, data.path().join("certs"));
+    for file in ["ca.crt", "node.key", "client.root.key"] {
+        let mode = std::fs::metadata(certs.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let operator = tritontube::trust::tls::ClusterTls::client(&certs, "root").unwrap();
+    let mut client = tritontube::admin_cli::connect_tls(&admin, None, Some(&operator)).unwrap();
+    let nodes = client
+        .list_nodes(tritontube::proto::admin::ListNodesRequest {})
+        .await
+        .expect("the operator's certificate opens the admin service")
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 3);
+    // Plain calls reach neither the admin service nor a storage node.
+    let mut plain = tritontube::admin_cli::connect(&admin, None).unwrap();
+    assert!(
+        plain
+            .list_nodes(tritontube::proto::admin::ListNodesRequest {})
+            .await
+            .is_err()
+    );
+    let storage =
+        tritontube::proto::storage::storage_service_client::StorageServiceClient::connect(format!(
+            "http://{}",
+            nodes[0]
+        ))
+        .await;
+    if let Ok(mut storage) = storage {
+        assert!(
+            storage
+                .list_files(tritontube::proto::storage::ListFilesRequest {})
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn up_off_loopback_needs_secure() {
+    let data = tempfile::tempdir().unwrap();
+    let output = tritontube()
+        .arg("up")
+        .arg("--data")
+        .arg(data.path().join("d"))
+        .args([
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--storage-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--secure"));
+    assert!(!data.path().join("d").exists(), "nothing is made on disk");
 }

@@ -121,3 +121,82 @@ async fn uploads_in_progress_are_bounded_per_client_address() {
     }
     assert!(let_in, "slots were not given back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_get_https_with_hsts_when_given_a_certificate() {
+    use tritontube::trust::certs;
+    support::require_tool("curl", "curl");
+    let work = tempfile::tempdir().unwrap();
+    let certs_dir = work.path().join("certs");
+    certs::create_ca(&certs_dir).unwrap();
+    certs::create_node(&certs_dir, &["127.0.0.1".into()]).unwrap();
+    let viewer_tls = tritontube::web::https::server_config(
+        &certs_dir.join(certs::NODE_CERT),
+        &certs_dir.join(certs::NODE_KEY),
+    )
+    .unwrap();
+    let meta = tritontube::meta::MetaStore::sqlite(&work.path().join("m.db"))
+        .await
+        .unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = http.local_addr().unwrap().to_string();
+    let config = tritontube::web::WebConfig {
+        work_dir: work.path().join("uploads"),
+        viewer_tls: Some(viewer_tls),
+        ..tritontube::web::WebConfig::default()
+    };
+    let content = tritontube::web::ContentSpec::Local(work.path().join("files"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(async move {
+        tritontube::web::run(http, None, meta, content, config, stopped).await
+    });
+
+    let curl = |url: String| {
+        let ca = certs_dir.join(certs::CA_CERT);
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    "-D",
+                    "-",
+                    "-o",
+                    "/dev/null",
+                    "--cacert",
+                ])
+                .arg(ca)
+                .arg(url)
+                .output()
+                .unwrap()
+        })
+    };
+    let mut answer = curl(format!("https://{address}/")).await.unwrap();
+    for _ in 0..100 {
+        if answer.status.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answer = curl(format!("https://{address}/")).await.unwrap();
+    }
+    let headers = String::from_utf8_lossy(&answer.stdout).to_lowercase();
+    assert!(answer.status.success(), "{answer:?}");
+    assert!(
+        headers.starts_with("http/2 200") || headers.starts_with("http/1.1 200"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("strict-transport-security: max-age=31536000; includesubdomains"),
+        "{headers}"
+    );
+    assert!(headers.contains("content-security-policy: "), "{headers}");
+    // Plain HTTP on the HTTPS port gets no page.
+    let plain = curl(format!("http://{address}/")).await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains(" 200"),
+        "{plain:?}"
+    );
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

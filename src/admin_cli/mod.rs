@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use crate::cluster::admin_client::{AdminClient, connect as connect_client};
+pub use crate::cluster::admin_client::{AdminClient, connect as connect_client, connect_tls};
 use crate::proto::admin::{
     AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ListNodesRequest,
     ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,
 };
+use crate::trust::tls::{ClusterTls, DEFAULT_CLIENT};
 
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
@@ -32,6 +33,41 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Folder of the cluster's certificates: the admin service is called over mutual TLS
+    /// with the operator's certificate (client.USER.crt).
+    #[arg(long, global = true, env = "TRITONTUBE_CERTS_DIR")]
+    pub certs_dir: Option<std::path::PathBuf>,
+    /// The operator whose certificate is shown (with --certs-dir).
+    #[arg(long, global = true, env = "TRITONTUBE_USER", default_value = DEFAULT_CLIENT)]
+    pub user: String,
+}
+
+/// How this command reaches the admin service: the token and the operator's certificate.
+pub struct Caller {
+    pub token: Option<String>,
+    pub tls: Option<ClusterTls>,
+}
+
+impl Caller {
+    pub fn from_args(args: &AdminArgs) -> anyhow::Result<Caller> {
+        let tls = match &args.certs_dir {
+            Some(dir) => Some(ClusterTls::client(dir, &args.user)?),
+            None => None,
+        };
+        Ok(Caller {
+            token: args.token.clone(),
+            tls,
+        })
+    }
+
+    /// Connects lazily to the admin service at `address` (`host:port`).
+    pub fn connect(&self, address: &str) -> anyhow::Result<AdminClient> {
+        Ok(connect_tls(
+            address,
+            self.token.as_deref(),
+            self.tls.as_ref(),
+        )?)
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -77,20 +113,20 @@ pub(crate) fn describe(s: tonic::Status) -> anyhow::Error {
 }
 
 pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
-    let token = args.token.as_deref();
+    let caller = Caller::from_args(&args)?;
     match args.command {
         AdminCommand::Add { admin, node } => {
-            let moved = change(&admin, token, ChangeKind::Add, &node).await?;
+            let moved = change(&admin, &caller, ChangeKind::Add, &node).await?;
             println!("Successfully added node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::Remove { admin, node } => {
-            let moved = change(&admin, token, ChangeKind::Remove, &node).await?;
+            let moved = change(&admin, &caller, ChangeKind::Remove, &node).await?;
             println!("Successfully removed node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::List { admin } => {
-            let mut client = connect(&admin, token)?;
+            let mut client = caller.connect(&admin)?;
             let mut request = tonic::Request::new(ListNodesRequest {});
             request.set_timeout(Duration::from_secs(10));
             let reply = client
@@ -104,7 +140,7 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::Status { admin } => {
-            let mut client = connect(&admin, token)?;
+            let mut client = caller.connect(&admin)?;
             let reply = client
                 .list_workers(ListWorkersRequest {})
                 .await
@@ -127,16 +163,16 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
         AdminCommand::Pace { admin, mbps } => {
-            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Set(mbps)).await?;
+            pace::run(&mut caller.connect(&admin)?, pace::PaceChange::Set(mbps)).await?;
         }
         AdminCommand::Pause { admin } => {
-            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Pause).await?;
+            pace::run(&mut caller.connect(&admin)?, pace::PaceChange::Pause).await?;
         }
         AdminCommand::Resume { admin } => {
-            pace::run(&mut connect(&admin, token)?, pace::PaceChange::Resume).await?;
+            pace::run(&mut caller.connect(&admin)?, pace::PaceChange::Resume).await?;
         }
         AdminCommand::Delete { admin, id } => {
-            let mut client = connect(&admin, token)?;
+            let mut client = caller.connect(&admin)?;
             let reply = client
                 .delete_video(crate::proto::admin::DeleteVideoRequest { id: id.clone() })
                 .await
@@ -150,11 +186,11 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
             dry_run,
             verify,
         } => {
-            let mut client = connect(&admin, token)?;
+            let mut client = caller.connect(&admin)?;
             repair::run(&mut client, &admin, dry_run, verify).await?;
         }
         AdminCommand::Cancel { admin } => {
-            let mut client = connect(&admin, token)?;
+            let mut client = caller.connect(&admin)?;
             let reply = client
                 .cancel_change(CancelChangeRequest {})
                 .await
@@ -171,13 +207,8 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
 
 /// Starts a ring change and follows it to its end; returns the files moved. Ctrl-C stops
 /// only the following: the change goes on in the web node.
-async fn change(
-    admin: &str,
-    token: Option<&str>,
-    kind: ChangeKind,
-    node: &str,
-) -> anyhow::Result<u64> {
-    let mut client = connect(admin, token)?;
+async fn change(admin: &str, caller: &Caller, kind: ChangeKind, node: &str) -> anyhow::Result<u64> {
+    let mut client = caller.connect(admin)?;
     let started = client
         .start_change(StartChangeRequest {
             kind: kind as i32,

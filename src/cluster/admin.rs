@@ -1,6 +1,7 @@
 //! The admin gRPC service (VideoContentAdminService): the original's AddNode, RemoveNode
-//! and ListNodes, plus what the console needs. With a token configured, every call must
-//! carry it in the `x-tritontube-token` metadata.
+//! and ListNodes, plus what the console needs. Every call needs the operator's credential
+//! (see [`crate::trust::credential`]): the token in the `x-tritontube-token` metadata or
+//! the operator's client certificate.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use crate::proto::admin::video_content_admin_service_server::{
     VideoContentAdminService, VideoContentAdminServiceServer,
 };
 use crate::proto::admin::{self, MigrationProgress};
+use crate::trust::credential::AdminCredential;
+use crate::trust::tls::caller_role;
 
 /// How long a node may take to answer a status probe.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,46 +40,33 @@ pub struct AdminService {
     pub metrics: Arc<WebMetrics>,
 }
 
-pub type AdminServer = InterceptedService<VideoContentAdminServiceServer<AdminService>, TokenCheck>;
+pub type AdminServer =
+    InterceptedService<VideoContentAdminServiceServer<AdminService>, CredentialCheck>;
 
-/// Refuses calls without the configured token; lets everything through when none is set.
+/// Refuses calls without the operator's credential (see [`AdminCredential`]).
 #[derive(Clone)]
-pub struct TokenCheck {
-    token: Option<Arc<str>>,
+pub struct CredentialCheck {
+    credential: Arc<AdminCredential>,
 }
 
-impl tonic::service::Interceptor for TokenCheck {
+impl tonic::service::Interceptor for CredentialCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Ok(request);
-        };
-        match request.metadata().get(TOKEN_METADATA).map(|v| v.to_str()) {
-            Some(Ok(given)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
-                Ok(request)
-            }
-            Some(_) => Err(Status::unauthenticated("admin token refused")),
-            None => Err(Status::unauthenticated(
-                "this admin service needs a token (--token or TRITONTUBE_ADMIN_TOKEN)",
-            )),
+        let token = request
+            .metadata()
+            .get(TOKEN_METADATA)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        match self.credential.check(token, caller_role(&request)) {
+            Ok(()) => Ok(request),
+            Err(refusal) => Err(Status::unauthenticated(refusal.to_string())),
         }
     }
 }
 
-/// The service, refusing calls without `token` when one is set.
-pub fn server(service: AdminService, token: Option<String>) -> AdminServer {
+/// The service, refusing calls without the operator's credential.
+pub fn server(service: AdminService, credential: Arc<AdminCredential>) -> AdminServer {
     let service =
         VideoContentAdminServiceServer::new(service).max_decoding_message_size(4 * 1024 * 1024);
-    InterceptedService::new(
-        service,
-        TokenCheck {
-            token: token.map(Arc::from),
-        },
-    )
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    InterceptedService::new(service, CredentialCheck { credential })
 }
 
 /// The node address of a request, refused with INVALID_ARGUMENT when malformed.
@@ -492,17 +482,5 @@ fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
         started_at_ms: status.started_at.timestamp_millis(),
         finished_at_ms: status.finished_at.map_or(0, |t| t.timestamp_millis()),
         outcome: status.outcome.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secre"));
     }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Status};
 
 use crate::node::address::with_scheme;
 use crate::proto::admin::video_content_admin_service_client::VideoContentAdminServiceClient;
+use crate::trust::tls::ClusterTls;
 
 /// gRPC metadata key carrying the admin token.
 pub const TOKEN_METADATA: &str = "x-tritontube-token";
@@ -43,13 +44,34 @@ pub type AdminClient =
 /// A client of the admin service at `address` (`host:port`, a scheme is accepted). The
 /// channel connects lazily, so a dead admin service shows up as failed calls.
 pub fn connect(address: &str, token: Option<&str>) -> Result<AdminClient, AdminClientError> {
-    let channel = Channel::from_shared(with_scheme(address))
-        .map_err(|e| AdminClientError::BadAddress {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_lazy();
+    connect_tls(address, token, None)
+}
+
+/// As [`connect`]; with `tls` (an operator's certificate), over mutual TLS.
+pub fn connect_tls(
+    address: &str,
+    token: Option<&str>,
+    tls: Option<&ClusterTls>,
+) -> Result<AdminClient, AdminClientError> {
+    let bad_address = |e: tonic::transport::Error| AdminClientError::BadAddress {
+        address: address.to_string(),
+        reason: e.to_string(),
+    };
+    let endpoint = match tls {
+        None => Channel::from_shared(with_scheme(address)),
+        Some(_) => Channel::from_shared(crate::trust::tls::url(address, true)),
+    }
+    .map_err(|e| AdminClientError::BadAddress {
+        address: address.to_string(),
+        reason: e.to_string(),
+    })?;
+    let endpoint = match tls {
+        None => endpoint,
+        Some(tls) => endpoint
+            .tls_config(tls.client_config())
+            .map_err(bad_address)?,
+    };
+    let channel = endpoint.connect_timeout(CONNECT_TIMEOUT).connect_lazy();
     let token = token
         .map(|t| AsciiMetadataValue::try_from(t).map_err(|_| AdminClientError::BadToken))
         .transpose()?;

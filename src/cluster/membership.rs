@@ -68,6 +68,7 @@ impl Cluster {
         seed_nodes: &[String],
         virtual_nodes: u32,
         replicas: u32,
+        tls: Option<crate::trust::tls::ClusterTls>,
     ) -> Result<Arc<Self>, ClusterError> {
         let cluster = Arc::new(Cluster {
             meta,
@@ -82,7 +83,7 @@ impl Cluster {
                 }),
                 stored: None,
             }),
-            pool: NodePool::default(),
+            pool: NodePool::new(tls),
             writes: WriteGate::default(),
             suspects: Suspects::default(),
             pacer: Pacer::default(),

@@ -77,6 +77,8 @@ pub struct Seed<'a> {
     pub resync_poll: Duration,
     /// A pace (MB/s, 0 = unlimited) to put in the journal at start; None keeps its own.
     pub move_mbps: Option<u64>,
+    /// The cluster's certificates: storage nodes are called over mutual TLS.
+    pub tls: Option<crate::trust::tls::ClusterTls>,
 }
 
 impl ControlPlane {
@@ -87,7 +89,14 @@ impl ControlPlane {
         seed: Seed<'_>,
         shutdown: CancellationToken,
     ) -> Result<Self, ClusterError> {
-        let cluster = Cluster::load(meta, seed.nodes, seed.virtual_nodes, seed.replicas).await?;
+        let cluster = Cluster::load(
+            meta,
+            seed.nodes,
+            seed.virtual_nodes,
+            seed.replicas,
+            seed.tls,
+        )
+        .await?;
         cluster.register_spares(seed.spares).await?;
         if let Some(mbps) = seed.move_mbps {
             cluster.set_pace(|pace| pace.mbps = mbps).await?;
@@ -142,7 +151,7 @@ impl ControlPlane {
 
     pub fn admin_server(
         &self,
-        token: Option<String>,
+        credential: Arc<crate::trust::credential::AdminCredential>,
         metrics: Arc<crate::metrics::web::WebMetrics>,
     ) -> admin::AdminServer {
         admin::server(
@@ -153,7 +162,7 @@ impl ControlPlane {
                 resyncer: self.resyncer.clone(),
                 metrics,
             },
-            token,
+            credential,
         )
     }
 

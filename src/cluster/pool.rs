@@ -5,13 +5,23 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::node::client::{ClientError, StorageClient};
+use crate::trust::tls::ClusterTls;
 
 #[derive(Default)]
 pub struct NodePool {
     clients: Mutex<HashMap<String, StorageClient>>,
+    /// With the cluster's certificates, every node is called over mutual TLS.
+    tls: Option<ClusterTls>,
 }
 
 impl NodePool {
+    pub fn new(tls: Option<ClusterTls>) -> NodePool {
+        NodePool {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     /// The client of `address`, created on first use (it connects lazily, so a node that
     /// is down shows up as failed calls, not here).
     pub fn client(&self, address: &str) -> Result<StorageClient, ClientError> {
@@ -19,7 +29,7 @@ impl NodePool {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let client = StorageClient::connect_lazy(address)?;
+        let client = StorageClient::connect_lazy_tls(address, self.tls.as_ref())?;
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }

@@ -181,18 +181,33 @@ impl EtcdStore {
     /// Connects to the cluster at `endpoints` (`host:port` or with a scheme) and checks
     /// that at least one member answers.
     pub async fn connect(endpoints: &[String]) -> MetaResult<Self> {
+        Self::connect_tls(endpoints, None).await
+    }
+
+    /// As [`Self::connect`]; with `tls`, over mutual TLS (etcd with `--client-cert-auth`).
+    pub async fn connect_tls(
+        endpoints: &[String],
+        tls: Option<etcd_client::TlsOptions>,
+    ) -> MetaResult<Self> {
         let endpoints: Vec<String> = endpoints
             .iter()
             .map(|e| e.trim())
             .filter(|e| !e.is_empty())
-            .map(with_scheme)
+            .map(|e| match tls {
+                None => with_scheme(e),
+                Some(_) => crate::trust::tls::url(e, true),
+            })
             .collect();
         if endpoints.is_empty() {
             return Err(MetaError::Internal("no etcd endpoint given".into()));
         }
         let mut members = Vec::with_capacity(endpoints.len());
         for endpoint in &endpoints {
-            let options = ConnectOptions::new()
+            let mut options = ConnectOptions::new();
+            if let Some(tls) = &tls {
+                options = options.with_tls(tls.clone());
+            }
+            let options = options
                 .with_connect_timeout(CONNECT_TIMEOUT)
                 .with_timeout(ATTEMPT_TIMEOUT)
                 // etcd refuses pings more often than every 5 s.

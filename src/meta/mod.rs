@@ -291,6 +291,17 @@ impl MetaStore {
         Ok(MetaStore::Etcd(EtcdStore::connect(endpoints).await?))
     }
 
+    /// As [`Self::etcd`]; with `tls` (this host's certificate), over mutual TLS.
+    pub async fn etcd_tls(
+        endpoints: &[String],
+        tls: Option<&crate::trust::tls::ClusterTls>,
+    ) -> MetaResult<Self> {
+        let tls = tls.map(|tls| tls.client_config());
+        Ok(MetaStore::Etcd(
+            EtcdStore::connect_tls(endpoints, tls).await?,
+        ))
+    }
+
     /// Claims `id` for an upload (status Processing). `AlreadyExists` if the id is taken in
     /// any state; of two concurrent claims exactly one succeeds.
     pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {

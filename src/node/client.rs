@@ -19,6 +19,7 @@ use crate::proto::storage::{
     NodeStatsRequest, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
     ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
 };
+use crate::trust::tls::ClusterTls;
 
 /// Size of the chunks a file is streamed in.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -131,7 +132,21 @@ pub fn endpoint(address: &str) -> ClientResult<Endpoint> {
 impl StorageClient {
     /// A client that connects on first use; never fails for a well-formed address.
     pub fn connect_lazy(address: &str) -> ClientResult<Self> {
-        let channel = endpoint(address)?.connect_lazy();
+        Self::connect_lazy_tls(address, None)
+    }
+
+    /// As [`Self::connect_lazy`]; with `tls`, over mutual TLS with the cluster CA.
+    pub fn connect_lazy_tls(address: &str, tls: Option<&ClusterTls>) -> ClientResult<Self> {
+        let channel = match tls {
+            None => endpoint(address)?,
+            Some(tls) => {
+                let url = crate::trust::tls::url(address, true);
+                endpoint(&url)?
+                    .tls_config(tls.client_config())
+                    .map_err(|e| ClientError::BadAddress(format!("{address}: {e}")))?
+            }
+        }
+        .connect_lazy();
         Ok(Self::from_channel(address, channel))
     }
 

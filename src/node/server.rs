@@ -21,6 +21,9 @@ use super::service::StorageService;
 use super::store::{DEFAULT_MIN_FREE_BYTES, Store, StoreError, StoreOptions};
 use crate::metrics::node::NodeMetrics;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
+use crate::trust::Role;
+use crate::trust::listen::TrustArgs;
+use crate::trust::tls::{ClusterTls, require_role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -68,6 +71,20 @@ pub async fn run_with_metrics(
     options: NodeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    run_secure(listener, metrics_listener, dir, options, None, shutdown).await
+}
+
+/// As [`run_with_metrics`]; with `tls`, the node's port speaks only mutual TLS, every
+/// call needs a node certificate from the cluster CA, and the node pulls from others
+/// over TLS (GetFile: the plain direct-copy protocol is off).
+pub async fn run_secure(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    dir: PathBuf,
+    options: NodeOptions,
+    tls: Option<ClusterTls>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let metrics = NodeMetrics::new();
     let store = Store::open_with(dir, options.store).await?;
     let root = store.root().to_path_buf();
@@ -108,18 +125,35 @@ pub async fn run_with_metrics(
             None => Ok(()),
         }
     };
+    let tls_on = tls.is_some();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let members_only = tonic::service::InterceptorLayer::new(move |request: tonic::Request<()>| {
+        require_role(&request, tls_on, &[Role::Node]).map(|()| request)
+    });
     let grpc_server = async {
-        let served = tonic::transport::Server::builder()
+        let served = builder
             .layer(metrics.layer())
+            .layer(members_only)
             // Wider windows than the 64 KiB default so one stream can fill a fast link.
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
             .add_service(health_service)
             .add_service(
-                StorageService::with_healing(store.clone(), scrubber, identity).into_server(),
+                StorageService::with_healing(store.clone(), scrubber, identity)
+                    .with_cluster_tls(tls)
+                    .into_server(),
             )
             .serve_with_incoming_shutdown(
-                node_incoming(listener, store.clone(), stop.clone(), metrics.clone()),
+                node_incoming(
+                    listener,
+                    store.clone(),
+                    stop.clone(),
+                    metrics.clone(),
+                    tls_on,
+                ),
                 async {
                     shutdown.await;
                     stop.cancel();
@@ -169,6 +203,8 @@ pub struct StorageArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
     #[arg(long, env = "TRITONTUBE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 impl StorageArgs {
@@ -226,10 +262,12 @@ async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 
 pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
     let shutdown = crate::signals::shutdown_signal().context("installing signal handlers")?;
+    let addr = resolve(&args.host, args.port).await?;
+    // Refused before anything is made on disk.
+    let tls = args.trust.node_tls(&[addr])?;
     tokio::fs::create_dir_all(&args.dir)
         .await
         .with_context(|| format!("cannot create storage folder {}", args.dir.display()))?;
-    let addr = resolve(&args.host, args.port).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {}:{} ({addr})", args.host, args.port))?;
@@ -251,7 +289,7 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
         None => None,
     };
     let options = args.options();
-    run_with_metrics(listener, metrics_listener, args.dir, options, shutdown).await?;
+    run_secure(listener, metrics_listener, args.dir, options, tls, shutdown).await?;
     tracing::info!("storage node stopped");
     Ok(())
 }
@@ -264,6 +302,7 @@ fn node_incoming(
     store: Store,
     stop: CancellationToken,
     metrics: NodeMetrics,
+    tls_on: bool,
 ) -> ReceiverStream<std::io::Result<TcpStream>> {
     let (grpc, incoming) = mpsc::channel(64);
     let copy_slots = Arc::new(Semaphore::new(super::transfer::MAX_CONNECTIONS));
@@ -274,6 +313,12 @@ fn node_incoming(
                 accepted = listener.accept() => accepted,
             };
             match accepted {
+                Ok((stream, _)) if tls_on => {
+                    // Everything goes to the TLS handshake: a plain copy request fails it
+                    // and reaches nothing.
+                    let _ = stream.set_nodelay(true);
+                    let _ = grpc.send(Ok(stream)).await;
+                }
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let route = route_connection(

@@ -31,6 +31,7 @@ use crate::proto::storage::{
     ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse,
     StreamKeysRequest, UploadRequest, UploadResponse,
 };
+use crate::trust::tls::ClusterTls;
 
 impl From<StoreError> for Status {
     fn from(error: StoreError) -> Status {
@@ -67,6 +68,8 @@ pub struct StorageService {
     copies: Arc<CopyClient>,
     /// Bounds the memory of whole-file reads in flight (see [`WHOLE_READ_BYTES`]).
     whole_reads: Arc<tokio::sync::Semaphore>,
+    /// With the cluster's certificates, pulls go through GetFile over mutual TLS.
+    tls: Option<ClusterTls>,
 }
 
 /// A GetFile of a whole file up to this size is read, verified and sent as one message:
@@ -95,7 +98,14 @@ impl StorageService {
             sources: Arc::default(),
             copies: Arc::default(),
             whole_reads: Arc::new(tokio::sync::Semaphore::new(WHOLE_READS_IN_FLIGHT)),
+            tls: None,
         }
+    }
+
+    /// Pulls from other nodes over mutual TLS with `tls` (none: plain, direct copies on).
+    pub fn with_cluster_tls(mut self, tls: Option<ClusterTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn source(&self, address: &str) -> Result<StorageClient, Status> {
@@ -106,7 +116,7 @@ impl StorageService {
         if let Some(client) = sources.get(&address) {
             return Ok(client.clone());
         }
-        let client = StorageClient::connect_lazy(&address)
+        let client = StorageClient::connect_lazy_tls(&address, self.tls.as_ref())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         sources.insert(address, client.clone());
         Ok(client)
@@ -203,6 +213,10 @@ impl StorageService {
         source: &str,
         expected: &str,
     ) -> Result<Option<FileStat>, Status> {
+        if self.tls.is_some() {
+            // The direct-copy protocol is plain TCP; with certificates only TLS is spoken.
+            return Ok(None);
+        }
         let (copies, store) = (Arc::clone(&self.copies), self.store.clone());
         let (key, source, expected) = (key.to_string(), source.to_string(), expected.to_string());
         tokio::task::spawn_blocking(

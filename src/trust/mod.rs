@@ -2,9 +2,15 @@
 //!
 //! - [`certs`]: `tritontube cert create-ca|create-node|create-client` (rcgen).
 //! - [`cli`]: the `cert` subcommand's command line.
+//! - [`credential`]: the one check of an operator's credential.
+//! - [`tls`]: mutual TLS on the internal links and the role checks.
+//! - [`listen`]: secure by default off loopback.
 
 pub mod certs;
 pub mod cli;
+pub mod credential;
+pub mod listen;
+pub mod tls;
 
 /// What a certificate's holder is to the cluster, written in its subject's OU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,6 +50,13 @@ pub struct TuiArgs {
     /// Token the admin service requires, if it requires one.
     #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Folder of the cluster's certificates: the admin service is called over mutual TLS
+    /// with the operator's certificate (client.USER.crt).
+    #[arg(long, env = "TRITONTUBE_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// The operator whose certificate is shown (with --certs-dir).
+    #[arg(long, env = "TRITONTUBE_USER", default_value = crate::trust::tls::DEFAULT_CLIENT)]
+    pub user: String,
     /// Log file: the console draws on the terminal, so its logs go here.
     #[arg(long, env = "TRITONTUBE_CONSOLE_LOG", default_value_os_t = default_log_file())]
     pub log_file: PathBuf,
@@ -71,6 +78,10 @@ pub async fn run_cli(args: TuiArgs) -> anyhow::Result<()> {
     let config = Config {
         admin: args.admin.clone(),
         token: args.token.clone(),
+        tls: match &args.certs_dir {
+            Some(dir) => Some(crate::trust::tls::ClusterTls::client(dir, &args.user)?),
+            None => None,
+        },
         etcd: etcd.clone(),
     };
     let (tx, rx) = mpsc::unbounded_channel();

@@ -36,11 +36,13 @@ pub struct Config {
     /// `host:port` of the web node's admin service (a scheme is accepted).
     pub admin: String,
     pub token: Option<String>,
+    /// The operator's certificate: the admin service is called over mutual TLS.
+    pub tls: Option<crate::trust::tls::ClusterTls>,
     pub etcd: Vec<String>,
 }
 
 pub use crate::cluster::admin_client::{
-    AdminClient, AdminClientError as SourceError, connect as admin_client,
+    AdminClient, AdminClientError as SourceError, connect as admin_client, connect_tls,
 };
 
 /// The running sources; dropping this stops them.
@@ -53,7 +55,7 @@ pub struct Sources {
 
 impl Sources {
     pub fn start(config: &Config, tx: mpsc::UnboundedSender<Action>) -> Result<Self, SourceError> {
-        let admin = admin_client(&config.admin, config.token.as_deref())?;
+        let admin = connect_tls(&config.admin, config.token.as_deref(), config.tls.as_ref())?;
         let (refresh, _) = watch::channel(0u64);
         let mut tasks = vec![
             tokio::spawn(poll_status(admin.clone(), tx.clone(), refresh.subscribe())),

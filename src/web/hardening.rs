@@ -22,8 +22,15 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 /// Uploads one client address may have in progress at once.
 pub const DEFAULT_UPLOADS_PER_CLIENT: usize = 4;
 
-/// Adds the security headers to every response of `router` (a handler's own value wins).
-pub fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// A year, as browsers' preload lists ask.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
+
+/// Adds the security headers to every response of `router` (a handler's own value wins),
+/// and HSTS when the viewers' listener is HTTPS.
+pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    https: bool,
+) -> Router<S> {
     let headers: [(HeaderName, &'static str); 5] = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
@@ -39,6 +46,12 @@ pub fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
             HeaderValue::from_static(value),
+        ));
+    }
+    if https {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
         ));
     }
     router

@@ -19,6 +19,7 @@ pub mod assets;
 pub mod captions;
 pub mod content;
 pub mod hardening;
+pub mod https;
 pub mod pages;
 pub mod progress;
 pub mod publish;
@@ -44,6 +45,9 @@ use crate::meta::MetaStore;
 use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
+use crate::trust::credential::AdminCredential;
+use crate::trust::listen::TrustArgs;
+use crate::trust::tls::ClusterTls;
 use content::Content;
 
 /// Settings of the HTTP side.
@@ -75,6 +79,12 @@ pub struct WebConfig {
     pub partial_upload_bytes: u64,
     /// Uploads one client address may have in progress at once (429 beyond).
     pub uploads_per_client: usize,
+    /// The cluster's certificates: storage nodes and the admin service's callers speak
+    /// mutual TLS (the viewers' listener stays as it is).
+    pub cluster_tls: Option<ClusterTls>,
+    /// HTTPS for viewers (and HSTS); plain HTTP without it, e.g. behind a load balancer
+    /// that terminates TLS.
+    pub viewer_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for WebConfig {
@@ -91,6 +101,8 @@ impl Default for WebConfig {
             partial_upload_expiry: tus::DEFAULT_EXPIRY,
             partial_upload_bytes: 16 * 1024 * 1024 * 1024,
             uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
+            cluster_tls: None,
+            viewer_tls: None,
         }
     }
 }
@@ -180,6 +192,14 @@ pub struct WebArgs {
     /// Uploads one client address may have in progress at once; more answer 429.
     #[arg(long, env = "TRITONTUBE_UPLOADS_PER_CLIENT", default_value_t = hardening::DEFAULT_UPLOADS_PER_CLIENT)]
     pub uploads_per_client: usize,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Serve viewers over HTTPS with this certificate chain (PEM), and send HSTS.
+    #[arg(long, env = "TRITONTUBE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TRITONTUBE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -191,7 +211,12 @@ pub fn split_list(list: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn open_meta(kind: MetadataKind, options: &str) -> anyhow::Result<MetaStore> {
+/// Opens the metadata store; etcd is reached over mutual TLS with `tls`.
+pub async fn open_meta(
+    kind: MetadataKind,
+    options: &str,
+    tls: Option<&ClusterTls>,
+) -> anyhow::Result<MetaStore> {
     Ok(match kind {
         MetadataKind::Sqlite => {
             let path = PathBuf::from(options);
@@ -203,7 +228,7 @@ pub async fn open_meta(kind: MetadataKind, options: &str) -> anyhow::Result<Meta
                 .await
                 .with_context(|| format!("opening SQLite metadata at {options}"))?
         }
-        MetadataKind::Etcd => MetaStore::etcd(&split_list(options))
+        MetadataKind::Etcd => MetaStore::etcd_tls(&split_list(options), tls)
             .await
             .with_context(|| format!("connecting to etcd at {options}"))?,
     })
@@ -217,7 +242,17 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 
 pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
     transcode::check_tools().await?;
-    let meta = open_meta(args.metadata_type, &args.metadata_options).await?;
+    // The host's certificate, when given, also opens etcd.
+    let etcd_tls = match &args.trust.certs_dir {
+        Some(dir) => Some(ClusterTls::node(dir)?),
+        None => None,
+    };
+    let meta = open_meta(
+        args.metadata_type,
+        &args.metadata_options,
+        etcd_tls.as_ref(),
+    )
+    .await?;
     let config = WebConfig {
         max_upload_bytes: args.max_upload_bytes,
         work_dir: args.work_dir.unwrap_or_else(std::env::temp_dir),
@@ -229,6 +264,10 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         partial_upload_bytes: args.partial_upload_bytes,
         uploads_per_client: args.uploads_per_client,
         move_mbps: args.move_mbps,
+        viewer_tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
+            _ => None,
+        },
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {
@@ -252,6 +291,14 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         }
     };
     let http = bind(&format!("{}:{}", args.host, args.port)).await?;
+    let mut listening = vec![http.local_addr()?];
+    if let Some(admin) = &admin_listener {
+        listening.push(admin.local_addr()?);
+    }
+    let config = WebConfig {
+        cluster_tls: args.trust.node_tls(&listening)?,
+        ..config
+    };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
     run(http, admin_listener, meta, content, config, shutdown).await
@@ -284,6 +331,16 @@ pub async fn run(
         ContentSpec::Ring { admin_token, .. } => admin_token.clone(),
         ContentSpec::Local(_) => None,
     };
+    // Without a credential only on loopback and without certificates (DESIGN.md §6c).
+    let loopback_only = http.local_addr()?.ip().is_loopback()
+        && match &admin {
+            Some(listener) => listener.local_addr()?.ip().is_loopback(),
+            None => true,
+        };
+    let credential = Arc::new(AdminCredential::new(
+        admin_token.clone(),
+        loopback_only && config.cluster_tls.is_none(),
+    ));
     let (content, admin_server) = match content {
         ContentSpec::Local(dir) => {
             let store = Store::open(&dir)
@@ -296,7 +353,7 @@ pub async fn run(
             spares,
             virtual_nodes,
             replicas,
-            admin_token,
+            admin_token: _,
         } => {
             let seed = Seed {
                 nodes: &seed_nodes,
@@ -306,6 +363,7 @@ pub async fn run(
                 repair_every: config.repair_every,
                 resync_poll: config.resync_poll,
                 move_mbps: config.move_mbps,
+                tls: config.cluster_tls.clone(),
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
@@ -327,7 +385,7 @@ pub async fn run(
                 })
             });
             metrics.watch_risk(crate::cluster::risk::facts_source(&plane));
-            let server = plane.admin_server(admin_token, metrics.clone());
+            let server = plane.admin_server(credential.clone(), metrics.clone());
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
             (content, Some((listener, server)))
@@ -347,6 +405,7 @@ pub async fn run(
             })
         })
     });
+    let cluster_tls = config.cluster_tls.clone();
     let state = Arc::new(routes::AppState {
         meta,
         content,
@@ -355,29 +414,43 @@ pub async fn run(
         uploads: progress::Uploads::default(),
         tus: tus::Partials::default(),
         admin_token,
+        credential,
         upload_slots: hardening::UploadSlots::new(config.uploads_per_client),
         config,
         metrics,
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
-    // Nagle off, as for the storage nodes: a response must not wait for a delayed ACK.
-    let http = http.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
-        }
-    });
+    let viewer_tls = state.config.viewer_tls.clone();
     let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let http_server =
-        axum::serve(http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let stop = shutdown.clone().cancelled_owned();
+    let http_server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match viewer_tls {
+            // Nagle off, as for the storage nodes: a response must not wait for a delayed ACK.
+            None => {
+                let http = http.tap_io(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
+                    }
+                });
+                Box::pin(async move { axum::serve(http, app).with_graceful_shutdown(stop).await })
+            }
+            Some(config) => {
+                // The tap (a no-op) gives the listener the connection's address.
+                let https = https::TlsListener::new(http, config).tap_io(|_| {});
+                Box::pin(async move { axum::serve(https, app).with_graceful_shutdown(stop).await })
+            }
+        };
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {
-            let admin_future = tonic::transport::Server::builder()
-                .add_service(server)
-                .serve_with_incoming_shutdown(
-                    crate::node::server::no_delay_incoming(listener),
-                    shutdown.clone().cancelled_owned(),
-                );
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &cluster_tls {
+                builder = builder.tls_config(tls.server_config())?;
+            }
+            let admin_future = builder.add_service(server).serve_with_incoming_shutdown(
+                crate::node::server::no_delay_incoming(listener),
+                shutdown.clone().cancelled_owned(),
+            );
             let (http_result, admin_result) = tokio::join!(http_server, admin_future);
             http_result?;
             admin_result?;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub tus: super::tus::Partials,
     /// The admin token, when set: deleting a video requires it.
     pub admin_token: Option<String>,
+    /// Who may delete: the operator's credential (see [`crate::trust::credential`]).
+    pub credential: Arc<crate::trust::credential::AdminCredential>,
     pub config: WebConfig,
     pub metrics: Arc<WebMetrics>,
     /// Uploads in progress per client address.
@@ -79,7 +81,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(super::tus::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::web::scrape));
-    hardening::with_security_headers(routes)
+    hardening::with_security_headers(routes, state.config.viewer_tls.is_some())
         .layer(state.metrics.http.layer())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
