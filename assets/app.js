@@ -466,6 +466,7 @@
       menu.querySelectorAll('[role=menuitemradio]').forEach((item) => item.setAttribute('aria-checked', String(item.dataset.value === value)));
       const list = player.getBitrateInfoListFor('video') || [];
       qualityButton.textContent = 'Quality: ' + (auto ? 'Auto' : list[Number(value)].height + 'p');
+      if (!auto && quality) quality.textContent = 'Switching to ' + list[Number(value)].height + 'p (chosen by you)';
       closeMenu();
       qualityButton.focus();
     };

@@ -2,6 +2,7 @@
 # Every benchmark, one after the other, each updating its section of BENCHMARKS.md:
 # ring lookups, segment serving beside nginx (with the cache holding the videos, then
 # smaller than them), verified against unverified reads, upload to ready beside ffmpeg,
+# playable and ready after an upload (publish first),
 # and a ring change and a repair beside cp -r (+ sync). About 12 minutes on 2 cores once
 # the release build is done.
 #
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 started=$(date +%s)
 cargo build --release --quiet --bin tritontube
-for bench in ring segments segments-cold verified_reads upload migration repair; do
+for bench in ring segments segments-cold verified_reads upload publish migration repair; do
   echo "== $bench" >&2
   # Each stops itself (a watchdog) if it hangs; the whole run is bounded as well.
   case $bench in
