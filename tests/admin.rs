@@ -18,8 +18,9 @@ use tonic::Code;
 use tritontube::admin_cli::connect;
 use tritontube::proto::admin::{
     AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterStatusRequest, DeleteVideoRequest,
-    ListNodesRequest, ListWorkersRequest, PlanChangeRequest, RemoveNodeRequest, StartChangeRequest,
-    StartRepairRequest, WatchMigrationRequest,
+    ListNodesRequest, ListWorkersRequest, PauseMovesRequest, PlanChangeRequest, RemoveNodeRequest,
+    ResumeMovesRequest, SetPaceRequest, StartChangeRequest, StartRepairRequest,
+    WatchMigrationRequest,
 };
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
@@ -281,6 +282,30 @@ async fn the_admin_token_is_required_when_set() {
                     .map(drop),
             ),
             (
+                "SetPace",
+                admin
+                    .clone()
+                    .set_pace(SetPaceRequest { mbps: 1 })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "PauseMoves",
+                admin
+                    .clone()
+                    .pause_moves(PauseMovesRequest {})
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ResumeMoves",
+                admin
+                    .clone()
+                    .resume_moves(ResumeMovesRequest {})
+                    .await
+                    .map(drop),
+            ),
+            (
                 "ListNodes",
                 admin
                     .clone()
@@ -320,6 +345,18 @@ async fn the_admin_token_is_required_when_set() {
         "{workers:?}"
     );
     assert!(web.meta.get_video("kept").await.unwrap().value.is_some());
+    let pace = right
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .pace
+        .unwrap();
+    assert_eq!(
+        (pace.mbps, pace.paused),
+        (0, false),
+        "the pace is unchanged"
+    );
 
     // With the token the same calls are served.
     right
@@ -502,10 +539,7 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
     // After the last restart the change completes (resumed on start, or re-run), once
     // its pace is lifted.
     let mut admin = connect(&web.admin, None).unwrap();
-    admin
-        .set_pace(tritontube::proto::admin::SetPaceRequest { mbps: 0 })
-        .await
-        .unwrap();
+    admin.set_pace(SetPaceRequest { mbps: 0 }).await.unwrap();
     let mut done = false;
     for _ in 0..600 {
         let listed = admin
