@@ -200,3 +200,67 @@ async fn viewers_get_https_with_hsts_when_given_a_certificate() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_token_when_set_is_required_and_refusals_store_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let meta = tritontube::meta::MetaStore::sqlite(&work.path().join("m.db"))
+        .await
+        .unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", http.local_addr().unwrap());
+    let config = tritontube::web::WebConfig {
+        work_dir: work.path().join("uploads"),
+        upload_token: Some("upload-secret".into()),
+        ..tritontube::web::WebConfig::default()
+    };
+    let files = work.path().join("files");
+    let content = tritontube::web::ContentSpec::Local(files.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (served_meta, stopped) = (meta.clone(), stop.clone());
+    let server = tokio::spawn(async move {
+        tritontube::web::run(http, None, served_meta, content, config, stopped).await
+    });
+    let upload = |token: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(vec![0u8; 4096]).file_name("sneaky.mp4"),
+            );
+            let mut request = http_client().post(format!("{url}/upload")).multipart(form);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().status()
+        }
+    };
+    // The node starts listening at once; poll until it answers.
+    let mut status = None;
+    for _ in 0..100 {
+        if http_client()
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            status = Some(upload(None).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(reqwest::StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        upload(Some("guess")).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert!(meta.list_videos().await.unwrap().value.is_empty());
+    assert!(support::files_under(&files).is_empty());
+    // With the token the upload is let in (and refused as not a video: 4 KB of zeros).
+    assert_eq!(
+        upload(Some("upload-secret")).await,
+        reqwest::StatusCode::BAD_REQUEST
+    );
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -200,7 +200,7 @@ pub async fn get_video(
 }
 
 /// The token a request carries: `Authorization: Bearer …` or `X-Tritontube-Token`.
-fn given_token(headers: &HeaderMap) -> Option<&str> {
+pub fn given_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -210,6 +210,22 @@ fn given_token(headers: &HeaderMap) -> Option<&str> {
             .get(crate::cluster::admin_client::TOKEN_METADATA)
             .and_then(|v| v.to_str().ok())
     })
+}
+
+/// With `--upload-token`, an upload needs that token (or the operator's credential).
+pub fn check_upload_token(state: &SharedState, headers: &HeaderMap) -> Result<(), WebError> {
+    let Some(expected) = &state.config.upload_token else {
+        return Ok(());
+    };
+    let given = given_token(headers);
+    if given.is_some_and(|given| crate::trust::credential::same_token(given.trim(), expected))
+        || state.credential.token_is_set() && state.credential.check(given, None).is_ok()
+    {
+        return Ok(());
+    }
+    Err(WebError::Unauthorized(
+        "uploading needs the upload token (Authorization: Bearer TOKEN)".into(),
+    ))
 }
 
 /// Deleting needs the operator's credential; the viewers' listener is plain HTTP, so

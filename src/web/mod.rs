@@ -85,6 +85,8 @@ pub struct WebConfig {
     /// HTTPS for viewers (and HSTS); plain HTTP without it, e.g. behind a load balancer
     /// that terminates TLS.
     pub viewer_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// When set, uploads need this token (uploads are open to anyone by default).
+    pub upload_token: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -103,6 +105,7 @@ impl Default for WebConfig {
             uploads_per_client: hardening::DEFAULT_UPLOADS_PER_CLIENT,
             cluster_tls: None,
             viewer_tls: None,
+            upload_token: None,
         }
     }
 }
@@ -200,6 +203,9 @@ pub struct WebArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "TRITONTUBE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require this token for uploads (`Authorization: Bearer TOKEN`); open by default.
+    #[arg(long, env = "TRITONTUBE_UPLOAD_TOKEN", hide_env_values = true)]
+    pub upload_token: Option<String>,
 }
 
 /// Splits a comma-separated list, dropping empty items and surrounding spaces.
@@ -268,6 +274,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
             (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
             _ => None,
         },
+        upload_token: args.upload_token,
         ..WebConfig::default()
     };
     let (content, admin_listener) = match args.content_type {

@@ -132,6 +132,9 @@ pub async fn upload(
             e.into_response()
         }
     };
+    if let Err(e) = api::check_upload_token(&state, &headers) {
+        return refuse(e);
+    }
     // Counted as abandoned unless it is told how it ended: a client that goes away while
     // sending drops this future midway.
     let outcome = state.metrics.uploads.pending();
