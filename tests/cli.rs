@@ -147,10 +147,20 @@ async fn ctrl_c_on_admin_add_leaves_the_change_running() {
         .status()
         .unwrap();
     assert!(interrupted.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    // Bounded: a client that missed the Ctrl-C would follow the held change for ever.
+    let pid = child.id().to_string();
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        newcomer.signal("-CONT");
+        panic!("admin add did not stop on Ctrl-C")
+    })
+    .unwrap()
+    .unwrap();
     assert_eq!(status.code(), Some(130));
     let said: Vec<String> = rx.iter().collect();
     let said = said.join("\n");

@@ -205,10 +205,19 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Listens for Ctrl-C from now on. Made before the work starts, so a Ctrl-C that comes as
+/// soon as the first progress line shows is never taken by the default action (`ctrl_c()`
+/// would install its handler only when first polled).
+pub(super) fn interrupt_listener() -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")
+}
+
 /// Starts a ring change and follows it to its end; returns the files moved. Ctrl-C stops
 /// only the following: the change goes on in the web node.
 async fn change(admin: &str, caller: &Caller, kind: ChangeKind, node: &str) -> anyhow::Result<u64> {
     let mut client = caller.connect(admin)?;
+    let mut interrupted = interrupt_listener()?;
     let started = client
         .start_change(StartChangeRequest {
             kind: kind as i32,
@@ -226,7 +235,7 @@ async fn change(admin: &str, caller: &Caller, kind: ChangeKind, node: &str) -> a
     let follow = progress::follow(&mut client, &change_id);
     tokio::select! {
         outcome = follow => outcome,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted.recv() => {
             eprintln!(
                 "\nStopped following. The change goes on in the web node: follow it with \
                  `tritontube admin status {admin}`, or roll it back with `tritontube admin cancel {admin}`."

@@ -38,6 +38,7 @@ pub async fn run(
         println!("Dry run: nothing was changed.");
         return Ok(());
     }
+    let mut interrupted = super::interrupt_listener()?;
     let worker_id = client
         .start_repair(StartRepairRequest {
             dry_run: false,
@@ -50,7 +51,7 @@ pub async fn run(
     let follow = follow_worker(client, worker_id);
     let last = tokio::select! {
         last = follow => last?,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted.recv() => {
             eprintln!(
                 "\nStopped following. The repair goes on in the web node: follow it with \
                  `tritontube admin status {admin}`."
