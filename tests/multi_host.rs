@@ -622,3 +622,69 @@ async fn a_host_outside_the_cluster_can_do_nothing() {
     );
     assert_eq!(fetch(&manifest).await, (StatusCode::OK, served));
 }
+
+/// Uploads `video` as `id` until a web node accepts it, within [`PATIENCE`].
+async fn upload_until_accepted(url: &str, id: &str, video: &[u8]) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(30),
+            upload_bytes(url, &format!("{id}.mp4"), video.to_vec()),
+        )
+        .await;
+        if let Ok(answer) = attempt
+            && answer.status() == StatusCode::SEE_OTHER
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{url} never accepted {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_host_cut_off_from_the_etcd_majority_answers_503_and_recovers() {
+    let cluster = Cluster::start().await;
+    let videos = tempfile::tempdir().unwrap();
+    let video = clip(videos.path(), "c");
+    upload_until_accepted(&cluster.url("w1"), "before", &video).await;
+
+    // w1 and e1 on one side, the majority (e2, e3) on the other; w1 still reaches the
+    // storage hosts, w2 and the test.
+    let minority = ["w1", "e1"];
+    let majority = ["e2", "e3"];
+    for a in minority {
+        for b in majority {
+            cluster.net.separate(a, b);
+        }
+    }
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        upload_bytes(&cluster.url("w1"), "cut.mp4", video.clone()),
+    )
+    .await
+    .expect("a write without the etcd majority must not hang");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("metadata store"), "{body}");
+    // The other web host, on the majority's side, still takes uploads.
+    upload_until_accepted(&cluster.url("w2"), "majority", &video).await;
+    assert!(
+        cluster.holders().keys().all(|k| !k.starts_with("cut/")),
+        "the refused upload left files"
+    );
+
+    // The partition heals: w1 takes writes again by itself.
+    for a in minority {
+        for b in majority {
+            cluster.net.join(a, b);
+        }
+    }
+    upload_until_accepted(&cluster.url("w1"), "after", &video).await;
+    let (status, _) = fetch(&format!(
+        "{}/content/majority/manifest.mpd",
+        cluster.url("w1")
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
