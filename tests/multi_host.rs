@@ -357,8 +357,12 @@ async fn a_storage_host_cut_off_during_an_upload_gets_its_copies_back() {
     let videos = tempfile::tempdir().unwrap();
     let video = clip(videos.path(), "c");
 
+    // The link goes down while the upload is in flight (sent, then transcoded for a
+    // second or more before any copy is written).
+    let url = cluster.url("w1");
+    let upload = tokio::spawn(async move { upload_bytes(&url, "detour.mp4", video).await });
     cluster.net.cut("s3");
-    let uploaded = upload_bytes(&cluster.url("w1"), "detour.mp4", video).await;
+    let uploaded = upload.await.unwrap();
     assert_eq!(uploaded.status(), StatusCode::SEE_OTHER);
     let manifest = format!("{}/content/detour/manifest.mpd", cluster.url("w2"));
     assert_eq!(fetch(&manifest).await.0, StatusCode::OK);
