@@ -627,23 +627,34 @@ async fn a_host_outside_the_cluster_can_do_nothing() {
     assert_eq!(fetch(&manifest).await, (StatusCode::OK, served));
 }
 
-/// Uploads `video` as `id` until a web node accepts it, within [`PATIENCE`].
-async fn upload_until_accepted(url: &str, id: &str, video: &[u8]) {
+/// Uploads `video` until a web node accepts it, within [`PATIENCE`]; each attempt under
+/// a new id (`ID-N`), since one that timed out on the client may still have claimed its
+/// id. Returns the accepted id.
+async fn upload_until_accepted(url: &str, id: &str, video: &[u8]) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        let attempt = tokio::time::timeout(
+    let mut seen = Vec::new();
+    for attempt in 0.. {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let name = format!("{id}-{attempt}");
+        let answer = tokio::time::timeout(
             Duration::from_secs(30),
-            upload_bytes(url, &format!("{id}.mp4"), video.to_vec()),
+            upload_bytes(url, &format!("{name}.mp4"), video.to_vec()),
         )
         .await;
-        if let Ok(answer) = attempt
-            && answer.status() == StatusCode::SEE_OTHER
-        {
-            return;
+        match answer {
+            Ok(answer) if answer.status() == StatusCode::SEE_OTHER => return name,
+            Ok(answer) => seen.push(format!(
+                "{}: {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            )),
+            Err(_) => seen.push("no answer within 30 s".into()),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("{url} never accepted {id}");
+    panic!("{url} never accepted {id}; answers: {seen:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +683,7 @@ async fn a_web_host_cut_off_from_the_etcd_majority_answers_503_and_recovers() {
     let body = refused.text().await.unwrap();
     assert!(body.contains("metadata store"), "{body}");
     // The other web host, on the majority's side, still takes uploads.
-    upload_until_accepted(&cluster.url("w2"), "majority", &video).await;
+    let written = upload_until_accepted(&cluster.url("w2"), "majority", &video).await;
     assert!(
         cluster.holders().keys().all(|k| !k.starts_with("cut/")),
         "the refused upload left files"
@@ -686,7 +697,7 @@ async fn a_web_host_cut_off_from_the_etcd_majority_answers_503_and_recovers() {
     }
     upload_until_accepted(&cluster.url("w1"), "after", &video).await;
     let (status, _) = fetch(&format!(
-        "{}/content/majority/manifest.mpd",
+        "{}/content/{written}/manifest.mpd",
         cluster.url("w1")
     ))
     .await;
