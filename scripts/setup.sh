@@ -54,7 +54,7 @@ test  npm               cmd  npm                                             ins
 test  python3           cmd  python3                                         scripts/compat-check.sh's independent client
 test  python3-venv      python venv                                          scripts/compat-check.sh installs grpcio into a venv
 test  prometheus        cmd  promtool                                        the metrics test checks every /metrics endpoint
-test  iproute2          cmd  ip                                              tests/multi_host.rs makes network namespaces, a bridge and veth pairs
+test  iproute2          cmd  ip                                              tests/multi_host/ makes network namespaces, a bridge and veth pairs
 build curl              cmd  curl                                            rustup's installer when cargo is missing; scripts wait for servers with it
 build ca-certificates   file /etc/ssl/certs/ca-certificates.crt             cargo and rustup fetch over HTTPS
 bench wrk               cmd  wrk                                             HTTP load in scripts/bench
