@@ -9,6 +9,7 @@ use tritontube::tui::app::{
     STALE_AFTER_TICKS, State, update,
 };
 use tritontube::tui::keys::{self, BINDINGS, Context};
+use tritontube::tui::pace::{self, PaceInfo};
 use tui_support::*;
 
 fn error_message(s: &State) -> &str {
@@ -712,4 +713,107 @@ fn keys_depend_on_the_mode() {
     let mut release = press(KeyCode::Char('q'));
     release.kind = KeyEventKind::Release;
     assert_eq!(keys::action_for(&Mode::Normal, release), None);
+}
+
+fn with_pace(mbps: u64, paused: bool, measured: f64) -> State {
+    let mut s = normal();
+    let mut c = cluster(&NODES, &[]);
+    c.pace = Some(PaceInfo {
+        mbps,
+        paused,
+        measured_bytes_per_sec: measured,
+    });
+    update(&mut s, Action::Status(Ok(c)));
+    s
+}
+
+#[test]
+fn plus_minus_and_p_are_bound_to_the_pace() {
+    for (code, action) in [
+        (KeyCode::Char('+'), Action::FasterPace),
+        (KeyCode::Char('-'), Action::SlowerPace),
+        (KeyCode::Char('p'), Action::TogglePause),
+    ] {
+        assert_eq!(keys::action_for(&Mode::Normal, press(code)), Some(action));
+    }
+}
+
+#[test]
+fn plus_and_minus_step_the_pace_by_halving_and_doubling() {
+    // `-` from unlimited: half the measured rate, rounded (30 MB/s measured → 15).
+    let mut s = with_pace(0, false, 30_000_000.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(15)]
+    );
+    // Nothing measured: a sensible first limit.
+    let mut s = with_pace(0, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(pace::FIRST_LIMIT_MBPS)]
+    );
+    let mut s = with_pace(8, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(4)]
+    );
+    assert_eq!(
+        update(&mut s, Action::FasterPace),
+        vec![Command::SetPace(16)]
+    );
+    // Never below 1 MB/s (0 would mean unlimited).
+    let mut s = with_pace(1, false, 0.0);
+    assert!(update(&mut s, Action::SlowerPace).is_empty());
+    // Doubling past the highest limit lifts it; `+` at unlimited does nothing.
+    let mut s = with_pace(pace::HIGHEST_LIMIT_MBPS, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::FasterPace),
+        vec![Command::SetPace(0)]
+    );
+    let mut s = with_pace(0, false, 0.0);
+    assert!(update(&mut s, Action::FasterPace).is_empty());
+}
+
+#[test]
+fn p_pauses_and_resumes_and_the_answer_updates_the_pace() {
+    let mut s = with_pace(4, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::TogglePause),
+        vec![Command::PauseMoves]
+    );
+    let paused = PaceInfo {
+        mbps: 4,
+        paused: true,
+        measured_bytes_per_sec: 0.0,
+    };
+    assert_eq!(
+        update(&mut s, Action::PaceSet(Ok(paused))),
+        vec![Command::Refresh]
+    );
+    assert_eq!(s.cluster.as_ref().unwrap().pace, Some(paused));
+    assert!(log_has(&s, "PAUSED"));
+    assert_eq!(
+        update(&mut s, Action::TogglePause),
+        vec![Command::ResumeMoves]
+    );
+    // A refusal is said, and the pace shown stays the last one known.
+    update(
+        &mut s,
+        Action::PaceSet(Err(Failure {
+            code: "UNAUTHENTICATED".into(),
+            message: "admin token required".into(),
+        })),
+    );
+    assert!(error_message(&s).contains("pace refused"));
+    assert_eq!(s.cluster.as_ref().unwrap().pace, Some(paused));
+}
+
+#[test]
+fn pace_keys_wait_until_the_pace_is_known() {
+    // A web node that did not report a pace yet: nothing is sent blind.
+    let mut s = normal();
+    for action in [Action::FasterPace, Action::SlowerPace, Action::TogglePause] {
+        assert!(update(&mut s, action).is_empty());
+        assert!(error_message(&s).contains("not known yet"));
+    }
 }

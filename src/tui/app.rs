@@ -84,6 +84,8 @@ pub struct ClusterInfo {
     pub virtual_nodes: u32,
     pub replicas: u32,
     pub migration: Option<MigrationInfo>,
+    /// The pace of ring changes and repairs (None from a web node without it).
+    pub pace: Option<super::pace::PaceInfo>,
 }
 
 /// A migration's progress.
@@ -298,6 +300,9 @@ pub enum Action {
     OpenRemove,
     OpenCancelChange,
     OpenRepair,
+    FasterPace,
+    SlowerPace,
+    TogglePause,
     Input(char),
     Backspace,
     Submit,
@@ -330,6 +335,8 @@ pub enum Action {
     RepairPlanned(Result<Vec<String>, Failure>),
     /// The repair's worker id, or why it did not start.
     RepairStarted(Result<u64, Failure>),
+    /// The pace in force after a SetPace, PauseMoves or ResumeMoves, or why not.
+    PaceSet(Result<super::pace::PaceInfo, Failure>),
     // The videos view.
     OpenVideos,
     VideosListed(Result<super::videos::VideoList, Failure>),
@@ -352,6 +359,10 @@ pub enum Command {
     StartRepair,
     ListVideos,
     DeleteVideo(String),
+    /// MB/s; 0 = unlimited.
+    SetPace(u64),
+    PauseMoves,
+    ResumeMoves,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -586,6 +597,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![Command::Refresh]
         }
+        Action::PaceSet(result) => super::pace::on_set(state, result),
         Action::VideosListed(result) => super::videos::on_listed(state, result),
         Action::VideoDeleted { id, result } => super::videos::on_deleted(state, id, result),
         key => on_key(state, key),
@@ -695,6 +707,9 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::OpenVideos => super::videos::open(state),
+        Action::FasterPace => super::pace::on_faster(state),
+        Action::SlowerPace => super::pace::on_slower(state),
+        Action::TogglePause => super::pace::on_toggle_pause(state),
         Action::FocusNext => {
             state.focus = state.focus.next(state.etcd_configured());
             vec![]

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod health;
 pub mod keys;
+pub mod pace;
 pub mod risk;
 pub mod sources;
 pub mod traffic;

@@ -508,6 +508,7 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
                 Layout::vertical([Constraint::Length(n_gauges), Constraint::Min(0)]).areas(inner);
             draw_gauges(frame, gauges, m, compact);
             let mut head = vec![migration_line(m)];
+            head.extend(pace_line(state));
             head.extend(state.health.as_ref().map(health::summary_line));
             head.extend(state.traffic.line());
             draw_log(state, frame, rest, head);
@@ -522,9 +523,15 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
         },
     };
     let mut head = head;
+    head.extend(pace_line(state));
     head.extend(state.health.as_ref().map(health::summary_line));
     head.extend(state.traffic.line());
     draw_log(state, frame, inner, head);
+}
+
+fn pace_line(state: &State) -> Option<Line<'static>> {
+    let pace = state.cluster.as_ref()?.pace.as_ref()?;
+    Some(super::pace::line(pace))
 }
 
 fn percent(ratio: f64) -> u64 {
