@@ -817,3 +817,32 @@ fn pace_keys_wait_until_the_pace_is_known() {
         assert!(error_message(&s).contains("not known yet"));
     }
 }
+
+#[test]
+fn the_add_prompt_starts_with_the_selected_spares_address() {
+    let mut s = normal();
+    // The ring's first node is selected: the prompt starts empty.
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input.is_empty()));
+    update(&mut s, Action::Cancel);
+    // Select the spare (the last row).
+    for _ in 0..NODES.len() {
+        update(&mut s, Action::Down);
+    }
+    assert_eq!(s.selected_node().unwrap().address, NEW_NODE);
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input == NEW_NODE));
+    // Enter adds it as is.
+    assert_eq!(
+        update(&mut s, Action::Submit),
+        vec![Command::AddNode(NEW_NODE.into())]
+    );
+    // With the focus elsewhere the selection is not what the operator points at.
+    let mut s = normal();
+    for _ in 0..NODES.len() {
+        update(&mut s, Action::Down);
+    }
+    update(&mut s, Action::FocusNext);
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input.is_empty()));
+}

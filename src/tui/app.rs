@@ -743,10 +743,12 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
                 state.message = Some((Level::Error, busy));
                 return vec![];
             }
-            state.mode = Mode::AddNode {
-                input: String::new(),
-                error: None,
+            // A selected spare is the likely node to add: start with its address.
+            let input = match state.selected_node() {
+                Some(n) if state.focus == Focus::Nodes && !n.in_ring => n.address.clone(),
+                _ => String::new(),
             };
+            state.mode = Mode::AddNode { input, error: None };
             vec![]
         }
         Action::OpenRepair => {
