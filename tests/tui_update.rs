@@ -321,7 +321,8 @@ fn remove_asks_for_the_plan_then_confirms() {
         s.mode,
         Mode::ConfirmRemove {
             node: NODES[1].into(),
-            plan: PlanView::Loading
+            plan: PlanView::Loading,
+            typed: String::new(),
         }
     );
     assert!(
@@ -361,9 +362,20 @@ fn remove_asks_for_the_plan_then_confirms() {
         s.mode,
         Mode::ConfirmRemove {
             node: NODES[1].into(),
-            plan: PlanView::Ready(plan)
+            plan: PlanView::Ready(plan),
+            typed: String::new(),
         }
     );
+    // Enter alone, or a wrong port, removes nothing: the node's port must be typed.
+    assert!(update(&mut s, Action::Confirm).is_empty());
+    assert!(error_message(&s).contains("type 127.0.0.1:8091's port (8091)"));
+    apply(&mut s, "8090".chars().map(Action::Input));
+    assert!(update(&mut s, Action::Confirm).is_empty());
+    assert!(matches!(s.mode, Mode::ConfirmRemove { .. }));
+    // Backspace mends a typo; letters are not taken.
+    update(&mut s, Action::Backspace);
+    apply(&mut s, [Action::Input('y'), Action::Input('1')]);
+    assert!(matches!(&s.mode, Mode::ConfirmRemove { typed, .. } if typed == "8091"));
     assert_eq!(
         update(&mut s, Action::Confirm),
         [Command::RemoveNode(NODES[1].into())]
@@ -646,6 +658,7 @@ fn every_binding_maps_its_keys_to_its_action() {
             Context::Confirm => Mode::ConfirmRemove {
                 node: NODES[0].into(),
                 plan: PlanView::Loading,
+                typed: String::new(),
             },
             Context::ConfirmCancel => Mode::ConfirmCancelChange {
                 change: format!("add {NEW_NODE}"),

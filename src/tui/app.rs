@@ -258,6 +258,8 @@ pub enum Mode {
     ConfirmRemove {
         node: String,
         plan: PlanView,
+        /// The port typed so far: removing asks for it, not for a single key.
+        typed: String,
     },
     /// The confirmation before cancelling the running change `change` (e.g. "add h:p").
     ConfirmCancelChange {
@@ -536,7 +538,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::Planned { node, result } => {
-            if let Mode::ConfirmRemove { node: n, plan } = &mut state.mode {
+            if let Mode::ConfirmRemove { node: n, plan, .. } = &mut state.mode {
                 // A plan for a popup since closed or reopened on another node is dropped.
                 if *n == node {
                     *plan = match result {
@@ -655,9 +657,25 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::Normal;
             vec![]
         }
-        (Mode::ConfirmRemove { node, plan }, Action::Confirm) => {
+        (Mode::ConfirmRemove { typed, .. }, Action::Input(c)) => {
+            if c.is_ascii_digit() {
+                typed.push(c);
+            }
+            vec![]
+        }
+        (Mode::ConfirmRemove { typed, .. }, Action::Backspace) => {
+            typed.pop();
+            vec![]
+        }
+        (Mode::ConfirmRemove { node, plan, typed }, Action::Confirm) => {
             // Confirming before the plan is known would be confirming blind.
             if *plan == PlanView::Loading {
+                return vec![];
+            }
+            let port = port_of(node);
+            if typed != port {
+                let text = format!("type {node}'s port ({port}) to remove it");
+                state.message = Some((Level::Error, text));
                 return vec![];
             }
             let node = node.clone();
@@ -802,11 +820,17 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::ConfirmRemove {
                 node: node.clone(),
                 plan: PlanView::Loading,
+                typed: String::new(),
             };
             vec![Command::PlanRemove(node)]
         }
         _ => vec![],
     }
+}
+
+/// The port of a `host:port` address (what removing it asks to be typed).
+pub fn port_of(node: &str) -> &str {
+    node.rsplit_once(':').map_or(node, |(_, port)| port)
 }
 
 /// Keeps the health answer; logs a repair that has just finished.
