@@ -859,3 +859,48 @@ fn the_add_prompt_starts_with_the_selected_spares_address() {
     update(&mut s, Action::OpenAdd);
     assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input.is_empty()));
 }
+
+#[test]
+fn a_read_only_console_refuses_every_action_saying_why() {
+    let actions = [
+        Action::OpenAdd,
+        Action::OpenRemove,
+        Action::OpenCancelChange,
+        Action::OpenRepair,
+        Action::FasterPace,
+        Action::SlowerPace,
+        Action::TogglePause,
+    ];
+    // A cancel needs a change to cancel; the others a quiet cluster with a known pace.
+    let base = |action: &Action| {
+        if *action == Action::OpenCancelChange {
+            migrating()
+        } else {
+            with_pace(8, false, 0.0)
+        }
+    };
+    for action in actions.clone() {
+        let mut s = base(&action);
+        s.read_only = true;
+        assert!(update(&mut s, action.clone()).is_empty(), "{action:?}");
+        assert_eq!(s.mode, Mode::Normal, "{action:?} opened nothing");
+        assert!(
+            error_message(&s).contains("read-only console (--read-only)"),
+            "{action:?}"
+        );
+        // The same key without --read-only does act.
+        let mut s = base(&action);
+        let acted = !update(&mut s, action.clone()).is_empty() || s.mode != Mode::Normal;
+        assert!(acted, "{action:?} acts in a normal console");
+    }
+    // Deleting a video from the videos view is refused too; looking is not.
+    let mut s = normal();
+    s.read_only = true;
+    assert_eq!(
+        update(&mut s, Action::OpenVideos),
+        vec![Command::ListVideos]
+    );
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert!(error_message(&s).contains("read-only"));
+    assert_eq!(update(&mut s, Action::Refresh), vec![Command::ListVideos]);
+}

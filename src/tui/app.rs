@@ -398,6 +398,8 @@ pub struct State {
     /// Tick of the last successful ClusterStatus.
     pub status_tick: Option<u64>,
     pub quit: bool,
+    /// `--read-only`: action keys are refused (see [`super::read_only`]).
+    pub read_only: bool,
     /// Last migration event copied into the log, so repeated updates add only new ones.
     seen_event: Option<(String, usize)>,
 }
@@ -431,6 +433,7 @@ impl State {
             ticks: 0,
             status_tick: None,
             quit: false,
+            read_only: false,
             seen_event: None,
         }
     }
@@ -506,6 +509,12 @@ impl State {
         });
     }
 
+    /// `--read-only`: every action key is refused, saying why.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         self.log(level, text.clone());
@@ -518,6 +527,12 @@ pub use crate::node::address::validate_address;
 
 /// Applies one action; returns the work to start. No I/O.
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    if state.read_only {
+        if let Some(why) = super::read_only::refusal(&action) {
+            state.message = Some((Level::Error, why));
+            return vec![];
+        }
+    }
     match action {
         Action::Quit => {
             state.quit = true;
