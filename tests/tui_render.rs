@@ -375,3 +375,36 @@ fn docs_match_the_console() {
         }
     }
 }
+
+/// The migration panel shows the pace in force and, paused, says so.
+#[test]
+fn the_migration_panel_shows_the_pace_and_the_pause() {
+    let mut s = migrating();
+    let mut c = s.cluster.clone().unwrap();
+    c.pace = Some(tritontube::tui::pace::PaceInfo {
+        mbps: 16,
+        paused: false,
+        measured_bytes_per_sec: 15_400_000.0,
+    });
+    update(&mut s, Action::Status(Ok(c.clone())));
+    let screen = text(&render(&s, 100, 30));
+    assert!(
+        screen.contains("moves at pace 16 MB/s (+/- to change); measured 15.4 MB/s"),
+        "{screen}"
+    );
+    assert!(!screen.contains("PAUSED"), "{screen}");
+
+    c.pace = Some(tritontube::tui::pace::PaceInfo {
+        mbps: 0,
+        paused: true,
+        measured_bytes_per_sec: 0.0,
+    });
+    update(&mut s, Action::Status(Ok(c)));
+    let buffer = render(&s, 100, 30);
+    let screen = text(&buffer);
+    assert!(
+        screen.contains("moves PAUSED (pace unlimited when resumed; p resumes)"),
+        "{screen}"
+    );
+    assert_eq!(fg_at(&buffer, "moves PAUSED"), Color::Yellow);
+}

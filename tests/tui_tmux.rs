@@ -233,7 +233,9 @@ async fn operator_adds_a_node_and_watches_the_migration() {
         screen.contains(&format!("{first} → ")),
         "moves from the node:\n{screen}"
     );
-    tmux.keys(&["y"]);
+    // Removing asks for the node's port to be typed, then Enter.
+    let port = first.rsplit_once(':').unwrap().1.to_string();
+    tmux.keys(&[port.as_str(), "Enter"]);
     let removed = format!("removed {first}:");
     tmux.wait_for("the removal to finish", |s| {
         s.contains(&removed) && s.contains("finished ✔")

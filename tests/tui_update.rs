@@ -9,6 +9,7 @@ use tritontube::tui::app::{
     STALE_AFTER_TICKS, State, update,
 };
 use tritontube::tui::keys::{self, BINDINGS, Context};
+use tritontube::tui::pace::{self, PaceInfo};
 use tui_support::*;
 
 fn error_message(s: &State) -> &str {
@@ -320,7 +321,8 @@ fn remove_asks_for_the_plan_then_confirms() {
         s.mode,
         Mode::ConfirmRemove {
             node: NODES[1].into(),
-            plan: PlanView::Loading
+            plan: PlanView::Loading,
+            typed: String::new(),
         }
     );
     assert!(
@@ -360,9 +362,20 @@ fn remove_asks_for_the_plan_then_confirms() {
         s.mode,
         Mode::ConfirmRemove {
             node: NODES[1].into(),
-            plan: PlanView::Ready(plan)
+            plan: PlanView::Ready(plan),
+            typed: String::new(),
         }
     );
+    // Enter alone, or a wrong port, removes nothing: the node's port must be typed.
+    assert!(update(&mut s, Action::Confirm).is_empty());
+    assert!(error_message(&s).contains("type 127.0.0.1:8091's port (8091)"));
+    apply(&mut s, "8090".chars().map(Action::Input));
+    assert!(update(&mut s, Action::Confirm).is_empty());
+    assert!(matches!(s.mode, Mode::ConfirmRemove { .. }));
+    // Backspace mends a typo; letters are not taken.
+    update(&mut s, Action::Backspace);
+    apply(&mut s, [Action::Input('y'), Action::Input('1')]);
+    assert!(matches!(&s.mode, Mode::ConfirmRemove { typed, .. } if typed == "8091"));
     assert_eq!(
         update(&mut s, Action::Confirm),
         [Command::RemoveNode(NODES[1].into())]
@@ -645,6 +658,7 @@ fn every_binding_maps_its_keys_to_its_action() {
             Context::Confirm => Mode::ConfirmRemove {
                 node: NODES[0].into(),
                 plan: PlanView::Loading,
+                typed: String::new(),
             },
             Context::ConfirmCancel => Mode::ConfirmCancelChange {
                 change: format!("add {NEW_NODE}"),
@@ -712,4 +726,181 @@ fn keys_depend_on_the_mode() {
     let mut release = press(KeyCode::Char('q'));
     release.kind = KeyEventKind::Release;
     assert_eq!(keys::action_for(&Mode::Normal, release), None);
+}
+
+fn with_pace(mbps: u64, paused: bool, measured: f64) -> State {
+    let mut s = normal();
+    let mut c = cluster(&NODES, &[]);
+    c.pace = Some(PaceInfo {
+        mbps,
+        paused,
+        measured_bytes_per_sec: measured,
+    });
+    update(&mut s, Action::Status(Ok(c)));
+    s
+}
+
+#[test]
+fn plus_minus_and_p_are_bound_to_the_pace() {
+    for (code, action) in [
+        (KeyCode::Char('+'), Action::FasterPace),
+        (KeyCode::Char('-'), Action::SlowerPace),
+        (KeyCode::Char('p'), Action::TogglePause),
+    ] {
+        assert_eq!(keys::action_for(&Mode::Normal, press(code)), Some(action));
+    }
+}
+
+#[test]
+fn plus_and_minus_step_the_pace_by_halving_and_doubling() {
+    // `-` from unlimited: half the measured rate, rounded (30 MB/s measured → 15).
+    let mut s = with_pace(0, false, 30_000_000.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(15)]
+    );
+    // Nothing measured: a sensible first limit.
+    let mut s = with_pace(0, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(pace::FIRST_LIMIT_MBPS)]
+    );
+    let mut s = with_pace(8, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::SlowerPace),
+        vec![Command::SetPace(4)]
+    );
+    assert_eq!(
+        update(&mut s, Action::FasterPace),
+        vec![Command::SetPace(16)]
+    );
+    // Never below 1 MB/s (0 would mean unlimited).
+    let mut s = with_pace(1, false, 0.0);
+    assert!(update(&mut s, Action::SlowerPace).is_empty());
+    // Doubling past the highest limit lifts it; `+` at unlimited does nothing.
+    let mut s = with_pace(pace::HIGHEST_LIMIT_MBPS, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::FasterPace),
+        vec![Command::SetPace(0)]
+    );
+    let mut s = with_pace(0, false, 0.0);
+    assert!(update(&mut s, Action::FasterPace).is_empty());
+}
+
+#[test]
+fn p_pauses_and_resumes_and_the_answer_updates_the_pace() {
+    let mut s = with_pace(4, false, 0.0);
+    assert_eq!(
+        update(&mut s, Action::TogglePause),
+        vec![Command::PauseMoves]
+    );
+    let paused = PaceInfo {
+        mbps: 4,
+        paused: true,
+        measured_bytes_per_sec: 0.0,
+    };
+    assert_eq!(
+        update(&mut s, Action::PaceSet(Ok(paused))),
+        vec![Command::Refresh]
+    );
+    assert_eq!(s.cluster.as_ref().unwrap().pace, Some(paused));
+    assert!(log_has(&s, "PAUSED"));
+    assert_eq!(
+        update(&mut s, Action::TogglePause),
+        vec![Command::ResumeMoves]
+    );
+    // A refusal is said, and the pace shown stays the last one known.
+    update(
+        &mut s,
+        Action::PaceSet(Err(Failure {
+            code: "UNAUTHENTICATED".into(),
+            message: "admin token required".into(),
+        })),
+    );
+    assert!(error_message(&s).contains("pace refused"));
+    assert_eq!(s.cluster.as_ref().unwrap().pace, Some(paused));
+}
+
+#[test]
+fn pace_keys_wait_until_the_pace_is_known() {
+    // A web node that did not report a pace yet: nothing is sent blind.
+    let mut s = normal();
+    for action in [Action::FasterPace, Action::SlowerPace, Action::TogglePause] {
+        assert!(update(&mut s, action).is_empty());
+        assert!(error_message(&s).contains("not known yet"));
+    }
+}
+
+#[test]
+fn the_add_prompt_starts_with_the_selected_spares_address() {
+    let mut s = normal();
+    // The ring's first node is selected: the prompt starts empty.
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input.is_empty()));
+    update(&mut s, Action::Cancel);
+    // Select the spare (the last row).
+    for _ in 0..NODES.len() {
+        update(&mut s, Action::Down);
+    }
+    assert_eq!(s.selected_node().unwrap().address, NEW_NODE);
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input == NEW_NODE));
+    // Enter adds it as is.
+    assert_eq!(
+        update(&mut s, Action::Submit),
+        vec![Command::AddNode(NEW_NODE.into())]
+    );
+    // With the focus elsewhere the selection is not what the operator points at.
+    let mut s = normal();
+    for _ in 0..NODES.len() {
+        update(&mut s, Action::Down);
+    }
+    update(&mut s, Action::FocusNext);
+    update(&mut s, Action::OpenAdd);
+    assert!(matches!(&s.mode, Mode::AddNode { input, .. } if input.is_empty()));
+}
+
+#[test]
+fn a_read_only_console_refuses_every_action_saying_why() {
+    let actions = [
+        Action::OpenAdd,
+        Action::OpenRemove,
+        Action::OpenCancelChange,
+        Action::OpenRepair,
+        Action::FasterPace,
+        Action::SlowerPace,
+        Action::TogglePause,
+    ];
+    // A cancel needs a change to cancel; the others a quiet cluster with a known pace.
+    let base = |action: &Action| {
+        if *action == Action::OpenCancelChange {
+            migrating()
+        } else {
+            with_pace(8, false, 0.0)
+        }
+    };
+    for action in actions.clone() {
+        let mut s = base(&action);
+        s.read_only = true;
+        assert!(update(&mut s, action.clone()).is_empty(), "{action:?}");
+        assert_eq!(s.mode, Mode::Normal, "{action:?} opened nothing");
+        assert!(
+            error_message(&s).contains("read-only console (--read-only)"),
+            "{action:?}"
+        );
+        // The same key without --read-only does act.
+        let mut s = base(&action);
+        let acted = !update(&mut s, action.clone()).is_empty() || s.mode != Mode::Normal;
+        assert!(acted, "{action:?} acts in a normal console");
+    }
+    // Deleting a video from the videos view is refused too; looking is not.
+    let mut s = normal();
+    s.read_only = true;
+    assert_eq!(
+        update(&mut s, Action::OpenVideos),
+        vec![Command::ListVideos]
+    );
+    assert!(update(&mut s, Action::OpenRemove).is_empty());
+    assert!(error_message(&s).contains("read-only"));
+    assert_eq!(update(&mut s, Action::Refresh), vec![Command::ListVideos]);
 }

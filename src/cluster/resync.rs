@@ -244,6 +244,7 @@ impl Resyncer {
         context.report(|s| {
             s.current_item.clear();
             s.files_done += healed;
+            s.files_total = progress_total(s.files_done, entries.len());
             s.queue = entries.len() as u64;
             s.throttle = if changing && !entries.is_empty() {
                 "waits for the ring change to finish".into()
@@ -344,8 +345,22 @@ pub async fn heal(cluster: &Cluster, key: &str) -> Result<Healed, String> {
     })
 }
 
+/// The worker's files total: what it healed plus what still waits, so the status never
+/// reads "1/0 files" (done above total).
+fn progress_total(healed: u64, queued: usize) -> u64 {
+    healed + queued as u64
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_progress_total_is_never_below_what_was_healed() {
+        assert_eq!(progress_total(1, 0), 1);
+        assert_eq!(progress_total(1, 3), 4);
+        assert_eq!(progress_total(0, 0), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -84,6 +84,8 @@ pub struct ClusterInfo {
     pub virtual_nodes: u32,
     pub replicas: u32,
     pub migration: Option<MigrationInfo>,
+    /// The pace of ring changes and repairs (None from a web node without it).
+    pub pace: Option<super::pace::PaceInfo>,
 }
 
 /// A migration's progress.
@@ -256,6 +258,8 @@ pub enum Mode {
     ConfirmRemove {
         node: String,
         plan: PlanView,
+        /// The port typed so far: removing asks for it, not for a single key.
+        typed: String,
     },
     /// The confirmation before cancelling the running change `change` (e.g. "add h:p").
     ConfirmCancelChange {
@@ -298,6 +302,9 @@ pub enum Action {
     OpenRemove,
     OpenCancelChange,
     OpenRepair,
+    FasterPace,
+    SlowerPace,
+    TogglePause,
     Input(char),
     Backspace,
     Submit,
@@ -330,6 +337,8 @@ pub enum Action {
     RepairPlanned(Result<Vec<String>, Failure>),
     /// The repair's worker id, or why it did not start.
     RepairStarted(Result<u64, Failure>),
+    /// The pace in force after a SetPace, PauseMoves or ResumeMoves, or why not.
+    PaceSet(Result<super::pace::PaceInfo, Failure>),
     // The videos view.
     OpenVideos,
     VideosListed(Result<super::videos::VideoList, Failure>),
@@ -352,6 +361,10 @@ pub enum Command {
     StartRepair,
     ListVideos,
     DeleteVideo(String),
+    /// MB/s; 0 = unlimited.
+    SetPace(u64),
+    PauseMoves,
+    ResumeMoves,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -385,6 +398,8 @@ pub struct State {
     /// Tick of the last successful ClusterStatus.
     pub status_tick: Option<u64>,
     pub quit: bool,
+    /// `--read-only`: action keys are refused (see [`super::read_only`]).
+    pub read_only: bool,
     /// Last migration event copied into the log, so repeated updates add only new ones.
     seen_event: Option<(String, usize)>,
 }
@@ -418,6 +433,7 @@ impl State {
             ticks: 0,
             status_tick: None,
             quit: false,
+            read_only: false,
             seen_event: None,
         }
     }
@@ -493,6 +509,12 @@ impl State {
         });
     }
 
+    /// `--read-only`: every action key is refused, saying why.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     pub(super) fn say(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         self.log(level, text.clone());
@@ -505,6 +527,12 @@ pub use crate::node::address::validate_address;
 
 /// Applies one action; returns the work to start. No I/O.
 pub fn update(state: &mut State, action: Action) -> Vec<Command> {
+    if state.read_only {
+        if let Some(why) = super::read_only::refusal(&action) {
+            state.message = Some((Level::Error, why));
+            return vec![];
+        }
+    }
     match action {
         Action::Quit => {
             state.quit = true;
@@ -525,7 +553,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::Planned { node, result } => {
-            if let Mode::ConfirmRemove { node: n, plan } = &mut state.mode {
+            if let Mode::ConfirmRemove { node: n, plan, .. } = &mut state.mode {
                 // A plan for a popup since closed or reopened on another node is dropped.
                 if *n == node {
                     *plan = match result {
@@ -586,6 +614,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             }
             vec![Command::Refresh]
         }
+        Action::PaceSet(result) => super::pace::on_set(state, result),
         Action::VideosListed(result) => super::videos::on_listed(state, result),
         Action::VideoDeleted { id, result } => super::videos::on_deleted(state, id, result),
         key => on_key(state, key),
@@ -643,9 +672,25 @@ fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::Normal;
             vec![]
         }
-        (Mode::ConfirmRemove { node, plan }, Action::Confirm) => {
+        (Mode::ConfirmRemove { typed, .. }, Action::Input(c)) => {
+            if c.is_ascii_digit() {
+                typed.push(c);
+            }
+            vec![]
+        }
+        (Mode::ConfirmRemove { typed, .. }, Action::Backspace) => {
+            typed.pop();
+            vec![]
+        }
+        (Mode::ConfirmRemove { node, plan, typed }, Action::Confirm) => {
             // Confirming before the plan is known would be confirming blind.
             if *plan == PlanView::Loading {
+                return vec![];
+            }
+            let port = port_of(node);
+            if typed != port {
+                let text = format!("type {node}'s port ({port}) to remove it");
+                state.message = Some((Level::Error, text));
                 return vec![];
             }
             let node = node.clone();
@@ -695,6 +740,9 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             vec![]
         }
         Action::OpenVideos => super::videos::open(state),
+        Action::FasterPace => super::pace::on_faster(state),
+        Action::SlowerPace => super::pace::on_slower(state),
+        Action::TogglePause => super::pace::on_toggle_pause(state),
         Action::FocusNext => {
             state.focus = state.focus.next(state.etcd_configured());
             vec![]
@@ -728,10 +776,12 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
                 state.message = Some((Level::Error, busy));
                 return vec![];
             }
-            state.mode = Mode::AddNode {
-                input: String::new(),
-                error: None,
+            // A selected spare is the likely node to add: start with its address.
+            let input = match state.selected_node() {
+                Some(n) if state.focus == Focus::Nodes && !n.in_ring => n.address.clone(),
+                _ => String::new(),
             };
+            state.mode = Mode::AddNode { input, error: None };
             vec![]
         }
         Action::OpenRepair => {
@@ -785,11 +835,17 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
             state.mode = Mode::ConfirmRemove {
                 node: node.clone(),
                 plan: PlanView::Loading,
+                typed: String::new(),
             };
             vec![Command::PlanRemove(node)]
         }
         _ => vec![],
     }
+}
+
+/// The port of a `host:port` address (what removing it asks to be typed).
+pub fn port_of(node: &str) -> &str {
+    node.rsplit_once(':').map_or(node, |(_, port)| port)
 }
 
 /// Keeps the health answer; logs a repair that has just finished.

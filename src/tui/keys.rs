@@ -148,6 +148,34 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         context: Context::Normal,
+        keys: &[
+            (KeyCode::Char('+'), NONE),
+            (KeyCode::Char('+'), KeyModifiers::SHIFT),
+            (KeyCode::Char('='), NONE),
+        ],
+        label: "+",
+        help: "faster: double the pace of ring changes, repairs",
+        action: Some(Action::FasterPace),
+        short: "",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('-'), NONE)],
+        label: "-",
+        help: "slower: halve the pace of ring changes, repairs",
+        action: Some(Action::SlowerPace),
+        short: "",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('p'), NONE)],
+        label: "p",
+        help: "pause or resume ring changes and repairs",
+        action: Some(Action::TogglePause),
+        short: "",
+    },
+    Binding {
+        context: Context::Normal,
         keys: &[(KeyCode::Char('q'), NONE), (KeyCode::Esc, NONE)],
         label: "q/Esc",
         help: "quit",
@@ -188,16 +216,32 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         context: Context::Confirm,
-        keys: &[(KeyCode::Char('y'), NONE), (KeyCode::Enter, NONE)],
-        label: "y/Enter",
-        help: "remove the node (once the plan is shown)",
+        keys: &[],
+        label: "type",
+        help: "the node's port, to say it is the one to remove",
+        action: None,
+        short: "port",
+    },
+    Binding {
+        context: Context::Confirm,
+        keys: &[(KeyCode::Enter, NONE)],
+        label: "Enter",
+        help: "remove the node (once the plan is shown and its port typed)",
         action: Some(Action::Confirm),
         short: "remove",
     },
     Binding {
         context: Context::Confirm,
-        keys: &[(KeyCode::Char('n'), NONE), (KeyCode::Esc, NONE)],
-        label: "n/Esc",
+        keys: &[(KeyCode::Backspace, NONE)],
+        label: "⌫",
+        help: "delete the last digit",
+        action: Some(Action::Backspace),
+        short: "",
+    },
+    Binding {
+        context: Context::Confirm,
+        keys: &[(KeyCode::Esc, NONE)],
+        label: "Esc",
         help: "keep the node",
         action: Some(Action::Cancel),
         short: "keep",
@@ -342,7 +386,7 @@ pub fn action_for(mode: &Mode, key: KeyEvent) -> Option<Action> {
         return b.action.clone();
     }
     match (context, key.code) {
-        (Context::AddPrompt, KeyCode::Char(c))
+        (Context::AddPrompt | Context::Confirm, KeyCode::Char(c))
             if !key
                 .modifiers
                 .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>

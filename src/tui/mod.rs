@@ -15,6 +15,8 @@
 pub mod app;
 pub mod health;
 pub mod keys;
+pub mod pace;
+pub mod read_only;
 pub mod risk;
 pub mod sources;
 pub mod traffic;
@@ -60,6 +62,9 @@ pub struct TuiArgs {
     /// Log file: the console draws on the terminal, so its logs go here.
     #[arg(long, env = "TRITONTUBE_CONSOLE_LOG", default_value_os_t = default_log_file())]
     pub log_file: PathBuf,
+    /// Show everything, change nothing: every action key is refused, saying why.
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 fn default_log_file() -> PathBuf {
@@ -91,7 +96,7 @@ pub async fn run_cli(args: TuiArgs) -> anyhow::Result<()> {
     let mut terminal = enter_terminal().context("setting up the terminal")?;
     let result = run(
         &mut terminal,
-        State::new(&args.admin, &etcd),
+        State::new(&args.admin, &etcd).read_only(args.read_only),
         sources,
         tx,
         rx,

@@ -186,6 +186,27 @@ impl Sources {
                     let _ = tx.send(Action::VideoDeleted { id, result });
                 });
             }
+            Command::SetPace(mbps) => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin.set_pace(admin::SetPaceRequest { mbps }).await;
+                    let _ = tx.send(Action::PaceSet(pace_result(result)));
+                });
+            }
+            Command::PauseMoves => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin.pause_moves(admin::PauseMovesRequest {}).await;
+                    let _ = tx.send(Action::PaceSet(pace_result(result)));
+                });
+            }
+            Command::ResumeMoves => {
+                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
+                self.spawn(async move {
+                    let result = admin.resume_moves(admin::ResumeMovesRequest {}).await;
+                    let _ = tx.send(Action::PaceSet(pace_result(result)));
+                });
+            }
             Command::PlanRemove(node) => {
                 let (admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
@@ -425,6 +446,22 @@ fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
     }
 }
 
+fn pace_result(
+    result: Result<tonic::Response<admin::PaceReply>, tonic::Status>,
+) -> Result<super::pace::PaceInfo, Failure> {
+    result
+        .map(|r| pace_info(r.into_inner()))
+        .map_err(|s| failure(&s))
+}
+
+pub fn pace_info(p: admin::PaceReply) -> super::pace::PaceInfo {
+    super::pace::PaceInfo {
+        mbps: p.mbps,
+        paused: p.paused,
+        measured_bytes_per_sec: p.measured_bytes_per_sec,
+    }
+}
+
 pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
     ClusterInfo {
         nodes: r
@@ -449,6 +486,7 @@ pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
         virtual_nodes: r.virtual_nodes,
         replicas: r.replicas,
         migration: r.migration.map(migration_info),
+        pace: r.pace.map(pace_info),
     }
 }
 

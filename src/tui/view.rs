@@ -64,7 +64,7 @@ pub fn view(state: &State, frame: &mut Frame) {
         Mode::Normal => {}
         Mode::Help => draw_help(frame, area),
         Mode::AddNode { input, error } => draw_add(frame, area, input, error.as_deref()),
-        Mode::ConfirmRemove { node, plan } => draw_confirm(frame, area, node, plan),
+        Mode::ConfirmRemove { node, plan, typed } => draw_confirm(frame, area, node, plan, typed),
         Mode::ConfirmCancelChange { change } => draw_confirm_cancel(frame, area, change),
         Mode::ConfirmRepair { plan } => draw_confirm_repair(frame, area, plan.as_ref()),
         Mode::Videos(videos) => super::videos::draw(frame, area, videos),
@@ -508,6 +508,7 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
                 Layout::vertical([Constraint::Length(n_gauges), Constraint::Min(0)]).areas(inner);
             draw_gauges(frame, gauges, m, compact);
             let mut head = vec![migration_line(m)];
+            head.extend(pace_line(state));
             head.extend(state.health.as_ref().map(health::summary_line));
             head.extend(state.traffic.line());
             draw_log(state, frame, rest, head);
@@ -522,9 +523,15 @@ fn draw_migration(state: &State, frame: &mut Frame, area: Rect, compact: bool) {
         },
     };
     let mut head = head;
+    head.extend(pace_line(state));
     head.extend(state.health.as_ref().map(health::summary_line));
     head.extend(state.traffic.line());
     draw_log(state, frame, inner, head);
+}
+
+fn pace_line(state: &State) -> Option<Line<'static>> {
+    let pace = state.cluster.as_ref()?.pace.as_ref()?;
+    Some(super::pace::line(pace))
 }
 
 fn percent(ratio: f64) -> u64 {
@@ -703,7 +710,7 @@ fn draw_add(frame: &mut Frame, area: Rect, input: &str, error: Option<&str>) {
     popup(frame, centered(area, 56, 6), "Add a storage node", lines);
 }
 
-fn draw_confirm(frame: &mut Frame, area: Rect, node: &str, plan: &PlanView) {
+fn draw_confirm(frame: &mut Frame, area: Rect, node: &str, plan: &PlanView, typed: &str) {
     let mut lines = vec![Line::styled(format!("Remove {node} from the ring?"), BOLD)];
     match plan {
         PlanView::Loading => lines.push(Line::styled("computing the plan…", DIM)),
@@ -734,6 +741,10 @@ fn draw_confirm(frame: &mut Frame, area: Rect, node: &str, plan: &PlanView) {
         }
     }
     lines.push(Line::raw(""));
+    lines.push(Line::raw(format!(
+        "Type its port ({}) to remove it: {typed}▏",
+        super::app::port_of(node)
+    )));
     lines.push(key_hints(Context::Confirm));
     let h = lines.len() as u16 + 2;
     popup(frame, centered(area, 70, h), "Remove a storage node", lines);

@@ -47,6 +47,7 @@ pub fn cluster(ring: &[&str], spare: &[&str]) -> ClusterInfo {
         virtual_nodes: 64,
         replicas: 2,
         migration: None,
+        pace: None,
     }
 }
 
