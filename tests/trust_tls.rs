@@ -642,3 +642,37 @@ async fn etcd_is_reached_over_mutual_tls_and_strangers_are_refused() {
         .collect();
     assert_eq!(ids, ["kept"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_etcd_panel_probes_over_mutual_tls_with_the_operators_certificate() {
+    let certs = make_certs();
+    let etcd = start_tls_etcd(&certs);
+    let operator = operator(&certs);
+    let mut probed = Err(String::new());
+    for _ in 0..300 {
+        let mut client = None;
+        probed = tritontube::tui::sources::probe_once(&etcd.endpoint, Some(&operator), &mut client)
+            .await;
+        if probed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = probed.expect("the operator's certificate reaches etcd");
+    assert_ne!(status.member_id, 0);
+    assert_eq!(status.members.len(), 1);
+    assert_eq!(status.members[0].name, "m0");
+
+    // Without the cluster's certificate the panel gets nothing.
+    let mut client = None;
+    let plain = tritontube::tui::sources::probe_once(&etcd.endpoint, None, &mut client).await;
+    assert!(plain.is_err(), "a plain probe reached etcd: {plain:?}");
+    let foreign = ClusterTls::client(&certs.foreign, "root").unwrap();
+    let mut client = None;
+    let refused =
+        tritontube::tui::sources::probe_once(&etcd.endpoint, Some(&foreign), &mut client).await;
+    assert!(
+        refused.is_err(),
+        "a foreign CA's certificate reached etcd: {refused:?}"
+    );
+}

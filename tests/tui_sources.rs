@@ -62,7 +62,7 @@ async fn admin_status_needs_the_token_and_reports_the_ring() {
 async fn etcd_probes_tell_a_live_member_from_a_dead_one() {
     let etcd = EtcdCluster::start(1).await;
     let mut client = None;
-    let status = probe_once(&etcd.endpoint(0), &mut client)
+    let status = probe_once(&etcd.endpoint(0), None, &mut client)
         .await
         .expect("live member answers");
     assert_ne!(status.member_id, 0);
@@ -80,7 +80,7 @@ async fn etcd_probes_tell_a_live_member_from_a_dead_one() {
         .unwrap()
         .port();
     let mut client = None;
-    let err = probe_once(&format!("127.0.0.1:{port}"), &mut client)
+    let err = probe_once(&format!("127.0.0.1:{port}"), None, &mut client)
         .await
         .unwrap_err();
     assert!(!err.is_empty());

@@ -361,3 +361,67 @@ async fn chromium_resumes_an_upload_cut_at_half_from_the_servers_offset() {
     let video = web.meta.get_video("cut").await.unwrap().value.unwrap();
     assert_eq!(video.details.unwrap().source_bytes, size);
 }
+
+/// tus-js-client in Chromium: the connection is cut at half and every tus request is
+/// refused until the page is loaded again; the reloaded page names the unfinished upload,
+/// the same file is chosen again and the upload goes on from the server's offset (HEAD),
+/// sending only the rest and creating no new upload; the video gets to ready and plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_resumes_an_upload_after_a_page_reload_from_the_servers_offset() {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
+    );
+    let node = start_storage_node().await;
+    let refs: Vec<&StorageNode> = vec![&node];
+    let web = start_web_ring(&refs, WebOptions::default()).await;
+    let videos = tempfile::tempdir().unwrap();
+    let clip = make_video(videos.path(), "reloaded.mp4", 4, "320x240");
+    let size = std::fs::metadata(&clip).unwrap().len();
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("tus.mjs"))
+        .arg(&web.url)
+        .arg(&clip)
+        .args(["reloaded", "180000", "reload"])
+        .output()
+        .await
+        .expect("node runs (install Node.js)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the upload resumed after a reload failed: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(report.trim()).unwrap();
+    eprintln!("the browser saw: {seen}");
+    let cut_at = seen["cutAt"].as_u64().unwrap();
+    assert_eq!(cut_at, size / 2, "{seen}");
+    assert_eq!(
+        seen["patchOffsetsBeforeReload"],
+        serde_json::json!([0]),
+        "{seen}"
+    );
+    assert!(
+        seen["resumeNote"]
+            .as_str()
+            .unwrap()
+            .contains("reloaded.mp4"),
+        "{seen}"
+    );
+    // After the reload: the server's offset asked for, one PATCH from there with only
+    // the rest, and the upload created once in all.
+    assert_eq!(seen["headOffset"].as_u64(), Some(cut_at), "{seen}");
+    assert_eq!(seen["patchOffsets"], serde_json::json!([cut_at]), "{seen}");
+    assert_eq!(
+        seen["bytesAfterResume"].as_u64(),
+        Some(size - cut_at),
+        "{seen}"
+    );
+    assert_eq!(seen["creations"], 1, "{seen}");
+    assert!(seen["resentBytes"].as_u64().unwrap() < size / 4, "{seen}");
+    assert_eq!(seen["storedForResuming"], 0, "{seen}");
+    assert!(seen["currentTime"].as_f64().unwrap() > 1.0, "{seen}");
+    let video = web.meta.get_video("reloaded").await.unwrap().value.unwrap();
+    assert_eq!(video.details.unwrap().source_bytes, size);
+}

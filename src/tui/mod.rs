@@ -52,8 +52,8 @@ pub struct TuiArgs {
     /// Token the admin service requires, if it requires one.
     #[arg(long, env = "TRITONTUBE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Folder of the cluster's certificates: the admin service is called over mutual TLS
-    /// with the operator's certificate (client.USER.crt).
+    /// Folder of the cluster's certificates: the admin service and the --etcd endpoints
+    /// are called over mutual TLS with the operator's certificate (client.USER.crt).
     #[arg(long, env = "TRITONTUBE_CERTS_DIR")]
     pub certs_dir: Option<PathBuf>,
     /// The operator whose certificate is shown (with --certs-dir).

@@ -70,6 +70,7 @@ impl Sources {
         for endpoint in &config.etcd {
             tasks.push(tokio::spawn(probe_etcd(
                 endpoint.clone(),
+                config.tls.clone(),
                 tx.clone(),
                 refresh.subscribe(),
             )));
@@ -514,12 +515,13 @@ pub fn migration_info(m: admin::MigrationProgress) -> MigrationInfo {
 /// Probes one etcd endpoint forever, each probe bounded by [`ETCD_TIMEOUT`].
 async fn probe_etcd(
     endpoint: String,
+    tls: Option<crate::trust::tls::ClusterTls>,
     tx: mpsc::UnboundedSender<Action>,
     mut refresh: watch::Receiver<u64>,
 ) {
     let mut client = None;
     loop {
-        let result = probe_once(&endpoint, &mut client).await;
+        let result = probe_once(&endpoint, tls.as_ref(), &mut client).await;
         if result.is_err() {
             // A fresh client next time, rather than trusting a balancer that may be
             // stuck on a dead connection.
@@ -535,18 +537,24 @@ async fn probe_etcd(
     }
 }
 
-/// One status + member-list round trip to `endpoint` alone.
+/// One status + member-list round trip to `endpoint` alone; with `tls` (the operator's
+/// certificate), over mutual TLS, as the web node reaches an etcd with `--client-cert-auth`.
 pub async fn probe_once(
     endpoint: &str,
+    tls: Option<&crate::trust::tls::ClusterTls>,
     client: &mut Option<etcd_client::Client>,
 ) -> Result<EtcdStatus, String> {
     let c = match client {
         Some(c) => c,
         None => {
-            let options = etcd_client::ConnectOptions::new()
+            let mut options = etcd_client::ConnectOptions::new()
                 .with_connect_timeout(ETCD_TIMEOUT)
                 .with_timeout(ETCD_TIMEOUT);
-            let connect = etcd_client::Client::connect([endpoint], Some(options));
+            if let Some(tls) = tls {
+                options = options.with_tls(tls.client_config());
+            }
+            let url = crate::trust::tls::url(endpoint, tls.is_some());
+            let connect = etcd_client::Client::connect([url], Some(options));
             let c = tokio::time::timeout(ETCD_TIMEOUT, connect)
                 .await
                 .map_err(|_| "connect timed out".to_string())?

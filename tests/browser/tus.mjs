@@ -7,13 +7,18 @@
 // the PATCH body bytes the browser sent, so the bytes sent twice are measured on the
 // wire. Prints one JSON line; exits non-zero if any step failed.
 //
-// usage: node tus.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS=180000]
+// MODE `reload`: after the cut the proxy keeps refusing every tus request (the page
+// cannot go on by itself), the page is loaded again, must name the unfinished upload,
+// and the same file is chosen again: the page must ask the server's offset (HEAD) and
+// send only the rest, without creating a new upload.
+//
+// usage: node tus.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS=180000] [MODE=blip|reload]
 import fs from 'node:fs';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
 import { LAUNCH, watch } from './strict.mjs';
 
-const [base, file, id, timeoutArg = '180000'] = process.argv.slice(2);
+const [base, file, id, timeoutArg = '180000', mode = 'blip'] = process.argv.slice(2);
 if (!base || !file || !id) {
   console.error('usage: node tus.mjs BASE_URL FILE VIDEO_ID [TIMEOUT_MS]');
   process.exit(2);
@@ -22,12 +27,15 @@ const timeout = Number(timeoutArg);
 const size = fs.statSync(file).size;
 const cutAt = Math.floor(size / 2);
 const target = new URL(base);
-const result = { base, id, size, cutAt, ok: false, step: 'start' };
+const result = { base, id, size, cutAt, mode, ok: false, step: 'start' };
+const reloading = mode === 'reload';
 
 // --- the proxy that cuts the first PATCH at half ---------------------------------------
 let cut = false;
 let cutUrl = '';
 let blackoutUntil = 0;
+// Reload mode: tus requests are refused from the cut until the file is chosen again.
+let refuseTus = false;
 let patchBytesFromBrowser = 0;
 const BLACKOUT_MS = 1000;
 // Every open connection, so the blip breaks them all (not only the PATCH's).
@@ -62,6 +70,11 @@ const proxy = net.createServer((client) => {
         const inThisChunk = headBytes - already;
         server.write(data.subarray(0, inThisChunk));
         const lines = head.slice(0, end);
+        if (refuseTus && lines.split(' ')[1].startsWith('/api/tus/')) {
+          client.destroy();
+          server.destroy();
+          return;
+        }
         patch = lines.startsWith('PATCH ');
         if (patch) cutUrl = lines.split(' ')[1];
         const length = /\r\ncontent-length:\s*(\d+)/i.exec(lines);
@@ -77,7 +90,8 @@ const proxy = net.createServer((client) => {
       if (patch && !cut && bodySeen + part.length >= cutAt) {
         part = part.subarray(0, cutAt - bodySeen);
         cut = true;
-        blackoutUntil = Date.now() + BLACKOUT_MS;
+        if (reloading) refuseTus = true;
+        else blackoutUntil = Date.now() + BLACKOUT_MS;
         result.cutDone = new Date().toISOString();
         server.end(part);
         client.destroy();
@@ -116,7 +130,7 @@ try {
   const problems = watch(page, {
     tolerate: (url, what) => {
       const ours = cut && url.includes('/api/tus/') && ['failed', 'console', 409].includes(what)
-        && Date.now() < blackoutUntil + 5000;
+        && (reloading ? refuseTus : Date.now() < blackoutUntil + 5000);
       if (ours && tolerated.length < 8) {
         tolerated.push(what);
         return true;
@@ -128,10 +142,12 @@ try {
   result.problems = problems;
   const patchOffsets = [];
   let headOffset = null;
+  let creations = 0;
   page.on('request', (request) => {
     if (request.method() === 'PATCH' && request.url().includes('/api/tus/')) {
       patchOffsets.push(Number(request.headers()['upload-offset']));
     }
+    if (request.method() === 'POST' && request.url().includes('/api/tus/')) creations += 1;
   });
   page.on('response', (response) => {
     if (response.request().method() === 'HEAD' && response.url().includes('/api/tus/')) {
@@ -155,6 +171,23 @@ try {
   });
   await page.setInputFiles('#file', file);
   await page.click('#upload-form button[type=submit]');
+  if (reloading) {
+    // Cut, and the page's own retry refused: the upload cannot go on in this page.
+    await page.waitForFunction(() => document.getElementById('upload-text').textContent.includes('resuming'),
+      null, { timeout, polling: 50 });
+    if (!cut) throw new Error('the page retried before the proxy cut the upload');
+    result.patchOffsetsBeforeReload = [...patchOffsets];
+    patchOffsets.length = 0;
+    headOffset = null;
+    result.step = 'reload';
+    await page.reload({ waitUntil: 'load', timeout });
+    const note = page.locator('#resume-note');
+    await note.waitFor({ state: 'visible', timeout: 10000 });
+    result.resumeNote = await note.textContent();
+    refuseTus = false;
+    await page.setInputFiles('#file', file);
+    await page.click('#upload-form button[type=submit]');
+  }
   const phases = [];
   const deadline = Date.now() + timeout;
   let last = {};
@@ -172,7 +205,10 @@ try {
   result.cut = cut;
   result.patchOffsets = patchOffsets;
   result.headOffset = headOffset;
-  const sentLog = await page.evaluate(() => window.sentLog);
+  result.creations = creations;
+  // A finished upload leaves nothing to resume behind.
+  result.storedForResuming = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('tus::')).length);
+  const sentLog = reloading ? [] : await page.evaluate(() => window.sentLog);
   // Before the cut the count rises; the resumed PATCH starts again at the server's offset.
   const drop = sentLog.findIndex((v, i) => i > 0 && v < sentLog[i - 1]);
   const before = drop < 0 ? sentLog.filter((v) => v <= cutAt) : sentLog.slice(0, drop);
