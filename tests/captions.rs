@@ -199,3 +199,86 @@ async fn caption_tracks_are_checked_stored_listed_offered_and_deleted() {
     let held = holdings(&refs).await;
     assert!(!held.keys().any(|k| k.starts_with("talk/")), "{held:?}");
 }
+
+/// The upload page's caption chooser in Chromium: a video and a .vtt with a language are
+/// chosen together; the page asks for the admin token, the track is stored on the ring,
+/// listed by the API and offered by the player page as a text track with our cue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_uploads_a_video_with_captions_from_the_upload_page() {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
+    );
+    let nodes = [start_storage_node().await];
+    let refs: Vec<&StorageNode> = nodes.iter().collect();
+    let web = start_web_ring(
+        &refs,
+        WebOptions {
+            admin_token: Some(TOKEN.into()),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let clip = make_video(files.path(), "lecture.mp4", 3, "320x240");
+    let vtt = files.path().join("lecture.fr.vtt");
+    std::fs::write(&vtt, VTT).unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(browser_dir.join("upload-captions.mjs"))
+        .arg(&web.url)
+        .arg(&clip)
+        .arg(&vtt)
+        .args(["lecture", "fr", TOKEN, "180000"])
+        .output()
+        .await
+        .expect("node runs (install Node.js)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the upload with captions failed: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(report.trim()).unwrap();
+    eprintln!("the browser saw: {seen}");
+    // The page asked for the token once and PUT the track under the chosen language.
+    assert_eq!(seen["prompts"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(
+        seen["captionPuts"],
+        serde_json::json!([{"url": "/api/videos/lecture/captions/fr", "status": 200}]),
+        "{seen}"
+    );
+    assert_eq!(seen["captionsStatus"], "Captions (fr) added.", "{seen}");
+    // Listed by the API as the browser saw it, and by the API now.
+    let listed = video(&format!("{}/api/videos/lecture", web.url)).await;
+    assert_eq!(seen["api"]["captions"], listed["captions"], "{seen}");
+    let captions = listed["captions"].as_array().unwrap();
+    assert_eq!(captions.len(), 1, "{listed}");
+    assert_eq!(captions[0]["lang"], "fr");
+    let track_url = captions[0]["url"].as_str().unwrap();
+    // Stored on the ring, byte for byte.
+    let track = http_client()
+        .get(format!("{}{track_url}", web.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(track.status(), StatusCode::OK);
+    assert_eq!(track.text().await.unwrap(), VTT);
+    let held = holdings(&refs).await;
+    assert!(
+        held.keys().any(|k| k.starts_with("lecture/captions-fr-")),
+        "{held:?}"
+    );
+    // Offered by the player page as a subtitles track whose cue Chromium loaded.
+    assert_eq!(
+        seen["tracks"],
+        serde_json::json!([{"kind": "subtitles", "srclang": "fr", "src": track_url}]),
+        "{seen}"
+    );
+    assert_eq!(seen["ccPressed"], "true", "{seen}");
+    assert_eq!(
+        seen["textTracks"],
+        serde_json::json!([{"kind": "subtitles", "language": "fr", "cues": ["Hello from the captions"]}]),
+        "{seen}"
+    );
+}
