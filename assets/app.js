@@ -152,6 +152,8 @@
       const note = $('captions-status');
       try {
         const response = await fetch('/api/videos/' + encodeURIComponent(id) + '/captions/' + encodeURIComponent(lang), { method: 'PUT', headers, body: file });
+        // Read the answer through: left unread, leaving the page aborts it.
+        if (response.ok) await response.text();
         note.textContent = response.ok ? 'Captions (' + lang + ') added.' : 'Captions not added: ' + (await errorOf(response));
         note.className = response.ok ? '' : 'error';
       } catch (e) {
