@@ -6,7 +6,10 @@ mod support;
 
 use reqwest::{StatusCode, header};
 use serde_json::Value;
-use support::web::{WebOptions, holdings, http_client, make_video, start_web_ring, upload_file};
+use support::web::{
+    WebOptions, browser_script, holdings, http_client, make_video, run_browser, start_web_ring,
+    upload_file,
+};
 use support::{StorageNode, start_storage_node};
 
 const TOKEN: &str = "caption-secret";
@@ -205,11 +208,6 @@ async fn caption_tracks_are_checked_stored_listed_offered_and_deleted() {
 /// listed by the API and offered by the player page as a text track with our cue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_uploads_a_video_with_captions_from_the_upload_page() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
-    );
     let nodes = [start_storage_node().await];
     let refs: Vec<&StorageNode> = nodes.iter().collect();
     let web = start_web_ring(
@@ -224,23 +222,15 @@ async fn chromium_uploads_a_video_with_captions_from_the_upload_page() {
     let clip = make_video(files.path(), "lecture.mp4", 3, "320x240");
     let vtt = files.path().join("lecture.fr.vtt");
     std::fs::write(&vtt, VTT).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("upload-captions.mjs"))
-        .arg(&web.url)
-        .arg(&clip)
-        .arg(&vtt)
-        .args(["lecture", "fr", TOKEN, "180000"])
-        .output()
-        .await
-        .expect("node runs (install Node.js)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the upload with captions failed: {report} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(report.trim()).unwrap();
-    eprintln!("the browser saw: {seen}");
+    let seen = run_browser(
+        browser_script("upload-captions.mjs")
+            .arg(&web.url)
+            .arg(&clip)
+            .arg(&vtt)
+            .args(["lecture", "fr", TOKEN, "180000"]),
+        "the upload with captions",
+    )
+    .await;
     // The page asked for the token once and PUT the track under the chosen language.
     assert_eq!(seen["prompts"].as_array().unwrap().len(), 1, "{seen}");
     assert_eq!(

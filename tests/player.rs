@@ -6,19 +6,15 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::Value;
-use support::web::{WebOptions, http_client, make_video, start_web_ring, upload_file};
+use support::web::{
+    WebOptions, browser_script, http_client, make_video, run_browser, start_web_ring, upload_file,
+};
 use support::{StorageNode, start_storage_node};
 
 const CAPTIONS: &str = "WEBVTT\n\n00:00.000 --> 00:09.000\nHello from the captions\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_player_has_a_quality_menu_shortcuts_captions_previews_and_memory() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
-    );
     let node = start_storage_node().await;
     let refs: Vec<&StorageNode> = vec![&node];
     let web = start_web_ring(&refs, WebOptions::default()).await;
@@ -38,22 +34,14 @@ async fn chromium_player_has_a_quality_menu_shortcuts_captions_previews_and_memo
     assert_eq!(put.status(), StatusCode::OK);
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("player.mjs"))
-        .arg(format!("{}/videos/watch", web.url))
-        .arg(&shots)
-        .arg("120000")
-        .output()
-        .await
-        .expect("node runs (install Node.js)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the player test failed: {report} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(report.trim()).unwrap();
-    eprintln!("the browser saw: {seen}");
+    let seen = run_browser(
+        browser_script("player.mjs")
+            .arg(format!("{}/videos/watch", web.url))
+            .arg(&shots)
+            .arg("120000"),
+        "the player test",
+    )
+    .await;
     // Script's controls replace the browser's, and nothing is wider than the phone.
     assert_eq!(seen["nativeControls"], false, "{seen}");
     assert!(seen["pageWidth"].as_u64().unwrap() <= 390, "{seen}");

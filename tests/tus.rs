@@ -10,7 +10,10 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use support::web::{WebOptions, http_client, make_video, start_web_local, start_web_ring};
+use support::web::{
+    WebOptions, browser_script, http_client, make_video, run_browser, start_web_local,
+    start_web_ring,
+};
 use support::{StorageNode, start_storage_node};
 
 const TUS: (&str, &str) = ("Tus-Resumable", "1.0.0");
@@ -309,33 +312,20 @@ async fn partial_uploads_expire_and_count_against_their_bound() {
 /// the video gets to ready and plays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_resumes_an_upload_cut_at_half_from_the_servers_offset() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
-    );
     let node = start_storage_node().await;
     let refs: Vec<&StorageNode> = vec![&node];
     let web = start_web_ring(&refs, WebOptions::default()).await;
     let videos = tempfile::tempdir().unwrap();
     let clip = make_video(videos.path(), "cut.mp4", 8, "320x240");
     let size = std::fs::metadata(&clip).unwrap().len();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("tus.mjs"))
-        .arg(&web.url)
-        .arg(&clip)
-        .args(["cut", "180000"])
-        .output()
-        .await
-        .expect("node runs (install Node.js)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the resumed upload failed: {report} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(report.trim()).unwrap();
-    eprintln!("the browser saw: {seen}");
+    let seen = run_browser(
+        browser_script("tus.mjs")
+            .arg(&web.url)
+            .arg(&clip)
+            .args(["cut", "180000"]),
+        "the resumed upload",
+    )
+    .await;
     let cut_at = seen["cutAt"].as_u64().unwrap();
     assert_eq!(cut_at, size / 2, "{seen}");
     // The server kept what arrived before the cut, and the client went on from there.
@@ -368,33 +358,20 @@ async fn chromium_resumes_an_upload_cut_at_half_from_the_servers_offset() {
 /// sending only the rest and creating no new upload; the video gets to ready and plays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_resumes_an_upload_after_a_page_reload_from_the_servers_offset() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
-    );
     let node = start_storage_node().await;
     let refs: Vec<&StorageNode> = vec![&node];
     let web = start_web_ring(&refs, WebOptions::default()).await;
     let videos = tempfile::tempdir().unwrap();
     let clip = make_video(videos.path(), "reloaded.mp4", 4, "320x240");
     let size = std::fs::metadata(&clip).unwrap().len();
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("tus.mjs"))
-        .arg(&web.url)
-        .arg(&clip)
-        .args(["reloaded", "180000", "reload"])
-        .output()
-        .await
-        .expect("node runs (install Node.js)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the upload resumed after a reload failed: {report} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(report.trim()).unwrap();
-    eprintln!("the browser saw: {seen}");
+    let seen = run_browser(
+        browser_script("tus.mjs")
+            .arg(&web.url)
+            .arg(&clip)
+            .args(["reloaded", "180000", "reload"]),
+        "the upload resumed after a reload",
+    )
+    .await;
     let cut_at = seen["cutAt"].as_u64().unwrap();
     assert_eq!(cut_at, size / 2, "{seen}");
     assert_eq!(

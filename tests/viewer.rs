@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::Value;
 use support::web::{
-    WebOptions, holdings, http_client, make_video, start_web, start_web_local, start_web_ring,
-    upload_bytes, upload_file,
+    WebOptions, browser_script, holdings, http_client, make_video, run_browser, start_web,
+    start_web_local, start_web_ring, upload_bytes, upload_file,
 };
 use support::{StorageNode, start_storage_node};
 use tritontube::meta::{MetaStore, VideoDetails};
@@ -556,11 +556,6 @@ async fn refusals_reach_a_client_still_sending() {
 /// deletes it (with the admin token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
-    );
     let nodes = [
         start_storage_node().await,
         start_storage_node().await,
@@ -577,22 +572,15 @@ async fn chromium_follows_an_upload_plays_its_qualities_and_deletes_it() {
     .await;
     let videos = tempfile::tempdir().unwrap();
     let clip = make_video(videos.path(), "journey.mp4", 8, "1280x720");
-    let output = tokio::process::Command::new("node")
-        .arg(browser_dir.join("viewer.mjs"))
-        .arg(&web.url)
-        .arg(&clip)
-        .args(["journey", "browser-secret", "240000"])
-        .output()
-        .await
-        .expect("node runs (install Node.js)");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the browser journey failed: {report} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(report.trim()).unwrap();
-    eprintln!("the browser saw: {seen}");
+    let seen = run_browser(
+        browser_script("viewer.mjs").arg(&web.url).arg(&clip).args([
+            "journey",
+            "browser-secret",
+            "240000",
+        ]),
+        "the browser journey",
+    )
+    .await;
     // The bar moved while the file was being sent: several values between 0 and 100.
     let sent: Vec<u64> = seen["sendingValues"]
         .as_array()

@@ -346,3 +346,32 @@ pub async fn ring_nodes(admin: &str) -> BTreeSet<String> {
         .into_iter()
         .collect()
 }
+
+/// A Node command that runs one of `tests/browser`'s scripts (Playwright driving the
+/// system's Chromium); fails loudly when the npm packages are missing.
+pub fn browser_script(script: &str) -> tokio::process::Command {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "run scripts/setup.sh first: it installs the browser test's npm packages (playwright-core)"
+    );
+    let mut command = tokio::process::Command::new("node");
+    command.arg(browser_dir.join(script));
+    command
+}
+
+/// Runs a browser script to its end and returns the JSON report it printed; a script
+/// that fails (any page error, failed request or failed check) fails the test, naming
+/// `what` with everything the script said.
+pub async fn run_browser(command: &mut tokio::process::Command, what: &str) -> serde_json::Value {
+    let output = command.output().await.expect("node runs (install Node.js)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{what} failed: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    eprintln!("the browser saw: {seen}");
+    seen
+}
