@@ -474,22 +474,8 @@ impl EtcdStore {
         status: VideoStatus,
         details: &VideoDetails,
     ) -> MetaResult<()> {
-        let rkey = record_key(id);
         let what = format!("finishing video {id:?}");
-        // Read, then write if unchanged; a lost race (a concurrent remove) re-reads.
-        for _ in 0..5 {
-            let resp = self
-                .txn(
-                    &what,
-                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
-                )
-                .await?;
-            let kvs = first_kvs(&resp);
-            let Some(kv) = kvs.first() else {
-                return Err(MetaError::NotFound(id.to_owned()));
-            };
-            let mut record: Record = serde_json::from_slice(kv.value())
-                .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
+        self.update_record(id, &what, |record| {
             if !record.status.in_upload() {
                 // Finished already, or deleted while it was being stored.
                 return Err(MetaError::NotFound(id.to_owned()));
@@ -505,28 +491,17 @@ impl EtcdStore {
                 captions,
                 ..details.clone()
             });
-            let mut puts = vec![TxnOp::put(rkey.as_str(), to_json(&record)?, None)];
+            let mut also = Vec::new();
             if status == VideoStatus::Ready {
-                puts.push(TxnOp::put(
+                also.push(TxnOp::put(
                     legacy_key(id),
                     format_time(record.uploaded_at),
                     None,
                 ));
             }
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    rkey.as_str(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then(puts);
-            if self.txn(&what, txn).await?.succeeded() {
-                return Ok(());
-            }
-        }
-        Err(MetaError::Unavailable(format!(
-            "{what}: the record kept changing"
-        )))
+            Ok(((), also))
+        })
+        .await
     }
 
     pub async fn set_caption(
@@ -535,15 +510,33 @@ impl EtcdStore {
         lang: &str,
         caption: Option<&Caption>,
     ) -> MetaResult<Option<Caption>> {
-        let rkey = record_key(id);
         let what = format!("setting a caption of video {id:?}");
-        // Read, then write if unchanged; a lost race re-reads.
+        self.update_record(id, &what, |record| {
+            if !record.status.watchable() {
+                return Err(MetaError::NotFound(id.to_owned()));
+            }
+            let Some(details) = record.details.as_mut() else {
+                return Err(MetaError::NotFound(id.to_owned()));
+            };
+            let old = super::replace_caption(&mut details.captions, lang, caption);
+            Ok((old, Vec::new()))
+        })
+        .await
+    }
+
+    /// Reads a video's record, lets `change` edit it (naming any other writes of the same
+    /// transaction), and writes it back only if it is unchanged since the read; a lost
+    /// race (a concurrent writer or remove) reads again. An error from `change` is final.
+    async fn update_record<T>(
+        &self,
+        id: &str,
+        what: &str,
+        mut change: impl FnMut(&mut Record) -> MetaResult<(T, Vec<TxnOp>)>,
+    ) -> MetaResult<T> {
+        let rkey = record_key(id);
         for _ in 0..5 {
             let resp = self
-                .txn(
-                    &what,
-                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
-                )
+                .txn(what, Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]))
                 .await?;
             let kvs = first_kvs(&resp);
             let Some(kv) = kvs.first() else {
@@ -551,23 +544,18 @@ impl EtcdStore {
             };
             let mut record: Record = serde_json::from_slice(kv.value())
                 .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
-            let Some(details) = record
-                .details
-                .as_mut()
-                .filter(|_| record.status.watchable())
-            else {
-                return Err(MetaError::NotFound(id.to_owned()));
-            };
-            let old = super::replace_caption(&mut details.captions, lang, caption);
+            let (outcome, also) = change(&mut record)?;
+            let mut puts = vec![TxnOp::put(rkey.as_str(), to_json(&record)?, None)];
+            puts.extend(also);
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     rkey.as_str(),
                     CompareOp::Equal,
                     kv.mod_revision(),
                 )])
-                .and_then([TxnOp::put(rkey.as_str(), to_json(&record)?, None)]);
-            if self.txn(&what, txn).await?.succeeded() {
-                return Ok(old);
+                .and_then(puts);
+            if self.txn(what, txn).await?.succeeded() {
+                return Ok(outcome);
             }
         }
         Err(MetaError::Unavailable(format!(
