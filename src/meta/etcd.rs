@@ -51,12 +51,19 @@ const HINT_PREFIX: &str = "tritontube/hints/";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 /// Time one request to one member may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Time a write (or a linearizable read) may take in all, failing over included. Long
-/// enough to ride out the election that follows the loss of a leader.
-const WRITE_DEADLINE: Duration = Duration::from_secs(3);
+/// Time a write may take in all, failing over included: long enough to ride out the
+/// election that follows the loss of a leader on a loaded machine, where one fsync can
+/// take longer than an attempt.
+const WRITE_DEADLINE: Duration = Duration::from_secs(8);
+/// A write gives up sooner when, after this long, every member still either refuses the
+/// connection or says it has no leader: the quorum is gone, not slow. Longer than an
+/// election (etcd's default election timeout is 1 s).
+const NO_LEADER_GRACE: Duration = Duration::from_millis(2500);
 const LINEARIZABLE_READ_DEADLINE: Duration = Duration::from_secs(2);
 /// Time the serializable fallback may take in all.
 const STALE_READ_DEADLINE: Duration = Duration::from_secs(2);
+/// A watch quiet for this long is asked to prove it is alive and in sync.
+const WATCH_QUIET_CHECK: Duration = Duration::from_secs(5);
 /// A member that failed within this long is tried after the others.
 const SUSPECT_FOR: Duration = Duration::from_secs(5);
 /// Replies can hold every video; the default 4 MiB would cap the index at ~20 000.
@@ -241,7 +248,7 @@ impl EtcdStore {
         };
         // Fail at start-up, with the endpoints named, rather than on the first upload.
         store
-            .run(Mode::Relaxed, WRITE_DEADLINE, false, |mut kv| async move {
+            .run(Mode::Relaxed, WRITE_DEADLINE, None, |mut kv| async move {
                 kv.get(CLUSTER_KEY, Some(GetOptions::new().with_serializable()))
                     .await
             })
@@ -289,13 +296,13 @@ impl EtcdStore {
     }
 
     /// Runs `op` against one member after another until one answers or `deadline` passes.
-    /// With `leader_round`, gives up after a whole round in which some member said it had
-    /// no leader and none answered (the caller has a fallback).
+    /// With `no_leader_grace`, gives up sooner: after a whole round, ending at least that
+    /// long after the start, in which some member said it had no leader and none answered.
     async fn run<T, F, Fut>(
         &self,
         mode: Mode,
         deadline: Duration,
-        leader_round: bool,
+        no_leader_grace: Option<Duration>,
         mut op: F,
     ) -> Result<T, Failure>
     where
@@ -352,7 +359,7 @@ impl EtcdStore {
                     }
                 }
             }
-            if leader_round && round_no_leader {
+            if round_no_leader && no_leader_grace.is_some_and(|grace| start.elapsed() >= grace) {
                 return Err(Failure::Exhausted {
                     no_leader,
                     detail: format!("last: {last}"),
@@ -370,10 +377,15 @@ impl EtcdStore {
 
     /// A write (or anything needing the quorum), failed over until [`WRITE_DEADLINE`].
     async fn txn(&self, what: &str, txn: Txn) -> MetaResult<TxnResponse> {
-        self.run(Mode::Strict, WRITE_DEADLINE, false, |mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
+        self.run(
+            Mode::Strict,
+            WRITE_DEADLINE,
+            Some(NO_LEADER_GRACE),
+            |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            },
+        )
         .await
         .map_err(|f| f.into_meta(what))
     }
@@ -409,10 +421,15 @@ impl EtcdStore {
     ) -> MetaResult<(TxnResponse, bool)> {
         let fresh = build(false);
         let first = self
-            .run(Mode::Strict, LINEARIZABLE_READ_DEADLINE, true, |mut kv| {
-                let txn = fresh.clone();
-                async move { kv.txn(txn).await }
-            })
+            .run(
+                Mode::Strict,
+                LINEARIZABLE_READ_DEADLINE,
+                Some(Duration::ZERO),
+                |mut kv| {
+                    let txn = fresh.clone();
+                    async move { kv.txn(txn).await }
+                },
+            )
             .await;
         let why = match first {
             Ok(resp) => return Ok((resp, false)),
@@ -422,7 +439,7 @@ impl EtcdStore {
         tracing::warn!(error = %why, "{what}: serving a possibly stale read");
         let stale = build(true);
         let resp = self
-            .run(Mode::Relaxed, STALE_READ_DEADLINE, false, |mut kv| {
+            .run(Mode::Relaxed, STALE_READ_DEADLINE, None, |mut kv| {
                 let txn = stale.clone();
                 async move { kv.txn(txn).await }
             })
@@ -741,8 +758,29 @@ impl EtcdStore {
                 return Err(format!("{}: no answer", member.endpoint));
             }
         };
+        let mut progress_asked = false;
         loop {
-            let msg = match stream.message().await {
+            // A quiet watch is asked for its progress; a member that cannot answer (its
+            // connection half-dead, or too far behind to be in sync) is left for another.
+            let wait = if progress_asked {
+                ATTEMPT_TIMEOUT * 2
+            } else {
+                WATCH_QUIET_CHECK
+            };
+            let Ok(next_msg) = tokio::time::timeout(wait, stream.message()).await else {
+                if progress_asked {
+                    self.mark_failed(i);
+                    return Err(format!("{}: watch silent", member.endpoint));
+                }
+                progress_asked = true;
+                if let Err(e) = stream.request_progress().await {
+                    self.mark_failed(i);
+                    return Err(format!("{}: {}", member.endpoint, describe(&e)));
+                }
+                continue;
+            };
+            progress_asked = false;
+            let msg = match next_msg {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return Err(format!("{}: watch ended", member.endpoint)),
                 Err(e) => {
