@@ -5,6 +5,12 @@
 //! position("host:port#i"). A key lives on the first `replicas` distinct nodes met walking
 //! from position(key) upward (token ≥ key), wrapping at 2^64. With one token and one
 //! replica this is exactly the original Tritontube's placement.
+//!
+//! Zones (failure domains: a rack, a room, a power feed): a node may carry one. Walking
+//! upward, a node is taken only if its zone holds no copy yet, until `replicas` copies or
+//! every zone holds one; then the walk starts again and takes distinct nodes as in the
+//! plain rule. A node without a zone is a zone of its own, so with no zone set the
+//! placement is exactly the plain rule. See docs/placement.md for the test vectors.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +46,8 @@ pub struct Ring {
     virtual_nodes: u32,
     replicas: u32,
     nodes: BTreeSet<String>,
+    /// The zone of each node that has one.
+    zones: BTreeMap<String, String>,
     /// Sorted by (position, node) so equal positions still order deterministically.
     tokens: Vec<(u64, String)>,
 }
@@ -50,11 +58,18 @@ struct RingSpec {
     virtual_nodes: u32,
     replicas: u32,
     nodes: Vec<String>,
+    /// Absent when no node has a zone, so rings saved before zones read back the same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    zones: BTreeMap<String, String>,
 }
 
 impl From<RingSpec> for Ring {
     fn from(spec: RingSpec) -> Self {
-        Ring::with_nodes(spec.virtual_nodes, spec.replicas, spec.nodes)
+        let mut ring = Ring::with_nodes(spec.virtual_nodes, spec.replicas, spec.nodes);
+        for (node, zone) in spec.zones {
+            ring.set_zone(&node, Some(&zone));
+        }
+        ring
     }
 }
 
@@ -64,8 +79,36 @@ impl From<Ring> for RingSpec {
             virtual_nodes: ring.virtual_nodes,
             replicas: ring.replicas,
             nodes: ring.nodes.into_iter().collect(),
+            zones: ring.zones,
         }
     }
+}
+
+/// A node's failure domain: its zone, or the node alone when it has none.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Domain<'a> {
+    Zone(&'a str),
+    Alone(&'a str),
+}
+
+/// Why a zone name is refused: it is shown in a console column and typed on command
+/// lines, so it is short, printable and has no spaces.
+pub fn check_zone_name(zone: &str) -> Result<(), String> {
+    if zone.is_empty() || zone.len() > 64 {
+        return Err(format!(
+            "a zone name has 1 to 64 characters, not {}",
+            zone.len()
+        ));
+    }
+    if let Some(c) = zone
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "a zone name has letters, digits and - _ . : only; {c:?} is not allowed"
+        ));
+    }
+    Ok(())
 }
 
 /// A key whose holders differ between two rings.
@@ -83,6 +126,7 @@ impl Ring {
             virtual_nodes: virtual_nodes.max(1),
             replicas: replicas.max(1),
             nodes: BTreeSet::new(),
+            zones: BTreeMap::new(),
             tokens: Vec::new(),
         }
     }
@@ -126,8 +170,51 @@ impl Ring {
         if !self.nodes.remove(node) {
             return false;
         }
+        self.zones.remove(node);
         self.tokens.retain(|(_, owner)| owner != node);
         true
+    }
+
+    /// Puts a node of the ring in a zone (None: in no zone); false if the node is not in
+    /// the ring or already was there.
+    pub fn set_zone(&mut self, node: &str, zone: Option<&str>) -> bool {
+        if !self.nodes.contains(node) || self.zone(node) == zone {
+            return false;
+        }
+        match zone {
+            Some(zone) => self.zones.insert(node.to_string(), zone.to_string()),
+            None => self.zones.remove(node),
+        };
+        true
+    }
+
+    /// The zone of a node, if it has one.
+    pub fn zone(&self, node: &str) -> Option<&str> {
+        self.zones.get(node).map(String::as_str)
+    }
+
+    /// Whether any node has a zone.
+    pub fn has_zones(&self) -> bool {
+        !self.zones.is_empty()
+    }
+
+    /// Fraction of the ring (0..1) for which each zone holds the first replica; nodes
+    /// without a zone are left out.
+    pub fn zone_shares(&self) -> BTreeMap<String, f64> {
+        let mut shares = BTreeMap::new();
+        for (node, share) in self.shares() {
+            if let Some(zone) = self.zone(&node) {
+                *shares.entry(zone.to_string()).or_insert(0.0) += share;
+            }
+        }
+        shares
+    }
+
+    fn domain<'a>(&'a self, node: &'a str) -> Domain<'a> {
+        match self.zones.get(node) {
+            Some(zone) => Domain::Zone(zone),
+            None => Domain::Alone(node),
+        }
     }
 
     pub fn contains(&self, node: &str) -> bool {
@@ -163,7 +250,8 @@ impl Ring {
         self.walk(key, self.nodes.len())
     }
 
-    /// The first `count` distinct nodes met walking from `key` (fewer if the ring has fewer).
+    /// The first `count` distinct nodes met walking from `key` (fewer if the ring has
+    /// fewer), one per zone first while a zone holds no copy.
     fn walk(&self, key: &str, count: usize) -> Vec<&str> {
         let wanted = count.min(self.nodes.len());
         let mut owners: Vec<&str> = Vec::with_capacity(wanted);
@@ -173,13 +261,36 @@ impl Ring {
         let key_position = position(key);
         let start = self.tokens.partition_point(|(pos, _)| *pos < key_position);
         let len = self.tokens.len();
-        for offset in 0..len {
-            let node = self.tokens[(start + offset) % len].1.as_str();
+        let ring_order = (0..len).map(|offset| self.tokens[(start + offset) % len].1.as_str());
+        if self.zones.is_empty() {
+            // Every node is a zone of its own: the plain rule, without the bookkeeping.
+            for node in ring_order {
+                if !owners.contains(&node) {
+                    owners.push(node);
+                    if owners.len() == wanted {
+                        break;
+                    }
+                }
+            }
+            return owners;
+        }
+        let domains: BTreeSet<Domain> = self.nodes.iter().map(|n| self.domain(n)).collect();
+        let mut covered: BTreeSet<Domain> = BTreeSet::new();
+        for node in ring_order.clone() {
+            if owners.len() == wanted || covered.len() == domains.len() {
+                break;
+            }
+            if covered.insert(self.domain(node)) {
+                owners.push(node);
+            }
+        }
+        // Fewer zones than copies: the rest go to distinct nodes, in ring order.
+        for node in ring_order {
+            if owners.len() == wanted {
+                break;
+            }
             if !owners.contains(&node) {
                 owners.push(node);
-                if owners.len() == wanted {
-                    break;
-                }
             }
         }
         owners
@@ -359,6 +470,112 @@ mod tests {
         assert!(unmoved > 0);
     }
 
+    fn four_nodes_in_two_zones(replicas: u32) -> Ring {
+        let mut ring = Ring::with_nodes(
+            1,
+            replicas,
+            [
+                "localhost:8090",
+                "localhost:8091",
+                "localhost:8092",
+                "localhost:8093",
+            ],
+        );
+        for (node, zone) in [
+            ("localhost:8090", "a"),
+            ("localhost:8091", "a"),
+            ("localhost:8092", "b"),
+            ("localhost:8093", "b"),
+        ] {
+            assert!(ring.set_zone(node, Some(zone)));
+        }
+        ring
+    }
+
+    #[test]
+    fn zoned_placement_matches_the_documented_vectors() {
+        // docs/placement.md: ring order 8092 (b), 8093 (b), 8090 (a), 8091 (a).
+        let ring = four_nodes_in_two_zones(2);
+        assert_eq!(
+            ring.owners("v1/manifest.mpd"),
+            ["localhost:8091", "localhost:8092"]
+        );
+        assert_eq!(
+            ring.owners("v1/chunk-0-00001.m4s"),
+            ["localhost:8092", "localhost:8090"]
+        );
+        assert_eq!(
+            ring.owners("big buck bunny/manifest.mpd"),
+            ["localhost:8092", "localhost:8090"]
+        );
+        // The plain rule would put both copies of those two in zone b.
+        let plain = Ring::with_nodes(
+            1,
+            2,
+            [
+                "localhost:8090",
+                "localhost:8091",
+                "localhost:8092",
+                "localhost:8093",
+            ],
+        );
+        assert_eq!(
+            plain.owners("v1/chunk-0-00001.m4s"),
+            ["localhost:8092", "localhost:8093"]
+        );
+        // More copies than zones: one per zone first, then distinct nodes in ring order.
+        let three = four_nodes_in_two_zones(3);
+        assert_eq!(
+            three.owners("v1/chunk-0-00001.m4s"),
+            ["localhost:8092", "localhost:8090", "localhost:8093"]
+        );
+        assert_eq!(
+            three.owners("v1/manifest.mpd"),
+            ["localhost:8091", "localhost:8092", "localhost:8093"]
+        );
+    }
+
+    #[test]
+    fn zones_survive_serde_and_rings_without_zones_read_as_before() {
+        let ring = four_nodes_in_two_zones(2);
+        let json = serde_json::to_string(&ring).unwrap();
+        let back: Ring = serde_json::from_str(&json).unwrap();
+        assert_eq!(ring, back);
+        assert_eq!(back.zone("localhost:8093"), Some("b"));
+        let old = r#"{"virtual_nodes":4,"replicas":2,"nodes":["a:1","b:2"]}"#;
+        let read: Ring = serde_json::from_str(old).unwrap();
+        assert!(!read.has_zones());
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
+    }
+
+    #[test]
+    fn zone_shares_add_up_their_nodes_and_removing_a_node_forgets_its_zone() {
+        let mut ring = four_nodes_in_two_zones(2);
+        let shares = ring.shares();
+        let zones = ring.zone_shares();
+        let a = shares["localhost:8090"] + shares["localhost:8091"];
+        assert!((zones["a"] - a).abs() < 1e-12);
+        assert!((zones["a"] + zones["b"] - 1.0).abs() < 1e-9);
+        assert!(ring.remove("localhost:8090"));
+        assert_eq!(ring.zone("localhost:8090"), None);
+        assert!(
+            !ring.set_zone("localhost:8090", Some("a")),
+            "not in the ring"
+        );
+        assert!(!ring.set_zone("localhost:8091", Some("a")), "already there");
+        assert!(ring.set_zone("localhost:8091", None));
+        assert_eq!(ring.zone_shares().len(), 1);
+    }
+
+    #[test]
+    fn zone_names_are_short_and_printable() {
+        assert!(check_zone_name("rack-1").is_ok());
+        assert!(check_zone_name("eu-west.a:2").is_ok());
+        assert!(check_zone_name("").is_err());
+        assert!(check_zone_name("a b").is_err());
+        assert!(check_zone_name(&"x".repeat(65)).is_err());
+    }
+
     fn node_names() -> impl Strategy<Value = Vec<String>> {
         proptest::collection::btree_set(1u16..2000, 1..8)
             .prop_map(|ports| ports.into_iter().map(|p| format!("10.0.0.1:{p}")).collect())
@@ -420,6 +637,41 @@ mod tests {
                 let distinct: BTreeSet<_> = owners.iter().collect();
                 prop_assert_eq!(distinct.len(), owners.len());
                 prop_assert_eq!(ring.primary(key), owners.first().copied());
+            }
+        }
+
+        #[test]
+        fn copies_land_in_distinct_zones_while_zones_last(
+            nodes in node_names(), keys in keys(), v in 1u32..16, r in 1u32..5,
+            zone_count in 1usize..4
+        ) {
+            let mut ring = Ring::with_nodes(v, r, nodes.iter().cloned());
+            for (i, node) in nodes.iter().enumerate() {
+                ring.set_zone(node, Some(&format!("z{}", i % zone_count)));
+            }
+            let zones_in_use = nodes.len().min(zone_count);
+            for key in &keys {
+                let owners = ring.owners(key);
+                prop_assert_eq!(owners.len(), (r as usize).min(nodes.len()));
+                let distinct: BTreeSet<_> = owners.iter().collect();
+                prop_assert_eq!(distinct.len(), owners.len());
+                let zones: BTreeSet<_> = owners.iter().map(|n| ring.zone(n)).collect();
+                prop_assert_eq!(zones.len(), owners.len().min(zones_in_use), "{:?}", owners);
+            }
+        }
+
+        #[test]
+        fn a_zone_per_node_is_the_plain_rule(
+            nodes in node_names(), keys in keys(), v in 1u32..16, r in 1u32..5
+        ) {
+            let plain = Ring::with_nodes(v, r, nodes.iter().cloned());
+            let mut zoned = plain.clone();
+            for node in &nodes {
+                zoned.set_zone(node, Some(&format!("zone-of-{node}")));
+            }
+            for key in &keys {
+                prop_assert_eq!(plain.owners(key), zoned.owners(key));
+                prop_assert_eq!(plain.preference_list(key), zoned.preference_list(key));
             }
         }
 

@@ -77,6 +77,7 @@ async fn adding_and_removing_nodes_moves_exactly_the_changed_keys() {
         .plan_change(PlanChangeRequest {
             kind: ChangeKind::Add as i32,
             node_address: newcomer.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -250,6 +251,7 @@ async fn the_admin_token_is_required_when_set() {
                     .start_change(StartChangeRequest {
                         kind: ChangeKind::Add as i32,
                         node_address: second.clone(),
+                        ..Default::default()
                     })
                     .await
                     .map(drop),

@@ -381,6 +381,7 @@ async fn a_cancelled_add_moves_every_file_back() {
         .start_change(StartChangeRequest {
             kind: ChangeKind::Add as i32,
             node_address: newcomer.address.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();

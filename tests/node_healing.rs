@@ -88,6 +88,7 @@ fn options() -> NodeOptions {
             ..StoreOptions::default()
         },
         scrub: ScrubConfig::default(),
+        zone: None,
     }
 }
 

@@ -96,6 +96,7 @@ async fn a_ring_change_is_paused_paced_and_resumed_live_and_a_restart_keeps_the_
         .start_change(StartChangeRequest {
             kind: ChangeKind::Add as i32,
             node_address: all[2].address(),
+            ..Default::default()
         })
         .await
         .unwrap();

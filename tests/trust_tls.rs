@@ -486,6 +486,7 @@ async fn admin_calls_and_deletes_need_the_operators_credential() {
                 .start_change(StartChangeRequest {
                     kind: ChangeKind::Add as i32,
                     node_address: node.clone(),
+                    ..Default::default()
                 })
                 .await
                 .map(drop),

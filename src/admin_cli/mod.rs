@@ -1,4 +1,4 @@
-//! `tritontube admin add|remove|list|status|cancel|repair|delete|pace|pause|resume ADMIN …`: the scriptable admin client.
+//! `tritontube admin add|remove|zone|list|status|cancel|repair|delete|pace|pause|resume ADMIN …`: the scriptable admin client.
 //! `add`, `remove` and `list` print what the original Tritontube's admin CLI printed (on
 //! stdout) and exit non-zero on any error; progress goes to stderr.
 //!
@@ -73,7 +73,20 @@ impl Caller {
 #[derive(clap::Subcommand, Debug)]
 pub enum AdminCommand {
     /// Add a storage node to the ring and move its files onto it.
-    Add { admin: String, node: String },
+    Add {
+        admin: String,
+        node: String,
+        /// Put the node in this zone instead of the one it reports (its --zone).
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Move a storage node into another zone (none given: out of any zone) and move the
+    /// files the zoned placement wants elsewhere.
+    Zone {
+        admin: String,
+        node: String,
+        zone: Option<String>,
+    },
     /// Move a storage node's files to the others and drop it from the ring.
     Remove { admin: String, node: String },
     /// List the storage nodes in the ring.
@@ -115,14 +128,22 @@ pub(crate) fn describe(s: tonic::Status) -> anyhow::Error {
 pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
     let caller = Caller::from_args(&args)?;
     match args.command {
-        AdminCommand::Add { admin, node } => {
-            let moved = change(&admin, &caller, ChangeKind::Add, &node).await?;
+        AdminCommand::Add { admin, node, zone } => {
+            let moved = change(&admin, &caller, ChangeKind::Add, &node, zone.as_deref()).await?;
             println!("Successfully added node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::Remove { admin, node } => {
-            let moved = change(&admin, &caller, ChangeKind::Remove, &node).await?;
+            let moved = change(&admin, &caller, ChangeKind::Remove, &node, None).await?;
             println!("Successfully removed node: {node}");
+            println!("Number of files migrated: {moved}");
+        }
+        AdminCommand::Zone { admin, node, zone } => {
+            let moved = change(&admin, &caller, ChangeKind::Zone, &node, zone.as_deref()).await?;
+            match &zone {
+                Some(zone) => println!("Node {node} is now in zone {zone}"),
+                None => println!("Node {node} is now in no zone"),
+            }
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::List { admin } => {
@@ -215,19 +236,30 @@ pub(super) fn interrupt_listener() -> anyhow::Result<tokio::signal::unix::Signal
 
 /// Starts a ring change and follows it to its end; returns the files moved. Ctrl-C stops
 /// only the following: the change goes on in the web node.
-async fn change(admin: &str, caller: &Caller, kind: ChangeKind, node: &str) -> anyhow::Result<u64> {
+async fn change(
+    admin: &str,
+    caller: &Caller,
+    kind: ChangeKind,
+    node: &str,
+    zone: Option<&str>,
+) -> anyhow::Result<u64> {
+    if let Some(zone) = zone {
+        crate::ring::check_zone_name(zone)
+            .map_err(|why| anyhow::anyhow!("zone {zone:?}: {why}"))?;
+    }
     let mut client = caller.connect(admin)?;
     let mut interrupted = interrupt_listener()?;
     let started = client
         .start_change(StartChangeRequest {
             kind: kind as i32,
             node_address: node.to_string(),
+            zone: zone.unwrap_or_default().to_string(),
         })
         .await;
     let change_id = match started {
         Ok(reply) => reply.into_inner().change_id,
         // A web node of the original system: only the blocking RPCs.
-        Err(status) if status.code() == tonic::Code::Unimplemented => {
+        Err(status) if status.code() == tonic::Code::Unimplemented && zone.is_none() => {
             return blocking_change(&mut client, kind, node).await;
         }
         Err(status) => return Err(describe(status)),
@@ -272,6 +304,7 @@ async fn blocking_change(
                 .into_inner()
                 .migrated_file_count
         }
+        ChangeKind::Zone => anyhow::bail!("this web node does not know zones"),
     };
     Ok(u64::try_from(moved).unwrap_or(0))
 }

@@ -102,6 +102,7 @@ fn describe(p: &MigrationProgress) -> String {
     let kind = match p.kind() {
         crate::proto::admin::ChangeKind::Add => "add",
         crate::proto::admin::ChangeKind::Remove => "remove",
+        crate::proto::admin::ChangeKind::Zone => "zone",
     };
     format!("{kind} {}", p.node_address)
 }

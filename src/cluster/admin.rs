@@ -128,6 +128,7 @@ impl VideoContentAdminService for AdminService {
                 address: address.clone(),
                 share: shares.get(address).copied().unwrap_or(0.0),
                 in_ring: state.ring.contains(address),
+                zone: state.ring.zone(address).unwrap_or_default().to_string(),
                 ..Default::default()
             };
             let probe = async {
@@ -170,7 +171,11 @@ impl VideoContentAdminService for AdminService {
     ) -> Result<Response<admin::PlanChangeResponse>, Status> {
         let request = request.into_inner();
         let kind = change_kind(&request.kind(), &request.node_address)?;
-        let plan = self.migrator.plan(kind, &request.node_address).await?;
+        let zone = Some(request.zone.as_str()).filter(|z| !z.is_empty());
+        let plan = self
+            .migrator
+            .plan(kind, &request.node_address, zone)
+            .await?;
         Ok(Response::new(plan.to_proto()))
     }
 
@@ -223,7 +228,11 @@ impl VideoContentAdminService for AdminService {
     ) -> Result<Response<admin::StartChangeResponse>, Status> {
         let request = request.into_inner();
         let kind = change_kind(&request.kind(), &request.node_address)?;
-        let handle = self.migrator.start(kind, &request.node_address).await?;
+        let zone = Some(request.zone.as_str()).filter(|z| !z.is_empty());
+        let handle = self
+            .migrator
+            .start(kind, &request.node_address, zone)
+            .await?;
         let change_id = self
             .migrator
             .cluster()
@@ -444,6 +453,7 @@ fn change_kind(kind: &admin::ChangeKind, node: &str) -> Result<ChangeKind, Statu
             ChangeKind::Add
         }
         admin::ChangeKind::Remove => ChangeKind::Remove,
+        admin::ChangeKind::Zone => ChangeKind::Zone,
     })
 }
 

@@ -2,8 +2,9 @@
 //! snapshot that readers take without waiting, changed only by compare-and-swap so that
 //! of several web nodes sharing one store exactly one wins each change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,8 @@ use crate::ring::Ring;
 
 /// How many times a change is recomputed when other web nodes keep changing the state.
 const CAS_ATTEMPTS: usize = 8;
+/// Time a seed node has to say its zone when the first ring is made.
+const ZONE_ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -89,13 +92,23 @@ impl Cluster {
             pacer: Pacer::default(),
         });
         cluster.reload().await?;
+        let seed_zones = if cluster.snapshot().version == 0 {
+            cluster.zones_of(seed_nodes).await
+        } else {
+            BTreeMap::new()
+        };
         let seeded = cluster
             .update(|state| {
                 if state.version > 0 {
                     return Ok::<_, ClusterError>(None);
                 }
+                let mut ring =
+                    Ring::with_nodes(virtual_nodes, replicas, seed_nodes.iter().cloned());
+                for (node, zone) in &seed_zones {
+                    ring.set_zone(node, Some(zone));
+                }
                 Ok(Some(ClusterState {
-                    ring: Ring::with_nodes(virtual_nodes, replicas, seed_nodes.iter().cloned()),
+                    ring,
                     spares: BTreeSet::new(),
                     migration: None,
                     repair: None,
@@ -125,6 +138,40 @@ impl Cluster {
 
     pub fn meta(&self) -> &MetaStore {
         &self.meta
+    }
+
+    /// The zones the seed nodes report (`--zone`), asked once when the first ring is
+    /// made. A node that does not answer joins in no zone, and the log says how to set it.
+    async fn zones_of(&self, nodes: &[String]) -> BTreeMap<String, String> {
+        let asks = nodes.iter().map(|node| async move {
+            let ask = async {
+                let client = self.client(node).map_err(|e| e.to_string())?;
+                client.health().await.map_err(|e| e.to_string())
+            };
+            let answer = tokio::time::timeout(ZONE_ASK_TIMEOUT, ask)
+                .await
+                .unwrap_or_else(|_| Err("no answer".into()));
+            (node, answer)
+        });
+        let mut zones = BTreeMap::new();
+        for (node, answer) in futures::future::join_all(asks).await {
+            match answer {
+                Ok(health) if !health.zone.is_empty() => {
+                    if let Err(why) = crate::ring::check_zone_name(&health.zone) {
+                        tracing::warn!(%node, %why, "ignoring the zone this node reports");
+                        continue;
+                    }
+                    zones.insert(node.clone(), health.zone);
+                }
+                Ok(_) => {}
+                Err(why) => tracing::warn!(
+                    %node,
+                    %why,
+                    "seed node did not say its zone; it joins the ring in none (set one with `tritontube admin zone`)"
+                ),
+            }
+        }
+        zones
     }
 
     /// Waits until `bytes` of a ring change's or a repair's copy may move under the

@@ -25,7 +25,7 @@ use super::state::{ChangeKind, ClusterState, Journal, JournalProgress, RepairJou
 use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
 use crate::node::client::ClientError;
 use crate::proto::admin::{self, MigrationProgress};
-use crate::ring::Ring;
+use crate::ring::{Ring, check_zone_name};
 
 /// Files copied at once. Each copy waits on its fsync, so more of them in flight keep
 /// the disk and the CPUs busy: 32 moved 10–15 % more files per second than 16.
@@ -203,22 +203,25 @@ impl Migrator {
     /// Adds `node` and moves onto it the files it now owns; returns the files moved.
     /// Waits for the change, but the change does not wait for the caller.
     pub async fn add_node(self: &Arc<Self>, node: &str) -> Result<u64, MigrationError> {
-        let handle = self.start(ChangeKind::Add, node).await?;
+        let handle = self.start(ChangeKind::Add, node, None).await?;
         outcome(handle.finished().await)
     }
 
     /// Moves the files of `node` to their new holders, then drops it from the ring.
     pub async fn remove_node(self: &Arc<Self>, node: &str) -> Result<u64, MigrationError> {
-        let handle = self.start(ChangeKind::Remove, node).await?;
+        let handle = self.start(ChangeKind::Remove, node, None).await?;
         outcome(handle.finished().await)
     }
 
     /// Journals a change and starts its worker; returns as soon as it runs. Asking for
     /// the change that is journaled but not running (left by a crash) resumes it.
+    /// `zone`: for Zone, the node's new zone (None: out of any); for Add, a zone to use
+    /// instead of the one the node reports; for Remove, None.
     pub async fn start(
         self: &Arc<Self>,
         kind: ChangeKind,
         node: &str,
+        zone: Option<&str>,
     ) -> Result<WorkerHandle, MigrationError> {
         let _starting = self.starting.lock().await;
         if let Some((handle, journal)) = self.running() {
@@ -230,7 +233,8 @@ impl Migrator {
         }
         let state = self.cluster.snapshot();
         if let Some(journal) = &state.migration {
-            if journal.kind == kind && journal.node == node && !journal.cancelled {
+            let same_zone = kind != ChangeKind::Zone || journal.target.zone(node) == zone;
+            if journal.kind == kind && journal.node == node && !journal.cancelled && same_zone {
                 return self.take_over(journal.clone()).await;
             }
             return Err(busy(journal));
@@ -238,18 +242,7 @@ impl Migrator {
         if let Some(repair) = &state.repair {
             return Err(repair_busy(repair));
         }
-        let target = match kind {
-            ChangeKind::Add => {
-                if state.ring.contains(node) {
-                    return Err(MigrationError::Duplicate(node.to_string()));
-                }
-                self.probe(node).await?;
-                let mut target = state.ring.clone();
-                target.add(node);
-                target
-            }
-            ChangeKind::Remove => removal_target(&state.ring, node)?,
-        };
+        let target = self.target(&state.ring, kind, node, zone).await?;
         let journal = Journal {
             id: format!(
                 "{}-{}",
@@ -366,22 +359,15 @@ impl Migrator {
         Ok(description)
     }
 
-    /// What adding or removing `node` would move, changing nothing.
-    pub async fn plan(&self, kind: ChangeKind, node: &str) -> Result<Plan, MigrationError> {
+    /// What a change would move, changing nothing (`zone` as for [`Migrator::start`]).
+    pub async fn plan(
+        &self,
+        kind: ChangeKind,
+        node: &str,
+        zone: Option<&str>,
+    ) -> Result<Plan, MigrationError> {
         let state = self.cluster.snapshot();
-        let current = state.write_ring();
-        let target = match kind {
-            ChangeKind::Add => {
-                if current.contains(node) {
-                    return Err(MigrationError::Duplicate(node.to_string()));
-                }
-                self.probe(node).await?;
-                let mut target = current.clone();
-                target.add(node);
-                target
-            }
-            ChangeKind::Remove => removal_target(current, node)?,
-        };
+        let target = self.target(state.write_ring(), kind, node, zone).await?;
         let mut nodes = state.data_nodes();
         nodes.extend(target.nodes().map(String::from));
         let inventory = inventory::take(&self.cluster, &nodes, None).await?;
@@ -440,7 +426,50 @@ impl Migrator {
         handle
     }
 
-    async fn probe(&self, node: &str) -> Result<(), MigrationError> {
+    /// The ring `current` becomes with the change.
+    async fn target(
+        &self,
+        current: &Ring,
+        kind: ChangeKind,
+        node: &str,
+        zone: Option<&str>,
+    ) -> Result<Ring, MigrationError> {
+        if let Some(zone) = zone {
+            check_zone_name(zone).map_err(MigrationError::Refused)?;
+        }
+        match kind {
+            ChangeKind::Add => {
+                if current.contains(node) {
+                    return Err(MigrationError::Duplicate(node.to_string()));
+                }
+                let reported = self.probe(node).await?;
+                let mut target = current.clone();
+                target.add(node);
+                target.set_zone(node, zone.or(reported.as_deref()));
+                Ok(target)
+            }
+            ChangeKind::Remove if zone.is_some() => Err(MigrationError::Refused(
+                "removing a node takes no zone".into(),
+            )),
+            ChangeKind::Remove => removal_target(current, node),
+            ChangeKind::Zone => {
+                if !current.contains(node) {
+                    return Err(MigrationError::Unknown(node.to_string()));
+                }
+                let mut target = current.clone();
+                if !target.set_zone(node, zone) {
+                    return Err(MigrationError::Refused(match zone {
+                        Some(zone) => format!("{node} is already in zone {zone}"),
+                        None => format!("{node} is in no zone already"),
+                    }));
+                }
+                Ok(target)
+            }
+        }
+    }
+
+    /// Checks that `node` answers, and returns the zone it reports.
+    async fn probe(&self, node: &str) -> Result<Option<String>, MigrationError> {
         let unreachable = |why: String| Unreachable {
             node: node.to_string(),
             why,
@@ -449,8 +478,8 @@ impl Migrator {
             .cluster
             .client(node)
             .map_err(|e| unreachable(e.to_string()))?;
-        match tokio::time::timeout(PROBE_TIMEOUT, client.stats()).await {
-            Ok(Ok(_)) => Ok(()),
+        match tokio::time::timeout(PROBE_TIMEOUT, client.health()).await {
+            Ok(Ok(health)) => Ok(Some(health.zone).filter(|z| !z.is_empty())),
             Ok(Err(e)) => Err(unreachable(e.to_string()).into()),
             Err(_) => Err(unreachable("no answer within 3 s".to_string()).into()),
         }
@@ -648,6 +677,7 @@ impl Run<'_> {
                         (ChangeKind::Remove, false) => {
                             next.spares.insert(journal.node.clone());
                         }
+                        (ChangeKind::Zone, false) => {}
                         // A cancelled change leaves the ring and spares as they were.
                         (_, true) => {}
                     }
@@ -776,6 +806,7 @@ pub fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
     match kind {
         ChangeKind::Add => admin::ChangeKind::Add,
         ChangeKind::Remove => admin::ChangeKind::Remove,
+        ChangeKind::Zone => admin::ChangeKind::Zone,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ClusterState {
 pub enum ChangeKind {
     Add,
     Remove,
+    /// The node moves into another zone (or out of any): the target ring says which.
+    Zone,
 }
 
 impl ChangeKind {
@@ -43,6 +45,7 @@ impl ChangeKind {
         match self {
             ChangeKind::Add => "add",
             ChangeKind::Remove => "remove",
+            ChangeKind::Zone => "zone",
         }
     }
 }
@@ -110,10 +113,18 @@ impl JournalProgress {
 }
 
 impl Journal {
-    /// "add 127.0.0.1:8093", or "cancelling add 127.0.0.1:8093".
+    /// "add 127.0.0.1:8093", "zone 127.0.0.1:8093 rack-2", or "cancelling add
+    /// 127.0.0.1:8093".
     pub fn describe(&self) -> String {
         let prefix = if self.cancelled { "cancelling " } else { "" };
-        format!("{prefix}{} {}", self.kind.name(), self.node)
+        match self.kind {
+            ChangeKind::Zone => format!(
+                "{prefix}zone {} {}",
+                self.node,
+                self.target.zone(&self.node).unwrap_or("(none)")
+            ),
+            kind => format!("{prefix}{} {}", kind.name(), self.node),
+        }
     }
 }
 

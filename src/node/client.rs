@@ -106,6 +106,8 @@ pub struct NodeHealth {
     pub store_id: String,
     pub store_created_unix_ms: u64,
     pub store_recreated: bool,
+    /// The node's `--zone`, empty for none.
+    pub zone: String,
 }
 
 /// A cheap-to-clone handle on one node; the underlying HTTP/2 connection is shared and
@@ -489,6 +491,7 @@ impl StorageClient {
             store_id: reply.store_id,
             store_created_unix_ms: reply.store_created_unix_ms,
             store_recreated: reply.store_recreated,
+            zone: reply.zone,
         })
     }
 

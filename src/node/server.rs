@@ -36,10 +36,12 @@ pub enum ServerError {
 }
 
 /// How a storage node runs, beyond where.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NodeOptions {
     pub store: StoreOptions,
     pub scrub: ScrubConfig,
+    /// The failure domain the node reports (`--zone`).
+    pub zone: Option<String>,
 }
 
 /// Serves the store in `dir` on `listener` with the default options until `shutdown`
@@ -144,6 +146,7 @@ pub async fn run_secure(
             .add_service(
                 StorageService::with_healing(store.clone(), scrubber, identity)
                     .with_cluster_tls(tls)
+                    .with_zone(options.zone.clone())
                     .into_server(),
             )
             .serve_with_incoming_shutdown(
@@ -203,8 +206,16 @@ pub struct StorageArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
     #[arg(long, env = "TRITONTUBE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+    /// The failure domain this node stands in (a rack, a room, a power feed): web nodes
+    /// place the copies of a file in distinct zones where they can.
+    #[arg(long, env = "TRITONTUBE_ZONE", value_parser = parse_zone)]
+    pub zone: Option<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
+}
+
+fn parse_zone(text: &str) -> Result<String, String> {
+    crate::ring::check_zone_name(text).map(|()| text.to_string())
 }
 
 impl StorageArgs {
@@ -218,6 +229,7 @@ impl StorageArgs {
                 rate_bytes_per_sec: self.scrub_mbps.saturating_mul(1_000_000),
                 interval: self.scrub_interval,
             },
+            zone: self.zone.clone(),
         }
     }
 }

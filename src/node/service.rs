@@ -70,6 +70,8 @@ pub struct StorageService {
     whole_reads: Arc<tokio::sync::Semaphore>,
     /// With the cluster's certificates, pulls go through GetFile over mutual TLS.
     tls: Option<ClusterTls>,
+    /// The failure domain reported to web nodes (`--zone`).
+    zone: Option<String>,
 }
 
 /// A GetFile of a whole file up to this size is read, verified and sent as one message:
@@ -99,7 +101,14 @@ impl StorageService {
             copies: Arc::default(),
             whole_reads: Arc::new(tokio::sync::Semaphore::new(WHOLE_READS_IN_FLIGHT)),
             tls: None,
+            zone: None,
         }
+    }
+
+    /// Reports `zone` as the node's failure domain.
+    pub fn with_zone(mut self, zone: Option<String>) -> Self {
+        self.zone = zone;
+        self
     }
 
     /// Pulls from other nodes over mutual TLS with `tls` (none: plain, direct copies on).
@@ -494,6 +503,7 @@ impl storage_service_server::StorageService for StorageService {
             store_id: self.identity.id.clone(),
             store_created_unix_ms: self.identity.created_unix_ms,
             store_recreated: self.identity.recreated,
+            zone: self.zone.clone().unwrap_or_default(),
         }))
     }
 

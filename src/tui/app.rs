@@ -17,6 +17,8 @@ pub const STALE_AFTER_TICKS: u64 = 5;
 pub enum ChangeKind {
     Add,
     Remove,
+    /// A node moved into another zone (started with `tritontube admin zone`).
+    Zone,
 }
 
 impl ChangeKind {
@@ -24,6 +26,7 @@ impl ChangeKind {
         match self {
             ChangeKind::Add => "add",
             ChangeKind::Remove => "remove",
+            ChangeKind::Zone => "zone",
         }
     }
 }
@@ -573,6 +576,7 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
                     let done = match kind {
                         ChangeKind::Add => "added",
                         ChangeKind::Remove => "removed",
+                        ChangeKind::Zone => "moved to its zone",
                     };
                     state.say(
                         Level::Success,

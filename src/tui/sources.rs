@@ -385,6 +385,7 @@ async fn plan(mut admin: AdminClient, kind: ChangeKind, node: &str) -> Result<Pl
     let request = PlanChangeRequest {
         kind: proto_kind(kind) as i32,
         node_address: node.to_string(),
+        zone: String::new(),
     };
     match tokio::time::timeout(PLAN_TIMEOUT, admin.plan_change(request)).await {
         Err(_) => Err(timed_out("PlanChange", PLAN_TIMEOUT)),
@@ -444,6 +445,7 @@ fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
     match kind {
         ChangeKind::Add => admin::ChangeKind::Add,
         ChangeKind::Remove => admin::ChangeKind::Remove,
+        ChangeKind::Zone => admin::ChangeKind::Zone,
     }
 }
 
@@ -496,6 +498,7 @@ pub fn migration_info(m: admin::MigrationProgress) -> MigrationInfo {
         kind: match m.kind() {
             admin::ChangeKind::Add => ChangeKind::Add,
             admin::ChangeKind::Remove => ChangeKind::Remove,
+            admin::ChangeKind::Zone => ChangeKind::Zone,
         },
         id: m.id,
         node: m.node_address,

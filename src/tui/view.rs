@@ -585,6 +585,7 @@ fn migration_line(m: &MigrationInfo) -> Line<'static> {
         match m.kind {
             ChangeKind::Add => "add",
             ChangeKind::Remove => "remove",
+            ChangeKind::Zone => "zone",
         },
         m.node
     );

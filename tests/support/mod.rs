@@ -77,12 +77,33 @@ pub async fn start_storage_node_in(dir: &Path) -> StorageNode {
 
 /// A storage node serving `dir` on `address` (a node restarted where it was).
 pub async fn start_storage_node_at(dir: &Path, address: &str) -> StorageNode {
+    start_storage_node_with(dir, address, Default::default()).await
+}
+
+/// A storage node in a fresh temporary folder that says it stands in `zone`.
+pub async fn start_zoned_storage_node(zone: &str) -> StorageNode {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let options = tritontube::node::server::NodeOptions {
+        zone: Some(zone.to_string()),
+        ..Default::default()
+    };
+    let mut node = start_storage_node_with(temp.path(), "127.0.0.1:0", options).await;
+    node.temp = Some(temp);
+    node
+}
+
+/// A storage node serving `dir` on `address` with `options`.
+pub async fn start_storage_node_with(
+    dir: &Path,
+    address: &str,
+    options: tritontube::node::server::NodeOptions,
+) -> StorageNode {
     let listener = TcpListener::bind(address).await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let served = dir.to_path_buf();
     let task = tokio::spawn(async move {
-        tritontube::node::server::run(listener, served, async {
+        tritontube::node::server::run_with(listener, served, options, async {
             let _ = rx.await;
         })
         .await
