@@ -16,6 +16,10 @@ use tritontube::meta::{MetaStore, VideoStatus};
 use tritontube::proto::admin::AddNodeRequest;
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
 
+/// Held by the tests that take the quorum away, so that what one counts in the
+/// process's metrics is its own.
+static QUORUM_LOSS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn etcd(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).await
 }
@@ -133,6 +137,7 @@ async fn upload_until_accepted(url: &str, id: &str, clip: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survives_two_members_down_and_fails_fast_without_quorum() {
+    let _alone = QUORUM_LOSS.lock().await;
     let mut cluster = etcd(5).await;
     let storage = [start_storage_node().await, start_storage_node().await];
     let refs: Vec<&StorageNode> = storage.iter().collect();
@@ -195,8 +200,27 @@ async fn has_record(store: &MetaStore, id: &str) -> Option<bool> {
     }
 }
 
+/// Releases of a claim refused for want of a quorum, as the web node at `url` counts them
+/// (the count is the process's: tests that lose the quorum take [`QUORUM_LOSS`]).
+async fn refused_releases(url: &str) -> f64 {
+    let text = http_client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("tritontube_metadata_operations_total{"))
+        .filter(|l| l.contains("op=\"release_claim\"") && l.contains("outcome=\"unavailable\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_that_loses_the_quorum_midway_frees_its_id_when_the_quorum_returns() {
+    let _alone = QUORUM_LOSS.lock().await;
     let mut cluster = etcd(3).await;
     let storage = [start_storage_node().await];
     let refs: Vec<&StorageNode> = storage.iter().collect();
@@ -230,6 +254,16 @@ async fn an_upload_that_loses_the_quorum_midway_frees_its_id_when_the_quorum_ret
         .unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.text().await.unwrap().contains("metadata store"));
+
+    // The failed upload's first try to release its claim is refused too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while refused_releases(&web.url).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed upload never tried to release its claim"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The quorum returns: the failed upload's claim goes by itself, with no new upload
     // to prompt it, and none of its files stays behind.
