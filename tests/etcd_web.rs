@@ -12,8 +12,13 @@ use support::web::{
 };
 use support::{StorageNode, start_storage_node};
 use tritontube::admin_cli::connect;
+use tritontube::meta::{MetaStore, VideoStatus};
 use tritontube::proto::admin::AddNodeRequest;
 use tritontube::ring::{DEFAULT_VIRTUAL_NODES, Ring};
+
+/// Held by the tests that take the quorum away, so that what one counts in the
+/// process's metrics is its own.
+static QUORUM_LOSS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn etcd(members: usize) -> EtcdCluster {
     EtcdCluster::start(members).await
@@ -132,6 +137,7 @@ async fn upload_until_accepted(url: &str, id: &str, clip: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn survives_two_members_down_and_fails_fast_without_quorum() {
+    let _alone = QUORUM_LOSS.lock().await;
     let mut cluster = etcd(5).await;
     let storage = [start_storage_node().await, start_storage_node().await];
     let refs: Vec<&StorageNode> = storage.iter().collect();
@@ -184,4 +190,100 @@ async fn survives_two_members_down_and_fails_fast_without_quorum() {
     cluster.restart(other);
     cluster.restart(third);
     upload_until_accepted(&web.url, "after", &clip).await;
+}
+
+/// Whether `id` has a record, read with the quorum (a stale read proves nothing).
+async fn has_record(store: &MetaStore, id: &str) -> Option<bool> {
+    match store.get_video(id).await {
+        Ok(read) if !read.stale => Some(read.value.is_some()),
+        _ => None,
+    }
+}
+
+/// Releases of a claim refused for want of a quorum, as the web node at `url` counts them
+/// (the count is the process's: tests that lose the quorum take [`QUORUM_LOSS`]).
+async fn refused_releases(url: &str) -> f64 {
+    let text = http_client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("tritontube_metadata_operations_total{"))
+        .filter(|l| l.contains("op=\"release_claim\"") && l.contains("outcome=\"unavailable\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_that_loses_the_quorum_midway_frees_its_id_when_the_quorum_returns() {
+    let _alone = QUORUM_LOSS.lock().await;
+    let mut cluster = etcd(3).await;
+    let storage = [start_storage_node().await];
+    let refs: Vec<&StorageNode> = storage.iter().collect();
+    let web = start_web_on_etcd(&cluster, &refs, 1).await;
+    let observer = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let videos = tempfile::tempdir().unwrap();
+    // Long enough to transcode for seconds after its claim, before its next write.
+    let clip = std::fs::read(make_video(videos.path(), "m.mp4", 6, "640x360")).unwrap();
+    let (url, body) = (web.url.clone(), clip.clone());
+    let upload = tokio::spawn(async move { upload_bytes(&url, "midway.mp4", body).await });
+
+    // The claim is in: then the quorum goes (two members of three).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = observer.get_video("midway").await.unwrap();
+        if let Some(video) = read.value {
+            assert_eq!(video.status, VideoStatus::Processing, "{video:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never claimed its id"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill(0);
+    cluster.kill(1);
+    let refused = tokio::time::timeout(Duration::from_secs(60), upload)
+        .await
+        .expect("an upload without quorum must not hang")
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.text().await.unwrap().contains("metadata store"));
+
+    // The failed upload's first try to release its claim is refused too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while refused_releases(&web.url).await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed upload never tried to release its claim"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The quorum returns: the failed upload's claim goes by itself, with no new upload
+    // to prompt it, and none of its files stays behind.
+    cluster.restart(0);
+    cluster.restart(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while has_record(&observer, "midway").await != Some(false) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed upload's claim was never released: {:?}",
+            observer.get_video("midway").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        holdings(&refs)
+            .await
+            .keys()
+            .all(|k| !k.starts_with("midway/"))
+    );
+    // So the client's retry of the same name is accepted, not refused as a duplicate.
+    upload_until_accepted(&web.url, "midway", &clip).await;
 }

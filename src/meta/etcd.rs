@@ -31,7 +31,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use super::{Caption, Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
+use super::{Caption, Claim, Hint, MetaError, MetaResult, Read, Video, VideoDetails, VideoStatus};
 use crate::node::address::with_scheme;
 
 mod delete;
@@ -448,13 +448,13 @@ impl EtcdStore {
         Ok((resp, true))
     }
 
-    pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {
-        let token = claim_token();
+    pub async fn claim_video(&self, claim: &Claim) -> MetaResult<()> {
+        let (id, at) = (claim.id.as_str(), claim.at);
         let record = Record {
             uploaded_at: at,
             status: VideoStatus::Processing,
             details: None,
-            claim: token.clone(),
+            claim: claim.token.clone(),
         };
         let rkey = record_key(id);
         let txn = Txn::new()
@@ -475,7 +475,7 @@ impl EtcdStore {
         let ours = first_kvs(&resp)
             .first()
             .and_then(|kv| serde_json::from_slice::<Record>(kv.value()).ok())
-            .is_some_and(|r| r.claim == token);
+            .is_some_and(|r| r.claim == claim.token);
         if ours {
             Ok(())
         } else {
@@ -864,18 +864,6 @@ fn value_string(kv: &KeyValue) -> MetaResult<String> {
         .map_err(|e| MetaError::Internal(format!("etcd value is not UTF-8: {e}")))
 }
 
-/// A claim token unique across processes and calls.
-fn claim_token() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    format!(
-        "{:x}-{:x}-{:x}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn first_kvs(resp: &TxnResponse) -> Vec<KeyValue> {
     match resp.op_responses().into_iter().next() {
         Some(TxnOpResponse::Get(mut g)) => g.take_kvs(),
@@ -958,10 +946,5 @@ mod tests {
     fn time_has_nanoseconds_and_z() {
         let t = DateTime::from_timestamp(1_700_000_000, 5).unwrap();
         assert_eq!(format_time(t), "2023-11-14T22:13:20.000000005Z");
-    }
-
-    #[test]
-    fn claim_tokens_differ() {
-        assert_ne!(claim_token(), claim_token());
     }
 }

@@ -4,7 +4,9 @@
 //! - [`sqlite`]: one SQLite file (rusqlite, bundled), blocking calls off the async threads.
 //! - [`etcd`]: an etcd v3 cluster; the original's `videos/{id}` keys, the rest under
 //!   `tritontube/`.
+//! - [`claim`]: an upload's named hold on a video id, which only it can release.
 
+pub mod claim;
 pub mod etcd;
 pub mod sqlite;
 
@@ -12,6 +14,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use claim::Claim;
 pub use etcd::EtcdStore;
 pub use sqlite::SqliteStore;
 
@@ -249,7 +252,7 @@ pub enum MetaError {
     /// The store cannot answer now (etcd without quorum, no member reachable, a deadline
     /// passed); retrying later may work. For a write the outcome is unknown: etcd may
     /// still commit it once the quorum returns (a claim then shows up as a Processing
-    /// video that [`MetaStore::remove_video`] clears).
+    /// video that [`MetaStore::release_claim`] clears).
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
     #[error("metadata store error: {0}")]
@@ -305,7 +308,20 @@ impl MetaStore {
     /// Claims `id` for an upload (status Processing). `AlreadyExists` if the id is taken in
     /// any state; of two concurrent claims exactly one succeeds.
     pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {
-        dispatch!(self, "claim_video", s => s.claim_video(id, at).await)
+        self.claim(&Claim::new(id, at)).await
+    }
+
+    /// As [`Self::claim_video`], under a claim the caller keeps, so that it can release it
+    /// with [`Self::release_claim`] whatever became of the write.
+    pub async fn claim(&self, claim: &Claim) -> MetaResult<()> {
+        dispatch!(self, "claim_video", s => s.claim_video(claim).await)
+    }
+
+    /// Removes the record that `claim` made, in any state, with its keys; a record that
+    /// another claim made (or none) is left alone. Idempotent, and safe after a claim
+    /// whose outcome was unknown.
+    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
+        dispatch!(self, "release_claim", s => s.release_claim(claim).await)
     }
 
     /// Marks a claimed (or playable) video Ready with its details (on etcd this is when

@@ -23,8 +23,8 @@ use tokio::sync::oneshot;
 mod resync;
 
 use super::{
-    Caption, Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails, VideoStatus,
-    parse_time, unix_nanos,
+    Caption, Claim, Cursor, Hint, MetaError, MetaResult, Page, Read, Video, VideoDetails,
+    VideoStatus, parse_time, unix_nanos,
 };
 
 /// How long a statement waits for another process's lock before giving up.
@@ -105,8 +105,8 @@ impl SqliteStore {
             .map_err(|_| MetaError::Internal("the SQLite thread stopped".into()))?
     }
 
-    pub async fn claim_video(&self, id: &str, at: DateTime<Utc>) -> MetaResult<()> {
-        let id = id.to_owned();
+    pub async fn claim_video(&self, claim: &Claim) -> MetaResult<()> {
+        let (id, at) = (claim.id.clone(), claim.at);
         self.call(move |conn| {
             let res = conn.execute(
                 "INSERT INTO videos (id, uploaded_at, status, uploaded_ns) VALUES (?1, ?2, ?3, ?4)",
@@ -212,6 +212,21 @@ impl SqliteStore {
         self.call(move |conn| {
             conn.execute("DELETE FROM videos WHERE id = ?1", params![id])
                 .map_err(sql_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One writer, so no claim is ambiguous here: the claim's upload time (in ns) tells
+    /// its row from a later claim of the same id.
+    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
+        let (id, nanos) = (claim.id.clone(), unix_nanos(claim.at));
+        self.call(move |conn| {
+            conn.execute(
+                "DELETE FROM videos WHERE id = ?1 AND uploaded_ns = ?2",
+                params![id, nanos],
+            )
+            .map_err(sql_error)?;
             Ok(())
         })
         .await

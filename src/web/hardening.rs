@@ -31,17 +31,15 @@ pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     https: bool,
 ) -> Router<S> {
-    let headers: [(HeaderName, &'static str); 5] = [
+    let headers: [(HeaderName, &'static str); 4] = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (
-            HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
     ];
-    let mut router = router;
+    let mut router = router.layer(axum::middleware::from_fn(move |request, next| {
+        opener_policy(https, request, next)
+    }));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -55,6 +53,40 @@ pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
         ));
     }
     router
+}
+
+/// `Cross-Origin-Opener-Policy: same-origin`, where browsers obey it: an origin they
+/// trust (this listener's HTTPS, a TLS-terminating proxy that says so, or loopback). On a
+/// plain-HTTP host address Chromium ignores it and logs an error on every page.
+async fn opener_policy(https: bool, request: Request, next: Next) -> Response {
+    let trusted = https || trusted_origin(request.headers());
+    let mut response = next.run(request).await;
+    if trusted {
+        response
+            .headers_mut()
+            .entry(HeaderName::from_static("cross-origin-opener-policy"))
+            .or_insert(HeaderValue::from_static("same-origin"));
+    }
+    response
+}
+
+fn trusted_origin(headers: &axum::http::HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // `[::1]:8080`, `localhost:8080`, `127.0.0.1`: the host part without the port.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    forwarded_https || loopback
 }
 
 /// Counts the uploads in progress per client address.
@@ -148,6 +180,27 @@ pub async fn limit_uploads_per_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_opener_policy_is_for_origins_browsers_trust() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            trusted_origin(&headers)
+        };
+        assert!(with(&[("host", "127.0.0.1:8080")]));
+        assert!(with(&[("host", "localhost:8080")]));
+        assert!(with(&[("host", "[::1]:8080")]));
+        assert!(with(&[
+            ("host", "10.0.0.5:8080"),
+            ("x-forwarded-proto", "https")
+        ]));
+        assert!(!with(&[("host", "10.0.0.5:8080")]));
+        assert!(!with(&[("host", "video.example:8080")]));
+        assert!(!with(&[]));
+    }
 
     #[test]
     fn slots_are_bounded_per_address_and_given_back() {

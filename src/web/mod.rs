@@ -2,7 +2,8 @@
 //!
 //! - [`routes`]: the router, shared state and error responses.
 //! - [`pages`]: the index and player pages.
-//! - [`upload`]: `POST /upload` (stream to disk, probe, transcode, store, record).
+//! - [`upload`]: `POST /upload` (stream to disk, probe, transcode, store, record);
+//!   `rollback`: a failed upload's files and claim removed, the claim until the store takes it.
 //! - [`transcode`]: ffprobe and ffmpeg as child processes; [`publish`]: the lowest
 //!   rendition first (playable), the higher ones after; [`storyboard`]: seek previews.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
@@ -23,6 +24,7 @@ pub mod https;
 pub mod pages;
 pub mod progress;
 pub mod publish;
+mod rollback;
 pub mod routes;
 pub mod serve;
 pub mod storyboard;

@@ -6,7 +6,7 @@
 //! [`super::progress`] for the page.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartError};
@@ -20,10 +20,11 @@ use super::content::Content;
 use super::hardening::HeldUploadSlot;
 use super::pages::encode_segment;
 use super::progress::Phase;
+use super::rollback::{self, Rollback};
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
 use super::{api, publish};
-use crate::meta::{MetaStore, VideoDetails};
+use crate::meta::{Claim, MetaError, VideoDetails};
 use crate::metrics::upload::UploadStage;
 use crate::node::keys;
 
@@ -60,48 +61,6 @@ pub fn video_id_for(file_name: &str) -> Result<String, WebError> {
     keys::validate_video_id(id)
         .map_err(|e| WebError::BadRequest(format!("invalid video name {id:?}: {e}")))?;
     Ok(id.to_string())
-}
-
-/// Undoes a failed upload, including one whose request future was dropped midway.
-struct Rollback {
-    meta: MetaStore,
-    content: Content,
-    id: String,
-    stored: Arc<Mutex<Vec<String>>>,
-    armed: bool,
-}
-
-impl Rollback {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Rollback {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (meta, content, id) = (self.meta.clone(), self.content.clone(), self.id.clone());
-        let stored = std::mem::take(&mut *self.stored.lock().expect("stored keys lock"));
-        let cleanup = async move {
-            for key in &stored {
-                if let Err(e) = content.delete(key).await {
-                    tracing::error!(%key, error = %e, "could not remove a file of a failed upload");
-                }
-            }
-            if let Err(e) = meta.remove_video(&id).await {
-                tracing::error!(%id, error = %e, "could not remove the claim of a failed upload");
-            }
-            tracing::info!(%id, files = stored.len(), "rolled back a failed upload");
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(cleanup);
-            }
-            Err(_) => tracing::error!(id = %self.id, "no runtime to roll back a failed upload"),
-        }
-    }
 }
 
 /// An upload whose body is in: what is left is to probe, transcode, store and record.
@@ -201,26 +160,20 @@ async fn receive_upload(
             .ok_or_else(|| WebError::BadRequest("the uploaded file has no name".to_string()))?
             .to_string();
         let id = video_id_for(&file_name)?;
-        state.meta.claim_video(&id, Utc::now()).await?;
-        Ok::<_, WebError>(id)
+        Ok::<_, WebError>(take_id(state, &id).await?)
     }
     .await;
-    let id = match claimed {
-        Ok(id) => id,
+    let claim = match claimed {
+        Ok(claim) => claim,
         Err(e) => {
             drain(&mut field, idle_timeout).await;
             return Err(e);
         }
     };
+    let id = claim.id.clone();
     state.uploads.start(&id);
     state.versions.invalidate(&id).await;
-    let rollback = Rollback {
-        meta: state.meta.clone(),
-        content: state.content.clone(),
-        id: id.clone(),
-        stored: Arc::default(),
-        armed: true,
-    };
+    let rollback = Rollback::new(state.meta.clone(), state.content.clone(), claim);
     let failed = |e: WebError| {
         state.uploads.fail(&id, e.to_string());
         e
@@ -260,23 +213,20 @@ pub(super) async fn process_file(
     source_bytes: u64,
 ) -> Result<(), WebError> {
     let outcome = state.metrics.uploads.pending();
-    if let Err(e) = state.meta.claim_video(&id, Utc::now()).await {
-        let e = WebError::from(e);
-        outcome.finish(Some(&e));
-        return Err(e);
-    }
+    let claim = match take_id(&state, &id).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            let e = WebError::from(e);
+            outcome.finish(Some(&e));
+            return Err(e);
+        }
+    };
     state.uploads.start(&id);
     state
         .uploads
         .update(&id, |s| s.received_bytes = source_bytes);
     state.versions.invalidate(&id).await;
-    let rollback = Rollback {
-        meta: state.meta.clone(),
-        content: state.content.clone(),
-        id: id.clone(),
-        stored: Arc::default(),
-        armed: true,
-    };
+    let rollback = Rollback::new(state.meta.clone(), state.content.clone(), claim);
     let taken = async {
         let work = tempfile::Builder::new()
             .prefix("upload-")
@@ -307,6 +257,21 @@ pub(super) async fn process_file(
         outcome.finish(result.as_ref().err());
     });
     Ok(())
+}
+
+/// Claims `id` for an upload. When the store cannot say whether the claim was written
+/// (etcd without quorum), it is released in the background: the client is refused, so
+/// the id must not stay taken if the write lands after all.
+async fn take_id(state: &SharedState, id: &str) -> Result<Claim, MetaError> {
+    let claim = Claim::new(id, Utc::now());
+    match state.meta.claim(&claim).await {
+        Ok(()) => Ok(claim),
+        Err(e @ MetaError::Unavailable(_)) => {
+            rollback::release_later(state.meta.clone(), claim);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads and drops the rest of a refused file, at most [`DRAIN_BYTES`].

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cluster::*;
 use reqwest::StatusCode;
-use support::web::{decoded_frames, upload_bytes};
+use support::web::{browser_script, run_browser, upload_bytes};
 use tritontube::proto::admin::ClusterHealthRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,12 +31,23 @@ async fn a_video_uploaded_through_one_web_host_plays_through_both() {
     .await;
     let (_, served) = fetch(&manifest("w2")).await;
     assert_eq!(fetch(&manifest("w1")).await, (StatusCode::OK, served));
+    // A viewer's browser plays it through each web host's own address: the player page,
+    // dash.js, the manifest and every segment, with no page error or failed request.
     for web in WEB {
-        let url = manifest(web);
-        let frames = tokio::task::spawn_blocking(move || decoded_frames(&url))
-            .await
-            .unwrap();
-        assert!(frames >= 2 * 25 - 5, "{web}: {frames} frames");
+        let seen = run_browser(
+            browser_script("play.mjs")
+                .arg(format!("{}/videos/crossing", cluster.url(web)))
+                .args(["1.5", "", "90000"]),
+            &format!("playback through {web}"),
+        )
+        .await;
+        assert_eq!(seen["ok"], true, "{web}: {seen}");
+        assert!(seen["currentTime"].as_f64().unwrap() > 1.5, "{web}: {seen}");
+        assert!(
+            seen["totalVideoFrames"].as_u64().unwrap() > 0,
+            "{web}: {seen}"
+        );
+        assert_eq!(seen["videoHeight"], 240, "{web}: {seen}");
     }
     // Every file is on the storage hosts' disks, R copies each.
     let held = cluster.holders();
@@ -181,6 +192,15 @@ async fn a_web_host_cut_off_from_the_etcd_majority_answers_503_and_recovers() {
         }
     }
     upload_until_accepted(&cluster.url("w1"), "after", &video).await;
+    // The refused upload left its id free (its claim, had it landed late, is released),
+    // so the same name goes through now.
+    let record = format!("{}/api/videos/cut", cluster.url("w2"));
+    eventually("the refused upload's id to be free", || async {
+        fetch(&record).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    let again = upload_bytes(&cluster.url("w1"), "cut.mp4", video.clone()).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
     let (status, _) = fetch(&format!(
         "{}/content/{written}/manifest.mpd",
         cluster.url("w1")

@@ -4,7 +4,7 @@ use chrono::DateTime;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 use super::{EtcdStore, Record, first_kvs, legacy_key, record_key, time_key, to_json, two_gets};
-use crate::meta::{MetaError, MetaResult, VideoStatus};
+use crate::meta::{Claim, MetaError, MetaResult, VideoStatus};
 
 impl EtcdStore {
     pub async fn remove_video(&self, id: &str) -> MetaResult<()> {
@@ -32,6 +32,43 @@ impl EtcdStore {
                 }
                 None => Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
             };
+            if self
+                .txn(&what, Txn::new().when([guard]).and_then(ops))
+                .await?
+                .succeeded()
+            {
+                return Ok(());
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+
+    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
+        let rkey = record_key(&claim.id);
+        let what = format!("releasing the claim on video {:?}", claim.id);
+        for _ in 0..5 {
+            let resp = self
+                .txn(
+                    &what,
+                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
+                )
+                .await?;
+            let Some(kv) = first_kvs(&resp).into_iter().next() else {
+                return Ok(());
+            };
+            let record = match serde_json::from_slice::<Record>(kv.value()) {
+                Ok(record) if record.claim == claim.token => record,
+                // Another upload's (or unreadable): not this claim's to remove.
+                _ => return Ok(()),
+            };
+            let guard = Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
+            let ops = [
+                TxnOp::delete(legacy_key(&claim.id), None),
+                TxnOp::delete(rkey.as_str(), None),
+                TxnOp::delete(time_key(&claim.id, record.uploaded_at), None),
+            ];
             if self
                 .txn(&what, Txn::new().when([guard]).and_then(ops))
                 .await?
