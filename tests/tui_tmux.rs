@@ -8,11 +8,9 @@
 
 mod support;
 
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use support::etcd::EtcdCluster;
+use support::tmux::{PATIENCE, PROMPT, Tmux, last_line};
 use support::web::{WebOptions, holdings, start_web};
 use support::{StorageProcess, start_storage_node};
 use tritontube::admin_cli::connect;
@@ -20,110 +18,6 @@ use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{ListNodesRequest, WatchMigrationRequest};
 use tritontube::ring::Ring;
 use tritontube::web::ContentSpec;
-
-/// Upper bound for each wait; a healthy run needs a few seconds. Only a guard against
-/// hanging forever, never a measurement.
-const PATIENCE: Duration = Duration::from_secs(90);
-const PROMPT: &str = "console-test$";
-
-/// A private tmux server (its own socket) with one detached session; killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    /// `name` keeps the tmux servers of tests running at once apart.
-    fn start(name: &str, width: u16, height: u16) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("tritontube-console-{name}-{}", std::process::id()),
-        };
-        let shell = format!(
-            "env -i PATH=/usr/bin:/bin HOME=/tmp TERM=xterm-256color PS1='{PROMPT} ' bash --norc --noprofile"
-        );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "console",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            &shell,
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// Key names as tmux knows them (`Enter`, `Escape`, `a`).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "console"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Text typed as is.
-    fn type_text(&self, text: &str) {
-        self.run(&["send-keys", "-t", "console", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", "console"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls the screen until `done` holds; panics with the last screen after PATIENCE.
-    async fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if done(&screen) {
-                return screen;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "gave up waiting for {what}; the screen shows:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-fn last_line(screen: &str) -> &str {
-    screen
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_adds_a_node_and_watches_the_migration() {
@@ -394,4 +288,77 @@ async fn quitting_the_console_leaves_a_change_running() {
         .unwrap();
     assert_eq!(moved.len() as u64, last.files_done);
     assert_eq!(holdings(&[&a, &b]).await.len() + moved.len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_filters_the_node_table_and_the_selection_follows() {
+    assert!(
+        Tmux::available(),
+        "tmux is not installed: run scripts/setup.sh (Debian package tmux)"
+    );
+    let nodes = support::start_storage_nodes(3).await;
+    let refs: Vec<&support::StorageNode> = nodes.iter().collect();
+    let web = support::web::start_web_ring(&refs, WebOptions::default()).await;
+    let mut addresses: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    addresses.sort();
+    let log = tempfile::tempdir().unwrap();
+    // 80×24: the compact layout, where only the nodes table marks nodes with "● ".
+    let tmux = Tmux::start("filter", 80, 24);
+    tmux.run_console(&format!(
+        "{} --log-file {}",
+        web.admin,
+        log.path().join("console.log").display()
+    ))
+    .await;
+    tmux.wait_for("the console", |s| {
+        s.contains("Storage nodes (3)") && addresses.iter().all(|a| s.contains(a.as_str()))
+    })
+    .await;
+    let table_rows = |s: &str| s.matches("● 127.0.0.1:").count();
+
+    // The last node's port, typed after `/`: one row left, and it is the selected one.
+    let wanted = &addresses[2];
+    let port = wanted.rsplit_once(':').unwrap().1;
+    tmux.keys(&["/"]);
+    tmux.type_text(port);
+    let screen = tmux
+        .wait_for("the table narrowed live", |s| {
+            s.contains(&format!("Storage nodes (1 of 3) · /{port}▏"))
+        })
+        .await;
+    eprintln!("filtering:\n{screen}");
+    assert_eq!(table_rows(&screen), 1, "{screen}");
+    assert!(screen.contains(&format!("▶ ● {wanted}")), "{screen}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the filter kept", |s| {
+        s.contains(&format!("Storage nodes (1 of 3) · /{port} "))
+    })
+    .await;
+    // Remove acts on the row shown.
+    tmux.keys(&["d"]);
+    tmux.wait_for("the removal confirmation", |s| {
+        s.contains(&format!("Remove {wanted} from the ring?"))
+    })
+    .await;
+    tmux.keys(&["Escape"]);
+    // A key right after Esc would read as Alt+key: wait for the popup to close first.
+    tmux.wait_for("the confirmation to close", |s| !s.contains("Remove "))
+        .await;
+    // Esc while typing a filter clears it: every node again.
+    tmux.keys(&["/"]);
+    tmux.wait_for("the filter being edited", |s| {
+        s.contains(&format!("/{port}▏"))
+    })
+    .await;
+    tmux.keys(&["Escape"]);
+    let screen = tmux
+        .wait_for("every node again", |s| s.contains("Storage nodes (3) "))
+        .await;
+    assert_eq!(table_rows(&screen), 3, "{screen}");
+    assert!(screen.contains(&format!("▶ ● {wanted}")), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell prompt after quitting", |s| {
+        last_line(s).trim_end() == PROMPT
+    })
+    .await;
 }

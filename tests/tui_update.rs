@@ -669,6 +669,7 @@ fn every_binding_maps_its_keys_to_its_action() {
                 confirm: Some("v".into()),
                 ..Default::default()
             }),
+            Context::Filter => Mode::FilterNodes,
         };
         for (code, mods) in b.keys {
             let key = KeyEvent::new(*code, *mods);

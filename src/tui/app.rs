@@ -215,9 +215,9 @@ pub enum Focus {
 }
 
 impl Focus {
-    fn next(self, etcd_configured: bool) -> Focus {
+    fn next(self, etcd_shown: bool) -> Focus {
         match self {
-            Focus::Nodes if etcd_configured => Focus::Etcd,
+            Focus::Nodes if etcd_shown => Focus::Etcd,
             Focus::Nodes | Focus::Etcd => Focus::Log,
             Focus::Log => Focus::Nodes,
         }
@@ -252,6 +252,8 @@ pub enum PlanView {
 pub enum Mode {
     Normal,
     Help,
+    /// The node filter being typed (its text is [`State::node_filter`], applied live).
+    FilterNodes,
     /// The add-node prompt: the text typed and why it was refused, if it was.
     AddNode {
         input: String,
@@ -308,6 +310,10 @@ pub enum Action {
     FasterPace,
     SlowerPace,
     TogglePause,
+    /// `/`: type a filter for the focused list.
+    OpenFilter,
+    /// Show the data-at-risk panel in the etcd panel's room, or etcd again.
+    ToggleRisk,
     Input(char),
     Backspace,
     Submit,
@@ -387,7 +393,12 @@ pub struct State {
     pub etcd_names: BTreeMap<u64, String>,
     pub mode: Mode,
     pub focus: Focus,
+    /// Index of the selected row among the nodes shown (see [`State::visible_nodes`]).
     pub node_selected: usize,
+    /// Only nodes whose address contains this are shown (`/`); empty shows all.
+    pub node_filter: String,
+    /// With etcd configured, the data-at-risk panel is shown in the etcd panel's room.
+    pub show_risk: bool,
     pub etcd_selected: usize,
     /// Lines scrolled up from the bottom of the event log.
     pub log_scroll: usize,
@@ -403,6 +414,9 @@ pub struct State {
     pub quit: bool,
     /// `--read-only`: action keys are refused (see [`super::read_only`]).
     pub read_only: bool,
+    /// The repair this console started, reported when it ends even if it ended
+    /// between two health polls.
+    awaited_repair: Option<u64>,
     /// Last migration event copied into the log, so repeated updates add only new ones.
     seen_event: Option<(String, usize)>,
 }
@@ -427,6 +441,8 @@ impl State {
             mode: Mode::Normal,
             focus: Focus::Nodes,
             node_selected: 0,
+            node_filter: String::new(),
+            show_risk: false,
             etcd_selected: 0,
             log_scroll: 0,
             log: VecDeque::new(),
@@ -437,6 +453,7 @@ impl State {
             status_tick: None,
             quit: false,
             read_only: false,
+            awaited_repair: None,
             seen_event: None,
         }
     }
@@ -449,8 +466,21 @@ impl State {
         self.cluster.as_ref().map_or(&[], |c| &c.nodes)
     }
 
+    /// The nodes the filter lets through, in the table's order.
+    pub fn visible_nodes(&self) -> Vec<&NodeInfo> {
+        self.nodes()
+            .iter()
+            .filter(|n| super::filter::matches(&self.node_filter, &n.address))
+            .collect()
+    }
+
     pub fn selected_node(&self) -> Option<&NodeInfo> {
-        self.nodes().get(self.node_selected)
+        self.visible_nodes().get(self.node_selected).copied()
+    }
+
+    /// The etcd table is on screen (the data-at-risk panel can take its room).
+    pub fn etcd_shown(&self) -> bool {
+        self.etcd_configured() && !self.show_risk
     }
 
     /// Seconds since the last good ClusterStatus, when the data shown is old.
@@ -603,7 +633,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         }
         Action::RepairStarted(result) => {
             match result {
-                Ok(worker) => state.say(Level::Info, format!("repair started (worker {worker})")),
+                Ok(worker) => {
+                    state.awaited_repair = Some(worker);
+                    state.say(Level::Info, format!("repair started (worker {worker})"))
+                }
                 Err(f) => state.say(Level::Error, format!("repair refused: {f}")),
             }
             vec![Command::Refresh]
@@ -627,6 +660,10 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
 
 fn on_key(state: &mut State, action: Action) -> Vec<Command> {
     match (&mut state.mode, action) {
+        (Mode::FilterNodes, action) => {
+            super::filter::on_node_key(state, action);
+            vec![]
+        }
         (Mode::Help, Action::ToggleHelp | Action::Cancel) => {
             state.mode = Mode::Normal;
             vec![]
@@ -747,15 +784,33 @@ fn on_normal_key(state: &mut State, action: Action) -> Vec<Command> {
         Action::FasterPace => super::pace::on_faster(state),
         Action::SlowerPace => super::pace::on_slower(state),
         Action::TogglePause => super::pace::on_toggle_pause(state),
+        Action::OpenFilter => {
+            state.focus = Focus::Nodes;
+            state.mode = Mode::FilterNodes;
+            vec![]
+        }
+        Action::ToggleRisk => {
+            if !state.etcd_configured() {
+                let text = "without etcd the data at risk is always shown";
+                state.message = Some((Level::Info, text.into()));
+                return vec![];
+            }
+            state.show_risk = !state.show_risk;
+            if !state.etcd_shown() && state.focus == Focus::Etcd {
+                state.focus = Focus::Nodes;
+            }
+            vec![]
+        }
         Action::FocusNext => {
-            state.focus = state.focus.next(state.etcd_configured());
+            state.focus = state.focus.next(state.etcd_shown());
             vec![]
         }
         Action::Up | Action::Down => {
             let down = action == Action::Down;
             match state.focus {
                 Focus::Nodes => {
-                    state.node_selected = step(state.node_selected, state.nodes().len(), down)
+                    let shown = state.visible_nodes().len();
+                    state.node_selected = step(state.node_selected, shown, down)
                 }
                 Focus::Etcd => {
                     state.etcd_selected = step(state.etcd_selected, state.etcd.len(), down)
@@ -859,11 +914,15 @@ fn on_health(state: &mut State, health: HealthInfo) {
         .as_ref()
         .and_then(|h| h.repair.as_ref())
         .is_some_and(|r| r.running());
+    // A repair this console started is reported even when it ran and ended between two
+    // polls, never seen running.
+    let awaited = |r: &super::health::RepairInfo| state.awaited_repair == Some(r.worker_id);
     if let Some(r) = health
         .repair
         .as_ref()
-        .filter(|r| !r.running() && was_running)
+        .filter(|r| !r.running() && (was_running || awaited(r)))
     {
+        state.awaited_repair = None;
         let level = if r.state == "done" {
             Level::Success
         } else {
@@ -889,7 +948,7 @@ fn busy(state: &State) -> Option<String> {
     }
 }
 
-fn step(current: usize, len: usize, down: bool) -> usize {
+pub(super) fn step(current: usize, len: usize, down: bool) -> usize {
     if len == 0 {
         0
     } else if down {
@@ -916,11 +975,8 @@ fn on_status(state: &mut State, result: Result<ClusterInfo, Failure>) -> Vec<Com
             // Keep the selection on the same node when nodes come and go.
             let selected = state.selected_node().map(|n| n.address.clone());
             info.nodes.sort_by(|a, b| a.address.cmp(&b.address));
-            state.node_selected = selected
-                .and_then(|a| info.nodes.iter().position(|n| n.address == a))
-                .unwrap_or(state.node_selected)
-                .min(info.nodes.len().saturating_sub(1));
             state.cluster = Some(info);
+            super::filter::reselect_node(state, selected.as_deref());
         }
         Err(f) => {
             let was = std::mem::replace(&mut state.admin, AdminLink::Down(f.clone()));

@@ -31,6 +31,8 @@ impl DiskInfo {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RepairInfo {
+    /// The repair worker's id.
+    pub worker_id: u64,
     pub description: String,
     pub state: String,
     pub files_done: u64,
@@ -70,6 +72,7 @@ pub fn health_info(r: admin::ClusterHealthResponse) -> HealthInfo {
         under_replicated: r.last_survey.map(|p| p.under_replicated),
         last_repair: r.last_repair.map(|l| l.outcome),
         repair: r.repair.map(|w| RepairInfo {
+            worker_id: w.id,
             description: w.description,
             state: w.state,
             files_done: w.files_done,

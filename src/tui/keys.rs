@@ -16,6 +16,8 @@ pub enum Context {
     Help,
     Videos,
     ConfirmDelete,
+    /// A list's filter being typed (`/`).
+    Filter,
 }
 
 impl Context {
@@ -23,6 +25,7 @@ impl Context {
         match mode {
             Mode::Normal => Context::Normal,
             Mode::Help => Context::Help,
+            Mode::FilterNodes => Context::Filter,
             Mode::AddNode { .. } => Context::AddPrompt,
             Mode::ConfirmRemove { .. } => Context::Confirm,
             Mode::ConfirmCancelChange { .. } => Context::ConfirmCancel,
@@ -41,6 +44,7 @@ impl Context {
             Context::Help => "Help",
             Context::Videos => "Videos view",
             Context::ConfirmDelete => "Delete confirmation",
+            Context::Filter => "Filter",
         }
     }
 }
@@ -104,7 +108,7 @@ pub static BINDINGS: &[Binding] = &[
         label: "↑/k",
         help: "select the row above (scroll the log up)",
         action: Some(Action::Up),
-        short: "up",
+        short: "",
     },
     Binding {
         context: Context::Normal,
@@ -112,7 +116,7 @@ pub static BINDINGS: &[Binding] = &[
         label: "↓/j",
         help: "select the row below (scroll the log down)",
         action: Some(Action::Down),
-        short: "down",
+        short: "",
     },
     Binding {
         context: Context::Normal,
@@ -129,6 +133,22 @@ pub static BINDINGS: &[Binding] = &[
         help: "refresh now",
         action: Some(Action::Refresh),
         short: "refresh",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('/'), NONE)],
+        label: "/",
+        help: "filter the nodes by their address",
+        action: Some(Action::OpenFilter),
+        short: "filter",
+    },
+    Binding {
+        context: Context::Normal,
+        keys: &[(KeyCode::Char('h'), NONE)],
+        label: "h",
+        help: "show the data at risk in etcd's place, or etcd",
+        action: Some(Action::ToggleRisk),
+        short: "risk",
     },
     Binding {
         context: Context::Normal,
@@ -304,6 +324,14 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         context: Context::Videos,
+        keys: &[(KeyCode::Char('/'), NONE)],
+        label: "/",
+        help: "filter the videos by id (Enter keeps, Esc clears)",
+        action: Some(Action::OpenFilter),
+        short: "filter",
+    },
+    Binding {
+        context: Context::Videos,
         keys: &[(KeyCode::Char('r'), NONE)],
         label: "r",
         help: "list the videos again",
@@ -337,6 +365,54 @@ pub static BINDINGS: &[Binding] = &[
         help: "keep it",
         action: Some(Action::Cancel),
         short: "keep",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[],
+        label: "type",
+        help: "text the rows must contain (any case); they narrow as you type",
+        action: None,
+        short: "text",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[(KeyCode::Up, NONE)],
+        label: "↑",
+        help: "select the row above",
+        action: Some(Action::Up),
+        short: "",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[(KeyCode::Down, NONE)],
+        label: "↓",
+        help: "select the row below",
+        action: Some(Action::Down),
+        short: "",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[(KeyCode::Backspace, NONE)],
+        label: "⌫",
+        help: "delete the last character",
+        action: Some(Action::Backspace),
+        short: "",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[(KeyCode::Enter, NONE)],
+        label: "Enter",
+        help: "keep the filter",
+        action: Some(Action::Submit),
+        short: "keep",
+    },
+    Binding {
+        context: Context::Filter,
+        keys: &[(KeyCode::Esc, NONE)],
+        label: "Esc",
+        help: "clear the filter: every row again",
+        action: Some(Action::Cancel),
+        short: "clear",
     },
     Binding {
         context: Context::Help,
@@ -386,7 +462,7 @@ pub fn action_for(mode: &Mode, key: KeyEvent) -> Option<Action> {
         return b.action.clone();
     }
     match (context, key.code) {
-        (Context::AddPrompt | Context::Confirm, KeyCode::Char(c))
+        (Context::AddPrompt | Context::Confirm | Context::Filter, KeyCode::Char(c))
             if !key
                 .modifiers
                 .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>

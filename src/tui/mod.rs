@@ -2,6 +2,7 @@
 //!
 //! - [`app`]: the state and `update(state, action)`, pure (the Elm pattern).
 //! - [`view`]: `view(&state, frame)`, draws and changes nothing.
+//! - [`filter`]: `/` narrows the node list or the video list.
 //! - [`health`]: the storage's health and the repair started from the console.
 //! - [`risk`]: the data-at-risk panel (in the etcd panel's room without etcd).
 //! - [`keys`]: the one key table, for handling keys and drawing the help.
@@ -13,6 +14,7 @@
 //! restoration on exit, on error and on panic.
 
 pub mod app;
+pub mod filter;
 pub mod health;
 pub mod keys;
 pub mod pace;

@@ -44,25 +44,65 @@ pub struct VideosView {
     pub confirm: Option<String>,
     /// Deletes sent and not answered yet.
     pub deleting: Vec<String>,
+    /// Only videos whose id contains this are shown (`/`); empty shows all.
+    pub filter: String,
+    /// The filter is being typed.
+    pub filtering: bool,
 }
 
 impl VideosView {
-    fn rows(&self) -> &[VideoRow] {
+    /// The rows the filter lets through; `selected` indexes these.
+    pub fn visible_rows(&self) -> Vec<&VideoRow> {
         match &self.list {
-            Some(Ok(list)) => &list.rows,
-            _ => &[],
+            Some(Ok(list)) => list
+                .rows
+                .iter()
+                .filter(|r| super::filter::matches(&self.filter, &r.id))
+                .collect(),
+            _ => vec![],
         }
     }
 
     pub fn selected_row(&self) -> Option<&VideoRow> {
-        self.rows().get(self.selected)
+        self.visible_rows().get(self.selected).copied()
+    }
+
+    /// Keeps the selection on the video `keep` while it is shown, else on a shown row.
+    fn reselect(&mut self, keep: Option<&str>) {
+        let ids: Vec<&str> = self.visible_rows().iter().map(|r| r.id.as_str()).collect();
+        self.selected = super::filter::reselect(&ids, keep.as_ref(), self.selected);
+    }
+
+    /// A key while the filter is typed.
+    fn on_filter_key(&mut self, action: Action) {
+        let keep = self.selected_row().map(|r| r.id.clone());
+        match action {
+            Action::Input(c) if !c.is_control() => self.filter.push(c),
+            Action::Backspace => {
+                self.filter.pop();
+            }
+            Action::Submit => self.filtering = false,
+            Action::Cancel => {
+                self.filter.clear();
+                self.filtering = false;
+            }
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Down => {
+                let last = self.visible_rows().len().saturating_sub(1);
+                self.selected = (self.selected + 1).min(last);
+            }
+            _ => {}
+        }
+        self.reselect(keep.as_deref());
     }
 }
 
-/// The key context of the view: the list, or the confirmation.
+/// The key context of the view: the list, its filter, or the confirmation.
 pub fn context(view: &VideosView) -> Context {
     if view.confirm.is_some() {
         Context::ConfirmDelete
+    } else if view.filtering {
+        Context::Filter
     } else {
         Context::Videos
     }
@@ -94,8 +134,16 @@ pub fn on_key(state: &mut State, action: Action) -> Vec<Command> {
             _ => vec![],
         };
     }
-    let len = view.rows().len();
+    if view.filtering {
+        view.on_filter_key(action);
+        return vec![];
+    }
+    let len = view.visible_rows().len();
     match action {
+        Action::OpenFilter => {
+            view.filtering = true;
+            vec![]
+        }
         Action::Up => {
             view.selected = view.selected.saturating_sub(1);
             vec![]
@@ -129,9 +177,9 @@ pub fn on_key(state: &mut State, action: Action) -> Vec<Command> {
 /// A ListVideos answer; ignored once the view is closed.
 pub fn on_listed(state: &mut State, result: Result<VideoList, Failure>) -> Vec<Command> {
     if let Mode::Videos(view) = &mut state.mode {
-        let len = result.as_ref().map_or(0, |l| l.rows.len());
-        view.selected = view.selected.min(len.saturating_sub(1));
+        let keep = view.selected_row().map(|r| r.id.clone());
         view.list = Some(result);
+        view.reselect(keep.as_deref());
     }
     vec![]
 }
@@ -173,10 +221,15 @@ pub fn draw(frame: &mut Frame, area: Rect, view: &VideosView) {
         height: area.height.saturating_sub(2),
     };
     frame.render_widget(Clear, inner);
+    let shown = view.visible_rows();
+    let note = super::filter::title_note(&view.filter, view.filtering);
     let title = match &view.list {
-        Some(Ok(list)) if list.more => format!(" Videos (newest {}) ", list.rows.len()),
-        Some(Ok(list)) => format!(" Videos ({}) ", list.rows.len()),
-        _ => " Videos ".to_string(),
+        Some(Ok(list)) => format!(
+            " Videos ({}{}){note} ",
+            if list.more { "newest " } else { "" },
+            super::filter::count(shown.len(), list.rows.len())
+        ),
+        _ => format!(" Videos{note} "),
     };
     let block = Block::bordered()
         .border_type(BorderType::Double)
@@ -206,7 +259,12 @@ pub fn draw(frame: &mut Frame, area: Rect, view: &VideosView) {
             );
             return;
         }
-        Some(Ok(list)) => &list.rows,
+        Some(Ok(_)) if shown.is_empty() => {
+            let text = format!("no video id contains \"{}\"", view.filter);
+            frame.render_widget(Paragraph::new(Line::styled(text, DIM)).block(block), inner);
+            return;
+        }
+        Some(Ok(_)) => shown,
     };
     let table_rows = rows.iter().map(|r| {
         let state = if view.deleting.contains(&r.id) {

@@ -61,7 +61,8 @@ pub fn view(state: &State, frame: &mut Frame) {
     frame.render_widget(Paragraph::new(key_hints(Context::of(&state.mode))), help);
 
     match &state.mode {
-        Mode::Normal => {}
+        // The filter is typed in the nodes panel's title.
+        Mode::Normal | Mode::FilterNodes => {}
         Mode::Help => draw_help(frame, area),
         Mode::AddNode { input, error } => draw_add(frame, area, input, error.as_deref()),
         Mode::ConfirmRemove { node, plan, typed } => draw_confirm(frame, area, node, plan, typed),
@@ -73,11 +74,12 @@ pub fn view(state: &State, frame: &mut Frame) {
 
 fn draw_compact(state: &State, frame: &mut Frame, body: Rect) {
     let node_rows = state.nodes().len().max(1) as u16;
-    let etcd_h = if state.etcd_configured() {
-        state.etcd.len() as u16 + 3
-    } else {
-        // The data-at-risk panel: a summary line and a row per node.
-        (node_rows + 4).min(8)
+    // The data-at-risk panel: a summary line and a row per node.
+    let risk_h = (node_rows + 4).min(8);
+    let etcd_h = match (state.etcd_configured(), state.show_risk) {
+        (true, false) => state.etcd.len() as u16 + 3,
+        (true, true) => (state.etcd.len() as u16 + 3).max(risk_h),
+        (false, _) => risk_h,
     };
     let [top, etcd, migration] = Layout::vertical([
         Constraint::Length((node_rows + 3).clamp(7, 9)),
@@ -318,9 +320,17 @@ fn draw_ring(state: &State, frame: &mut Frame, area: Rect, legend: bool) {
 
 fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
     let stale = state.stale_for();
+    let visible = state.visible_nodes();
+    let filter = super::filter::title_note(
+        &state.node_filter,
+        state.mode == super::app::Mode::FilterNodes,
+    );
     let title = match stale {
-        Some(s) => format!(" Storage nodes · stale, {s} s old "),
-        None => format!(" Storage nodes ({}) ", state.nodes().len()),
+        Some(s) => format!(" Storage nodes · stale, {s} s old{filter} "),
+        None => format!(
+            " Storage nodes ({}){filter} ",
+            super::filter::count(visible.len(), state.nodes().len())
+        ),
     };
     let block = panel(title, state.focus == Focus::Nodes);
     if state.cluster.is_none() {
@@ -336,7 +346,7 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
     ])
     .style(BOLD);
     let disks = state.health.as_ref().map(|h| &h.disks);
-    let rows = state.nodes().iter().map(|n| {
+    let rows = visible.iter().map(|n| {
         let disk = disks.and_then(|d| d.get(&n.address));
         let health = if !n.healthy {
             Span::styled("down", ERROR)
@@ -401,13 +411,15 @@ fn selectable(table: Table<'_>, focused: bool) -> Table<'_> {
     }
 }
 
-/// Without etcd, its room shows the data at risk instead.
+/// Without etcd, or with `h`, its room shows the data at risk instead.
 fn draw_etcd_or_risk(state: &State, frame: &mut Frame, area: Rect) {
-    if state.etcd_configured() {
-        draw_etcd(state, frame, area);
-    } else {
-        let risk = state.health.as_ref().map(|h| &h.risk);
+    let risk = state.health.as_ref().map(|h| &h.risk);
+    if !state.etcd_configured() {
         super::risk::draw(frame, area, risk, " · etcd not configured");
+    } else if state.show_risk {
+        super::risk::draw(frame, area, risk, " · h shows etcd");
+    } else {
+        draw_etcd(state, frame, area);
     }
 }
 
@@ -678,18 +690,19 @@ fn popup(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>) 
 fn draw_help(frame: &mut Frame, area: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
     let mut lines = Vec::new();
-    // The videos view shows its own keys along its border.
-    for ctx in [Context::Normal, Context::AddPrompt, Context::Confirm] {
-        lines.push(Line::styled(ctx.title(), BOLD));
-        let rows =
-            keys::bindings(ctx).chain((ctx == Context::Normal).then_some(&keys::QUIT_ANYWHERE));
-        for b in rows {
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {:<9}", b.label), key),
-                Span::raw(b.help),
-            ]));
-        }
+    // Prompts, confirmations, the filter and the videos view show their own keys on
+    // their bottom line; listing them here too would not fit in 80×24.
+    lines.push(Line::styled(Context::Normal.title(), BOLD));
+    for b in keys::bindings(Context::Normal).chain([&keys::QUIT_ANYWHERE]) {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<9}", b.label), key),
+            Span::raw(b.help),
+        ]));
     }
+    lines.push(Line::styled(
+        "Popups, prompts and the filter show their keys below.",
+        DIM,
+    ));
     let h = lines.len() as u16 + 2;
     popup(frame, centered(area, 64, h), "Keys", lines);
 }

@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod netns;
+pub mod tmux;
 pub mod web;
 
 use std::net::SocketAddr;
