@@ -463,3 +463,88 @@ async fn a_web_node_killed_mid_delete_finishes_it_from_the_tombstone() {
     let new = upload_and_read(&web.url, &second, "doomed", &nodes).await;
     new.assert_only_new_bytes(&old, &nodes, "doomed").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_add_says_so_when_its_change_is_cancelled_mid_way() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let nodes = start_storage_nodes(2).await;
+    let newcomer = StorageProcess::start().await;
+    let every: Vec<_> = nodes.iter().collect();
+    let two: Vec<String> = nodes.iter().map(|n| n.address()).collect();
+    let web = start_web_ring(&every, WebOptions::default()).await;
+    web.meta
+        .claim_video("kept", chrono::Utc::now())
+        .await
+        .unwrap();
+    web.meta
+        .finish_video("kept", &tritontube::meta::VideoDetails::default())
+        .await
+        .unwrap();
+    let ring = support::ring_of(&two, 1);
+    for i in 0..150 {
+        let key = format!("kept/chunk-0-{i:05}.m4s");
+        let data = Bytes::from(pseudo_random_bytes(16 * 1024, i));
+        for owner in ring.owners(&key) {
+            let node = nodes.iter().find(|n| n.address() == owner).unwrap();
+            node.client().put(&key, data.clone(), None).await.unwrap();
+        }
+    }
+    let mut admin = connect(&web.admin, None).unwrap();
+    let mut progress = admin
+        .watch_migration(tritontube::proto::admin::WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_tritontube"))
+        .args(["admin", "add", &web.admin, &newcomer.address])
+        .output();
+    let cli = tokio::spawn(cli);
+    loop {
+        let report = tokio::time::timeout(PATIENCE, progress.message())
+            .await
+            .expect("progress")
+            .unwrap()
+            .expect("open stream");
+        assert!(!report.finished, "finished before it could be held");
+        if report.files_total > 0 {
+            newcomer.signal("-STOP");
+            break;
+        }
+    }
+    // Held mid-change: journaled, files still to copy.
+    let held = admin
+        .list_workers(ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .journaled
+        .expect("the change is journaled");
+    assert!(held.files_done < held.files_total, "{held:?}");
+    let cancel = {
+        let mut admin = admin.clone();
+        tokio::spawn(async move {
+            admin
+                .cancel_change(tritontube::proto::admin::CancelChangeRequest {})
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    newcomer.signal("-CONT");
+    cancel.await.unwrap().expect("the cancel is accepted");
+
+    // The command that asked for the add does not report it done.
+    let output = tokio::time::timeout(PATIENCE, cli)
+        .await
+        .expect("admin add ends")
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "admin add succeeded: {stdout}");
+    assert!(!stdout.contains("Successfully added"), "{stdout}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert_eq!(
+        support::web::ring_nodes(&web.admin).await,
+        two.iter().cloned().collect()
+    );
+}
