@@ -355,6 +355,13 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
     plane.shutdown().await;
 }
 
+/// The ring change journaled in the metadata store, if any (the journal as JSON).
+async fn journal_of(meta: &MetaStore) -> Option<serde_json::Value> {
+    let state = meta.load_cluster_state().await.unwrap()?;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    Some(state["migration"].clone()).filter(|m| !m.is_null())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_add_moves_every_file_back() {
     let a = start_storage_node().await;
@@ -398,6 +405,21 @@ async fn a_cancelled_add_moves_every_file_back() {
             break;
         }
     }
+    // Held mid-change: the ring has not switched, the change is journaled, not cancelled,
+    // with files still to copy.
+    assert_eq!(ring_nodes(&web.admin).await, two.iter().cloned().collect());
+    let journal = journal_of(&web.meta)
+        .await
+        .expect("the change is journaled");
+    assert_eq!(journal["cancelled"], false, "{journal}");
+    let held = admin
+        .list_workers(ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .journaled
+        .expect("the change is listed as journaled");
+    assert!(held.files_done < held.files_total, "{held:?}");
     let cancel = {
         let mut admin = admin.clone();
         tokio::spawn(async move { admin.cancel_change(CancelChangeRequest {}).await })
@@ -407,6 +429,10 @@ async fn a_cancelled_add_moves_every_file_back() {
     newcomer.signal("-CONT");
     let description = cancel.await.unwrap().unwrap().into_inner().description;
     assert_eq!(description, format!("cancelling add {}", newcomer.address));
+    // The cancel turned the journal into its roll-back (unless that has finished already).
+    if let Some(journal) = journal_of(&web.meta).await {
+        assert_eq!(journal["cancelled"], true, "{journal}");
+    }
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let rollback = loop {

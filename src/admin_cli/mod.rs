@@ -265,7 +265,7 @@ async fn change(
         Err(status) => return Err(describe(status)),
     };
     let follow = progress::follow(&mut client, &change_id);
-    tokio::select! {
+    let moved = tokio::select! {
         outcome = follow => outcome,
         _ = interrupted.recv() => {
             eprintln!(
@@ -275,7 +275,23 @@ async fn change(
             std::process::exit(130);
         }
     }
-    .context("the ring change did not finish")
+    .context("the ring change did not finish")?;
+    // A cancel rolls the change back under the same journal id, so the followed change
+    // also "finishes" then: only the ring tells whether it took effect.
+    let ring = client
+        .list_nodes(ListNodesRequest {})
+        .await
+        .map_err(describe)?
+        .into_inner()
+        .nodes;
+    let wanted = crate::node::address::validate_address(node).unwrap_or_else(|_| node.to_string());
+    if ring.contains(&wanted) != (kind == ChangeKind::Add) {
+        anyhow::bail!(
+            "the change was cancelled: every file went back and the ring is as it was ({} moved back)",
+            moved
+        );
+    }
+    Ok(moved)
 }
 
 async fn blocking_change(

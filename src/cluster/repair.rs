@@ -90,6 +90,16 @@ pub struct RepairReport {
     pub outcome: String,
 }
 
+/// What a survey found and what to do about it.
+struct Survey {
+    plan: RepairPlan,
+    tasks: Vec<Task>,
+    /// Videos whose delete left a tombstone: once every node has answered and every file
+    /// of theirs is gone, the tombstone goes too, so a delete made while a holder was down
+    /// finishes when it returns (and the id can be uploaded again).
+    tombstones: Vec<String>,
+}
+
 /// One key's work: copy/delete like a ring change, or remove an orphan.
 enum Task {
     Place(KeyWork),
@@ -109,7 +119,7 @@ impl Task {
 /// every copy is first read and checked against its recorded SHA-256 by its node (a
 /// corrupt one is quarantined there and counts as missing); without, the nodes' records
 /// are trusted and corruption is left to their scrub and to verified reads.
-async fn survey(cluster: &Cluster, verify: bool) -> Result<(RepairPlan, Vec<Task>), ClusterError> {
+async fn survey(cluster: &Cluster, verify: bool) -> Result<Survey, ClusterError> {
     let state = cluster.snapshot();
     let ring = state.ring.clone();
     let nodes = state.data_nodes();
@@ -126,6 +136,16 @@ async fn survey(cluster: &Cluster, verify: bool) -> Result<(RepairPlan, Vec<Task
         .filter(|v| v.status != VideoStatus::Deleting)
         .map(|v| v.id.clone())
         .collect();
+    let tombstones = if records.stale {
+        Vec::new()
+    } else {
+        records
+            .value
+            .iter()
+            .filter(|v| v.status == VideoStatus::Deleting)
+            .map(|v| v.id.clone())
+            .collect()
+    };
     let unreachable: BTreeSet<String> = missed.iter().map(|m| m.node.clone()).collect();
     for m in &missed {
         tracing::warn!(node = %m.node, why = %m.why, "repair: node does not answer; its files wait");
@@ -172,7 +192,11 @@ async fn survey(cluster: &Cluster, verify: bool) -> Result<(RepairPlan, Vec<Task
         tasks.push(Task::Place(work));
     }
     plan.quarantined = quarantined(cluster, &nodes, &unreachable).await;
-    Ok((plan, tasks))
+    Ok(Survey {
+        plan,
+        tasks,
+        tombstones,
+    })
 }
 
 /// Has every holder verify its copy; drops the holders whose copy failed.
@@ -288,7 +312,7 @@ impl Repairer {
 
     /// What a repair would do now, changing nothing.
     pub async fn plan(&self, verify: bool) -> Result<RepairPlan, RepairError> {
-        let plan = survey(&self.cluster, verify).await?.0;
+        let plan = survey(&self.cluster, verify).await?.plan;
         self.remember_survey(&plan);
         Ok(plan)
     }
@@ -415,7 +439,11 @@ impl Repairer {
             s.throttle = format!("{PARALLELISM} files at once; {}", self.cluster.throttle());
             s.event(format!("repair ({}): surveying the nodes", journal.reason));
         });
-        let (plan, tasks) = survey(&self.cluster, journal.verify).await?;
+        let Survey {
+            plan,
+            tasks,
+            tombstones,
+        } = survey(&self.cluster, journal.verify).await?;
         self.remember_survey(&plan);
         let files_total = tasks.len() as u64;
         let bytes_total = plan.missing.bytes + plan.misplaced.bytes;
@@ -496,6 +524,7 @@ impl Repairer {
                 ),
             })
         } else {
+            self.finish_tombstones(&tombstones).await;
             Ok(format!(
                 "{fixed} files repaired in {:.1} s ({} restored, {} moved, {} orphans removed)",
                 started.elapsed().as_secs_f64(),
@@ -515,6 +544,34 @@ impl Repairer {
             },
         });
         outcome
+    }
+
+    /// Removes the tombstones of deletes whose files this repair has seen gone from every
+    /// node (each was listed, and each file of a tombstoned video was deleted as an orphan).
+    /// A tombstone removed meanwhile (a delete request finished it) is left alone.
+    async fn finish_tombstones(&self, tombstones: &[String]) {
+        let meta = self.cluster.meta();
+        for id in tombstones {
+            let still_deleting = match meta.get_video(id).await {
+                Ok(read) if !read.stale => read
+                    .value
+                    .is_some_and(|v| v.status == VideoStatus::Deleting),
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "cannot read a tombstone");
+                    false
+                }
+            };
+            if !still_deleting {
+                continue;
+            }
+            match meta.remove_video(id).await {
+                Ok(()) => {
+                    tracing::info!(%id, "finished a delete: its files are gone from every node")
+                }
+                Err(e) => tracing::warn!(%id, error = %e, "cannot remove a tombstone"),
+            }
+        }
     }
 
     /// Drops the hints whose copy has reached its owner (or whose file is gone).
