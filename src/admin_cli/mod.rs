@@ -127,19 +127,51 @@ pub(crate) fn describe(s: tonic::Status) -> anyhow::Error {
 
 pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
     let caller = Caller::from_args(&args)?;
-    match args.command {
+    let address = args.command.admin().to_string();
+    let result = run_command(args.command, &caller).await;
+    match result {
+        // Without certificates, a TLS admin service refuses the connection with a raw
+        // HTTP/2 error: say what it wants instead.
+        Err(_) if caller.tls.is_none() && crate::trust::probe::speaks_tls(&address).await => Err(
+            crate::trust::probe::wants_tls_error("admin service", &address),
+        ),
+        result => result,
+    }
+}
+
+impl AdminCommand {
+    /// The admin service's address the command calls.
+    pub fn admin(&self) -> &str {
+        match self {
+            AdminCommand::Add { admin, .. }
+            | AdminCommand::Remove { admin, .. }
+            | AdminCommand::Zone { admin, .. }
+            | AdminCommand::List { admin }
+            | AdminCommand::Status { admin }
+            | AdminCommand::Cancel { admin }
+            | AdminCommand::Delete { admin, .. }
+            | AdminCommand::Pace { admin, .. }
+            | AdminCommand::Pause { admin }
+            | AdminCommand::Resume { admin }
+            | AdminCommand::Repair { admin, .. } => admin,
+        }
+    }
+}
+
+async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<()> {
+    match command {
         AdminCommand::Add { admin, node, zone } => {
-            let moved = change(&admin, &caller, ChangeKind::Add, &node, zone.as_deref()).await?;
+            let moved = change(&admin, caller, ChangeKind::Add, &node, zone.as_deref()).await?;
             println!("Successfully added node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::Remove { admin, node } => {
-            let moved = change(&admin, &caller, ChangeKind::Remove, &node, None).await?;
+            let moved = change(&admin, caller, ChangeKind::Remove, &node, None).await?;
             println!("Successfully removed node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::Zone { admin, node, zone } => {
-            let moved = change(&admin, &caller, ChangeKind::Zone, &node, zone.as_deref()).await?;
+            let moved = change(&admin, caller, ChangeKind::Zone, &node, zone.as_deref()).await?;
             match &zone {
                 Some(zone) => println!("Node {node} is now in zone {zone}"),
                 None => println!("Node {node} is now in no zone"),

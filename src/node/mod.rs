@@ -10,16 +10,20 @@
 //! - [`identity`]: the store's creation marker, so a wiped or replaced folder shows.
 //! - [`service`]: the StorageService gRPC implementation over the store.
 //! - [`server`]: `run(listener, dir, shutdown)`, with the health service and the scrub.
+//! - [`transfer`]: direct node-to-node copies on the node's port, over a
+//!   [`copy_stream`] (plain TCP or TLS); [`secure_listen`]: the port with certificates.
 //! - [`client`]: the client the web node, migration, repair and console use.
 
 pub mod address;
 pub mod client;
+pub mod copy_stream;
 pub mod disk;
 pub mod identity;
 pub mod keys;
 pub mod quarantine;
 pub mod record;
 pub mod scrub;
+mod secure_listen;
 pub mod server;
 pub mod service;
 pub mod store;

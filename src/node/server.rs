@@ -77,8 +77,8 @@ pub async fn run_with_metrics(
 }
 
 /// As [`run_with_metrics`]; with `tls`, the node's port speaks only mutual TLS, every
-/// call needs a node certificate from the cluster CA, and the node pulls from others
-/// over TLS (GetFile: the plain direct-copy protocol is off).
+/// call and direct copy needs a node certificate from the cluster CA, and the node pulls
+/// from others over TLS (see [`super::secure_listen`]).
 pub async fn run_secure(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
@@ -128,15 +128,20 @@ pub async fn run_secure(
         }
     };
     let tls_on = tls.is_some();
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
+    // With certificates the listener terminates TLS itself (secure_listen), so that it
+    // can serve direct copies on the port too; tonic sees the decrypted streams.
+    let tls_server = tls.as_ref().map(ClusterTls::rustls_server);
+    let builder = tonic::transport::Server::builder();
     let members_only = tonic::service::InterceptorLayer::new(move |request: tonic::Request<()>| {
         require_role(&request, tls_on, &[Role::Node]).map(|()| request)
     });
+    let copy = CopyServer {
+        store: store.clone(),
+        stop: stop.clone(),
+        metrics: metrics.clone(),
+    };
     let grpc_server = async {
-        let served = builder
+        let router = builder
             .layer(metrics.layer())
             .layer(members_only)
             // Wider windows than the 64 KiB default so one stream can fill a fast link.
@@ -148,21 +153,24 @@ pub async fn run_secure(
                     .with_cluster_tls(tls)
                     .with_zone(options.zone.clone())
                     .into_server(),
-            )
-            .serve_with_incoming_shutdown(
-                node_incoming(
-                    listener,
-                    store.clone(),
-                    stop.clone(),
-                    metrics.clone(),
-                    tls_on,
-                ),
-                async {
-                    shutdown.await;
-                    stop.cancel();
-                },
-            )
-            .await;
+            );
+        let shutdown = async {
+            shutdown.await;
+            stop.cancel();
+        };
+        let served = match tls_server {
+            Some(config) => {
+                let incoming = super::secure_listen::incoming(listener, config, copy);
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(node_incoming(listener, copy), shutdown)
+                    .await
+            }
+        };
         // A gRPC server that failed takes the metrics listener down with it.
         stop.cancel();
         served
@@ -311,10 +319,7 @@ pub async fn run_cli(args: StorageArgs) -> anyhow::Result<()> {
 /// until `stop`. Accepting ends when the gRPC server drops the stream (the port closes).
 fn node_incoming(
     listener: TcpListener,
-    store: Store,
-    stop: CancellationToken,
-    metrics: NodeMetrics,
-    tls_on: bool,
+    copy: CopyServer,
 ) -> ReceiverStream<std::io::Result<TcpStream>> {
     let (grpc, incoming) = mpsc::channel(64);
     let copy_slots = Arc::new(Semaphore::new(super::transfer::MAX_CONNECTIONS));
@@ -325,23 +330,13 @@ fn node_incoming(
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _)) if tls_on => {
-                    // Everything goes to the TLS handshake: a plain copy request fails it
-                    // and reaches nothing.
-                    let _ = stream.set_nodelay(true);
-                    let _ = grpc.send(Ok(stream)).await;
-                }
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let route = route_connection(
                         stream,
                         grpc.clone(),
                         Arc::clone(&copy_slots),
-                        CopyServer {
-                            store: store.clone(),
-                            stop: stop.clone(),
-                            metrics: metrics.clone(),
-                        },
+                        copy.clone(),
                     );
                     tokio::spawn(route);
                 }
@@ -357,10 +352,11 @@ fn node_incoming(
 }
 
 /// What serving a copy connection needs.
-struct CopyServer {
-    store: Store,
-    stop: CancellationToken,
-    metrics: NodeMetrics,
+#[derive(Clone)]
+pub(super) struct CopyServer {
+    pub(super) store: Store,
+    pub(super) stop: CancellationToken,
+    pub(super) metrics: NodeMetrics,
 }
 
 /// Tells a copy connection from an HTTP/2 one by its first byte. Each copy connection
@@ -388,7 +384,8 @@ async fn route_connection(
                 Ok(s) => {
                     tokio::task::spawn_blocking(move || {
                         let _slot = slot;
-                        super::transfer::serve(copy.store, s, copy.stop, copy.metrics)
+                        let stream = super::copy_stream::CopyStream::Plain(s);
+                        super::transfer::serve(copy.store, stream, false, copy.stop, copy.metrics)
                     });
                 }
                 Err(e) => tracing::debug!(error = %e, "a copy connection failed"),

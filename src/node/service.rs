@@ -68,7 +68,8 @@ pub struct StorageService {
     copies: Arc<CopyClient>,
     /// Bounds the memory of whole-file reads in flight (see [`WHOLE_READ_BYTES`]).
     whole_reads: Arc<tokio::sync::Semaphore>,
-    /// With the cluster's certificates, pulls go through GetFile over mutual TLS.
+    /// With the cluster's certificates, pulls (direct copies and GetFile) run over
+    /// mutual TLS.
     tls: Option<ClusterTls>,
     /// The failure domain reported to web nodes (`--zone`).
     zone: Option<String>,
@@ -111,8 +112,9 @@ impl StorageService {
         self
     }
 
-    /// Pulls from other nodes over mutual TLS with `tls` (none: plain, direct copies on).
+    /// Pulls from other nodes over mutual TLS with `tls` (none: plain).
     pub fn with_cluster_tls(mut self, tls: Option<ClusterTls>) -> Self {
+        self.copies = Arc::new(CopyClient::new(tls.as_ref().map(ClusterTls::rustls_client)));
         self.tls = tls;
         self
     }
@@ -222,10 +224,6 @@ impl StorageService {
         source: &str,
         expected: &str,
     ) -> Result<Option<FileStat>, Status> {
-        if self.tls.is_some() {
-            // The direct-copy protocol is plain TCP; with certificates only TLS is spoken.
-            return Ok(None);
-        }
         let (copies, store) = (Arc::clone(&self.copies), self.store.clone());
         let (key, source, expected) = (key.to_string(), source.to_string(), expected.to_string());
         tokio::task::spawn_blocking(

@@ -17,24 +17,30 @@
 //! [`Arrival::Copy`]), and on a mismatch the pull is made again through GetFile, whose
 //! verified read quarantines a rotted source copy and answers DATA_LOSS. A source that
 //! does not speak this protocol (an older node) is pulled from through GetFile too.
+//!
+//! With the cluster's certificates the same protocol runs inside mutual TLS (see
+//! [`super::secure_listen`]): the source serves only node certificates and reads and
+//! encrypts the file instead of sendfile(2), and the puller shows its node certificate.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_rustls::rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use super::client::FileStat;
+use super::copy_stream::CopyStream;
 use super::store::{Store, StoreError};
 use super::write::Arrival;
 use crate::metrics::grpc::Outcome;
 use crate::metrics::node::NodeMetrics;
 
 /// The first line of a copy connection.
-const HELLO: &[u8] = b"TTCOPY1\n";
+pub const HELLO: &[u8] = b"TTCOPY1\n";
 /// What the listener looks at: HTTP/2 connections start with `P` (`PRI * HTTP/2.0`).
 pub const FIRST_BYTE: u8 = b'T';
 /// Longest request or header line (a key is at most 511 bytes).
@@ -63,32 +69,44 @@ const IDLE_PER_SOURCE: usize = 32;
 
 // ---- The source: serving copies ----
 
-/// Blocking: serves copy requests on `stream` (its first bytes, unread, are the hello)
-/// until the puller closes it, it idles for [`IDLE_CLOSE`], or `stop` is cancelled.
-pub fn serve(store: Store, stream: TcpStream, stop: CancellationToken, metrics: NodeMetrics) {
-    if let Err(e) = serve_connection(&store, stream, &stop, &metrics) {
+/// Blocking: serves copy requests on `stream` until the puller closes it, it idles for
+/// [`IDLE_CLOSE`], or `stop` is cancelled. Unless `greeted` (the listener has read and
+/// checked it), the stream's first bytes, unread, are the hello.
+pub fn serve(
+    store: Store,
+    stream: CopyStream,
+    greeted: bool,
+    stop: CancellationToken,
+    metrics: NodeMetrics,
+) {
+    if let Err(e) = serve_connection(&store, stream, greeted, &stop, &metrics) {
         tracing::debug!(error = %e, "copy connection closed");
     }
 }
 
 fn serve_connection(
     store: &Store,
-    stream: TcpStream,
+    stream: CopyStream,
+    greeted: bool,
     stop: &CancellationToken,
     metrics: &NodeMetrics,
 ) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE_POLL))?;
-    stream.set_write_timeout(Some(STALL))?;
-    let mut out = stream.try_clone()?;
+    let tcp = stream.tcp();
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(IDLE_POLL))?;
+    tcp.set_write_timeout(Some(STALL))?;
+    // Answers are written to the stream under the buffer: a request is answered only
+    // once it has been read, so nothing buffered is skipped.
     let mut requests = BufReader::with_capacity(4096, stream);
-    match read_line_idle(&mut requests, stop)? {
-        Some(hello) if hello.as_bytes() == &HELLO[..HELLO.len() - 1] => {}
-        _ => return Ok(()),
+    if !greeted {
+        match read_line_idle(&mut requests, stop)? {
+            Some(hello) if hello.as_bytes() == &HELLO[..HELLO.len() - 1] => {}
+            _ => return Ok(()),
+        }
     }
     while let Some(key) = read_line_idle(&mut requests, stop)? {
         let started = Instant::now();
-        let outcome = send_file(store, &mut out, &key)?;
+        let outcome = send_file(store, requests.get_mut(), &key)?;
         metrics.record_call("Copy", outcome, started.elapsed());
     }
     Ok(())
@@ -97,7 +115,7 @@ fn serve_connection(
 /// Reads one line (without its newline), waiting while the connection idles; None when
 /// the peer closed it, it idled too long, or the node is stopping.
 fn read_line_idle(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<CopyStream>,
     stop: &CancellationToken,
 ) -> io::Result<Option<String>> {
     let idle_since = Instant::now();
@@ -132,7 +150,7 @@ fn read_line_idle(
 
 /// Answers one request. An error is the connection failing; the request's own outcome
 /// is returned.
-fn send_file(store: &Store, out: &mut TcpStream, key: &str) -> io::Result<Outcome> {
+fn send_file(store: &Store, out: &mut CopyStream, key: &str) -> io::Result<Outcome> {
     let (stat, file) = match store.open_for_copy(key) {
         Ok(opened) => opened,
         Err(e) => {
@@ -148,19 +166,8 @@ fn send_file(store: &Store, out: &mut TcpStream, key: &str) -> io::Result<Outcom
         .map_or_else(|| "-".to_string(), |crc| format!("{crc:08x}"));
     let header = format!("OK {} {} {crc}\n", stat.size, stat.sha256);
     out.write_all(header.as_bytes())?;
-    let mut offset = 0u64;
-    while offset < stat.size {
-        let want = (stat.size - offset).min(1 << 30) as usize;
-        let sent = rustix::fs::sendfile(&*out, &file, Some(&mut offset), want)?;
-        if sent == 0 {
-            // Shorter than recorded (truncated since it was opened): the puller sees the
-            // connection end early and keeps nothing.
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{key} ended at {offset} of {} bytes", stat.size),
-            ));
-        }
-    }
+    out.send_file(&file, stat.size)
+        .map_err(|e| io::Error::new(e.kind(), format!("sending {key}: {e}")))?;
     Ok(Outcome::Status(Code::Ok))
 }
 
@@ -182,9 +189,11 @@ pub enum CopyFailure {
 }
 
 /// The puller's side: idle connections to each source, kept for the next copy.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CopyClient {
-    idle: Mutex<HashMap<String, Vec<BufReader<TcpStream>>>>,
+    /// With the cluster's certificates: copies run inside mutual TLS.
+    tls: Option<Arc<ClientConfig>>,
+    idle: Mutex<HashMap<String, Vec<BufReader<CopyStream>>>>,
     /// Sources that dropped the hello (older nodes), and when: they are asked again after
     /// [`ASK_AGAIN_AFTER`], in case they were upgraded (or only restarting).
     unsupported: Mutex<HashMap<String, Instant>>,
@@ -196,11 +205,27 @@ pub struct CopyClient {
 /// A connection in use, and whether it came from the idle ones (then a failure before
 /// any answer may just mean the source closed it meanwhile).
 struct Connection {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<CopyStream>,
     reused: bool,
 }
 
+impl std::fmt::Debug for CopyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyClient")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl CopyClient {
+    /// A puller that copies over mutual TLS with `tls`, or plain TCP without.
+    pub fn new(tls: Option<Arc<ClientConfig>>) -> CopyClient {
+        CopyClient {
+            tls,
+            ..CopyClient::default()
+        }
+    }
+
     /// Blocking: copies `key` from the node at `source` into `store`, checked against the
     /// source's record, which must have `expected_sha256`.
     pub fn pull(
@@ -224,7 +249,7 @@ impl CopyClient {
         if connection.reused && !matches!(answer, Ok(Some(_))) {
             // A kept connection the source has closed since: once more on a new one.
             connection = Connection {
-                reader: connect(source)?,
+                reader: connect(source, self.tls.as_ref())?,
                 reused: false,
             };
             answer = request(&mut connection.reader, key);
@@ -309,7 +334,7 @@ impl CopyClient {
                 reused: true,
             }),
             None => Ok(Connection {
-                reader: connect(source)?,
+                reader: connect(source, self.tls.as_ref())?,
                 reused: false,
             }),
         }
@@ -327,7 +352,7 @@ impl CopyClient {
         }
     }
 
-    fn keep(&self, source: &str, reader: BufReader<TcpStream>) {
+    fn keep(&self, source: &str, reader: BufReader<CopyStream>) {
         let mut idle = self.idle.lock().expect("copy client lock");
         let kept = idle.entry(source.to_string()).or_default();
         if kept.len() < IDLE_PER_SOURCE {
@@ -362,19 +387,29 @@ fn unreachable_source(source: &str, e: &io::Error) -> CopyFailure {
     CopyFailure::Source(Status::unavailable(format!("reading from {source}: {e}")))
 }
 
-/// A new connection to `source`, hello sent.
-fn connect(source: &str) -> Result<BufReader<TcpStream>, CopyFailure> {
+/// A new connection to `source`, inside TLS with `tls`, hello sent.
+fn connect(
+    source: &str,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<BufReader<CopyStream>, CopyFailure> {
     let failed = |e: io::Error| unreachable_source(source, &e);
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for address in source.to_socket_addrs().map_err(failed)? {
         match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
-            Ok(mut stream) => {
-                let ready = stream
-                    .set_nodelay(true)
-                    .and_then(|()| stream.set_read_timeout(Some(STALL)))
-                    .and_then(|()| stream.set_write_timeout(Some(STALL)))
-                    .and_then(|()| stream.write_all(HELLO));
-                ready.map_err(failed)?;
+            Ok(tcp) => {
+                tcp.set_nodelay(true)
+                    .and_then(|()| tcp.set_read_timeout(Some(STALL)))
+                    .and_then(|()| tcp.set_write_timeout(Some(STALL)))
+                    .map_err(failed)?;
+                let mut stream = match tls {
+                    Some(config) => CopyStream::tls_client(Arc::clone(config), source, tcp)
+                        .map_err(failed)?,
+                    None => CopyStream::Plain(tcp),
+                };
+                // Under TLS this runs the handshake: a source that refuses this node's
+                // certificate fails here or at the first answer.
+                stream.write_all(HELLO).map_err(failed)?;
+                stream.flush().map_err(failed)?;
                 return Ok(BufReader::with_capacity(64 * 1024, stream));
             }
             Err(e) => last = e,
@@ -385,8 +420,10 @@ fn connect(source: &str) -> Result<BufReader<TcpStream>, CopyFailure> {
 
 /// Sends the request for `key` and reads the answer's line: None when the source closed
 /// the connection or answered with something that is not a line.
-fn request(reader: &mut BufReader<TcpStream>, key: &str) -> io::Result<Option<String>> {
-    reader.get_mut().write_all(format!("{key}\n").as_bytes())?;
+fn request(reader: &mut BufReader<CopyStream>, key: &str) -> io::Result<Option<String>> {
+    let stream = reader.get_mut();
+    stream.write_all(format!("{key}\n").as_bytes())?;
+    stream.flush()?;
     let mut line = Vec::new();
     reader
         .by_ref()

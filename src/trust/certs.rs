@@ -31,6 +31,8 @@ pub enum CertError {
     MissingCa(PathBuf),
     #[error("{0}")]
     BadName(String),
+    #[error("the certificates in {dir} cannot be used: {why}")]
+    Unusable { dir: PathBuf, why: String },
     #[error("{path} is missing: make it with `{make}`")]
     Missing { path: PathBuf, make: String },
     #[error("{path}: {source}")]

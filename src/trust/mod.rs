@@ -5,11 +5,13 @@
 //! - [`credential`]: the one check of an operator's credential.
 //! - [`tls`]: mutual TLS on the internal links and the role checks.
 //! - [`listen`]: secure by default off loopback.
+//! - [`probe`]: whether a service speaks TLS, for a clear error when a client lacks it.
 
 pub mod certs;
 pub mod cli;
 pub mod credential;
 pub mod listen;
+pub mod probe;
 pub mod tls;
 
 /// What a certificate's holder is to the cluster, written in its subject's OU.

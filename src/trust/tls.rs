@@ -3,7 +3,11 @@
 //! allows it to call.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
 
@@ -19,6 +23,11 @@ pub struct ClusterTls {
     ca: Certificate,
     identity: Identity,
     dir: PathBuf,
+    /// The same identity and CA as rustls settings, for a listener that terminates TLS
+    /// itself (a storage node's port, which also serves direct copies) and for the
+    /// direct-copy puller.
+    serving: Arc<rustls::ServerConfig>,
+    calling: Arc<rustls::ClientConfig>,
 }
 
 impl ClusterTls {
@@ -47,13 +56,23 @@ impl ClusterTls {
                 });
             }
         }
-        Ok(ClusterTls {
-            ca: Certificate::from_pem(certs::read(&dir.join(CA_CERT))?),
-            identity: Identity::from_pem(
-                certs::read(&dir.join(cert))?,
-                certs::read(&dir.join(key))?,
-            ),
+        let (ca_pem, cert_pem, key_pem) = (
+            certs::read(&dir.join(CA_CERT))?,
+            certs::read(&dir.join(cert))?,
+            certs::read(&dir.join(key))?,
+        );
+        let unusable = |why: String| CertError::Unusable {
             dir: dir.to_path_buf(),
+            why,
+        };
+        let (serving, calling) =
+            rustls_configs(&ca_pem, &cert_pem, &key_pem).map_err(unusable)?;
+        Ok(ClusterTls {
+            ca: Certificate::from_pem(ca_pem),
+            identity: Identity::from_pem(cert_pem, key_pem),
+            dir: dir.to_path_buf(),
+            serving,
+            calling,
         })
     }
 
@@ -68,6 +87,17 @@ impl ClusterTls {
             .client_ca_root(self.ca.clone())
     }
 
+    /// Serving with rustls directly: as [`Self::server_config`], HTTP/2 offered by ALPN
+    /// for gRPC clients.
+    pub fn rustls_server(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.serving)
+    }
+
+    /// Calling with rustls directly (no ALPN: the direct-copy protocol is not HTTP).
+    pub fn rustls_client(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.calling)
+    }
+
     /// Calling: the server must show a certificate from the cluster CA for the name or
     /// address called; this host shows its own.
     pub fn client_config(&self) -> ClientTlsConfig {
@@ -75,6 +105,48 @@ impl ClusterTls {
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone())
     }
+}
+
+/// rustls settings to serve and to call with `cert_pem`/`key_pem`, trusting only the CA
+/// of `ca_pem` and requiring a certificate of it from every client.
+fn rustls_configs(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| format!("{CA_CERT}: {e}"))?;
+        roots.add(ca).map_err(|e| format!("{CA_CERT}: {e}"))?;
+    }
+    let roots = Arc::new(roots);
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("the key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::clone(&roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    let mut serving = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|e| format!("the certificate and its key: {e}"))?;
+    // tonic's clients insist on HTTP/2 by ALPN.
+    serving.alpn_protocols = vec![b"h2".to_vec()];
+    let calling = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the certificate and its key: {e}"))?;
+    Ok((Arc::new(serving), Arc::new(calling)))
 }
 
 /// The URL of `address` (`host:port`, a scheme accepted) for a channel with or without TLS.

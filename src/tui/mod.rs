@@ -91,6 +91,14 @@ pub async fn run_cli(args: TuiArgs) -> anyhow::Result<()> {
         },
         etcd: etcd.clone(),
     };
+    // Without certificates a TLS admin service shows only as raw HTTP/2 errors in the
+    // panels: say what it wants before the screen is taken.
+    if config.tls.is_none() && crate::trust::probe::speaks_tls(&args.admin).await {
+        return Err(crate::trust::probe::wants_tls_error(
+            "admin service",
+            &args.admin,
+        ));
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let sources = Sources::start(&config, tx.clone())?;
     tracing::info!(admin = %args.admin, etcd = ?etcd, "console started");
