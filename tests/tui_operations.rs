@@ -280,6 +280,16 @@ async fn workers(admin: &str) -> ListWorkersResponse {
         .into_inner()
 }
 
+/// The console's message line: the one above the help bar.
+fn message_line(screen: &str) -> &str {
+    let lines: Vec<&str> = screen.lines().collect();
+    let help = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .unwrap_or(0);
+    lines.get(help.saturating_sub(1)).copied().unwrap_or("")
+}
+
 /// Presses `key` and waits until the web node's status reports `expected`.
 async fn press_for_pace(
     tmux: &Tmux,
@@ -289,7 +299,9 @@ async fn press_for_pace(
     expected: (u64, bool),
 ) {
     tmux.keys(&[key]);
-    tmux.wait_for(screen_text, |s| s.contains(screen_text))
+    // The message line, which shows the web node's answer: the migration panel's pace
+    // line can still show a status polled before the key.
+    tmux.wait_for(screen_text, |s| message_line(s).contains(screen_text))
         .await;
     let now = pace(admin).await;
     assert_eq!((now.mbps, now.paused), expected, "after {key}");
