@@ -212,13 +212,14 @@ fn state_style(state: &str) -> Style {
     }
 }
 
-/// Draws the view over the console (inside `area`, leaving the title and help rows).
+/// Draws the view over the console (inside `area`, leaving the title, message and help
+/// rows, so the outcome of a delete shows under the list).
 pub fn draw(frame: &mut Frame, area: Rect, view: &VideosView) {
     let inner = Rect {
         x: area.x,
         y: area.y + 1,
         width: area.width,
-        height: area.height.saturating_sub(2),
+        height: area.height.saturating_sub(3),
     };
     frame.render_widget(Clear, inner);
     let shown = view.visible_rows();
