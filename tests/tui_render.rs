@@ -408,3 +408,36 @@ fn the_migration_panel_shows_the_pace_and_the_pause() {
     );
     assert_eq!(fg_at(&buffer, "moves PAUSED"), Color::Yellow);
 }
+
+#[test]
+fn renders_zones_and_the_share_of_each() {
+    let mut state = normal();
+    let cluster = state.cluster.as_mut().unwrap();
+    for (node, zone) in cluster.nodes.iter_mut().zip(["east", "east", "west"]) {
+        node.zone = zone.to_string();
+    }
+    let east: f64 = cluster.nodes[..2].iter().map(|n| n.share).sum();
+    let west = cluster.nodes[2].share;
+    for (w, h) in SIZES {
+        let b = check("zones", &state, w, h);
+        // The other columns always keep their room and their figures whole.
+        assert!(find(&b, "latency").is_some(), "at {w}x{h}");
+        assert!(find(&b, "209.8 MiB").is_some(), "at {w}x{h}");
+        if w < 120 {
+            // No room for the zone column, nor for the ring's legend.
+            assert!(find(&b, "east").is_none());
+            continue;
+        }
+        assert!(find(&b, "zone").is_some(), "zone column at {w}x{h}");
+        assert!(find(&b, "east").is_some());
+        assert!(
+            find(&b, &format!("{:.1}%", east * 100.0)).is_some(),
+            "east's share {east}"
+        );
+        assert!(find(&b, "zone east").is_some() && find(&b, "zone west").is_some());
+        assert!(west > 0.0);
+    }
+    // Without zones the column is not there at all.
+    let plain = render(&normal(), 120, 40);
+    assert!(find(&plain, " zone ").is_none());
+}

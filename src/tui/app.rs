@@ -76,6 +76,8 @@ pub struct NodeInfo {
     pub share: f64,
     /// Why the node is unhealthy; empty when healthy.
     pub error: String,
+    /// The node's zone in the ring; empty for none.
+    pub zone: String,
 }
 
 /// A ClusterStatus answer.

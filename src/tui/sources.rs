@@ -479,6 +479,7 @@ pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
                 bytes: n.total_bytes,
                 share: n.share,
                 error: n.error,
+                zone: n.zone,
             })
             .collect(),
         tokens: r

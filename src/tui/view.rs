@@ -15,7 +15,7 @@ use ratatui::widgets::{
 };
 
 use super::app::{
-    AdminLink, ChangeKind, EtcdRow, Focus, Level, MigrationInfo, Mode, PlanView, State,
+    AdminLink, ChangeKind, EtcdRow, Focus, Level, MigrationInfo, Mode, NodeInfo, PlanView, State,
 };
 use super::health;
 use super::keys::{self, Context};
@@ -255,7 +255,12 @@ fn draw_ring(state: &State, frame: &mut Frame, area: Rect, legend: bool) {
     frame.render_widget(block, area);
 
     let in_ring: Vec<_> = state.nodes().iter().filter(|n| n.in_ring).collect();
-    let legend_h = if legend { in_ring.len() as u16 } else { 0 };
+    let zones = zone_shares(&in_ring);
+    let legend_h = if legend {
+        (in_ring.len() + zones.len()) as u16
+    } else {
+        0
+    };
     let [circle_area, legend_area] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(legend_h)]).areas(inner);
     let w = circle_area.width.min(circle_area.height * 2);
@@ -303,8 +308,13 @@ fn draw_ring(state: &State, frame: &mut Frame, area: Rect, legend: bool) {
     frame.render_widget(canvas, circle_area);
 
     if legend {
-        let width = in_ring.iter().map(|n| n.address.len()).max().unwrap_or(0);
-        let lines: Vec<Line> = in_ring
+        let width = in_ring
+            .iter()
+            .map(|n| n.address.len())
+            .chain(zones.iter().map(|(z, _)| z.len() + 5))
+            .max()
+            .unwrap_or(0);
+        let mut lines: Vec<Line> = in_ring
             .iter()
             .map(|n| {
                 Line::from(vec![
@@ -314,9 +324,33 @@ fn draw_ring(state: &State, frame: &mut Frame, area: Rect, legend: bool) {
                 ])
             })
             .collect();
+        lines.extend(zones.iter().map(|(zone, share)| {
+            Line::from(vec![
+                Span::raw("  "),
+                Span::styled(format!("{:<width$}", format!("zone {zone}")), DIM),
+                Span::styled(format!("{:>7.1}%", share * 100.0), DIM),
+            ])
+        }));
         frame.render_widget(Paragraph::new(lines), legend_area);
     }
 }
+
+/// The share of the ring each zone holds as first replica (nodes in no zone left out).
+fn zone_shares(in_ring: &[&NodeInfo]) -> Vec<(String, f64)> {
+    let mut zones: Vec<(String, f64)> = Vec::new();
+    for node in in_ring.iter().filter(|n| !n.zone.is_empty()) {
+        match zones.iter_mut().find(|(z, _)| *z == node.zone) {
+            Some((_, share)) => *share += node.share,
+            None => zones.push((node.zone.clone(), node.share)),
+        }
+    }
+    zones.sort_by(|a, b| a.0.cmp(&b.0));
+    zones
+}
+
+/// Width the node table needs without its zone column: the columns, the gaps between
+/// them, the selection marker and the borders.
+const NODE_TABLE_WIDTH: u16 = 16 + 5 + 6 + 8 + 6 + 9 + 6 + 6 + 2 + 2;
 
 fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
     let stale = state.stale_for();
@@ -341,10 +375,23 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(text).style(DIM).block(block), area);
         return;
     }
-    let header = Row::new([
+    // The zone column shows once some node has a zone, and only where it fits: a
+    // squeezed table would cut the figures of the other columns.
+    let zone_width = state
+        .nodes()
+        .iter()
+        .map(|n| n.zone.chars().count())
+        .max()
+        .filter(|longest| *longest > 0)
+        .map(|longest| longest.clamp(4, 10) as u16);
+    let zoned = zone_width.is_some_and(|w| area.width >= NODE_TABLE_WIDTH + w + 1);
+    let mut titles = vec![
         "node", "ring", "health", "latency", "files", "bytes", "share",
-    ])
-    .style(BOLD);
+    ];
+    if zoned {
+        titles.insert(1, "zone");
+    }
+    let header = Row::new(titles).style(BOLD);
     let disks = state.health.as_ref().map(|h| &h.disks);
     let rows = visible.iter().map(|n| {
         let disk = disks.and_then(|d| d.get(&n.address));
@@ -357,7 +404,7 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
         } else {
             Span::styled("ok", Style::new().fg(Color::Green))
         };
-        let row = Row::new([
+        let mut cells = vec![
             Cell::from(Line::from(vec![
                 Span::styled("● ", Style::new().fg(node_color(state, &n.address))),
                 Span::raw(n.address.clone()),
@@ -368,7 +415,11 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
             Cell::from(Line::from(n.files.to_string()).right_aligned()),
             Cell::from(Line::from(fmt_bytes(n.bytes)).right_aligned()),
             Cell::from(Line::from(fmt_share(n.share, n.in_ring)).right_aligned()),
-        ]);
+        ];
+        if zoned {
+            cells.insert(1, Cell::from(n.zone.clone()));
+        }
+        let row = Row::new(cells);
         if stale.is_some() {
             row.style(DIM)
         } else if !n.healthy {
@@ -377,20 +428,19 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
             row
         }
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(16),
-            Constraint::Length(5),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Length(6),
-        ],
-    )
-    .header(header)
-    .block(block);
+    let mut widths = vec![
+        Constraint::Min(16),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(6),
+    ];
+    if let Some(width) = zone_width.filter(|_| zoned) {
+        widths.insert(1, Constraint::Length(width));
+    }
+    let table = Table::new(rows, widths).header(header).block(block);
     let mut table_state = TableState::default().with_selected(Some(state.node_selected));
     frame.render_stateful_widget(
         selectable(table, state.focus == Focus::Nodes),

@@ -32,6 +32,7 @@ pub fn cluster(ring: &[&str], spare: &[&str]) -> ClusterInfo {
             bytes: (200 + 10 * i as u64) * 1_100_000,
             share: shares[*a],
             error: String::new(),
+            zone: String::new(),
         })
         .collect();
     nodes.extend(spare.iter().map(|a| NodeInfo {
