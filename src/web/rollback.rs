@@ -2,7 +2,10 @@
 //! failed upload was told it failed, so the id must come free even when the metadata
 //! store cannot take the write now (a web node cut off from the etcd quorum): the claim
 //! is released again and again until the store takes it. A claim whose own write had an
-//! unknown outcome is released the same way, since it may still land.
+//! unknown outcome is released the same way, since it may still land; one that lands only
+//! after the release found no record (a request held up in a cut link's TCP buffers and
+//! delivered once the link is back) is not caught here, and stays until the start-up sweep
+//! of stale claims.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
