@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use support::etcd::EtcdCluster;
 use tritontube::meta::{
-    Caption, Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails, VideoStatus,
+    Caption, Claim, Cursor, MetaError, MetaStore, Rendition, ResyncEntry, VideoDetails, VideoStatus,
 };
 
 /// Generous bound for anything that must "return, not hang".
@@ -480,6 +480,42 @@ async fn resync_queue(store: MetaStore) {
 
 /// Each etcd test runs a five-member cluster; three at once on two cores starve them
 /// enough that a member misses the deadlines the fail-fast test checks.
+/// Releasing a claim removes only the record that claim made, in any state.
+async fn released_claims(store: MetaStore) {
+    let held = Claim::new("held", at(1));
+    store.claim(&held).await.unwrap();
+    store.publish_video("held", &details(1)).await.unwrap();
+    let rival = Claim::new("held", at(2));
+    assert!(matches!(
+        store.claim(&rival).await,
+        Err(MetaError::AlreadyExists(_))
+    ));
+    store.release_claim(&rival, true).await.unwrap();
+    assert!(
+        store.get_video("held").await.unwrap().value.is_some(),
+        "the release of a claim that never landed removed another claim's video"
+    );
+    store.release_claim(&held, false).await.unwrap();
+    assert!(store.get_video("held").await.unwrap().value.is_none());
+    assert!(ids(&store).await.is_empty());
+    store.release_claim(&held, false).await.unwrap();
+    store.claim(&Claim::new("held", at(3))).await.unwrap();
+}
+
+/// A claim whose write had an unknown outcome and was then released can never land
+/// afterward (an attempt delivered late, once a cut link is back), and its id stays free.
+async fn etcd_a_released_claim_never_lands(cluster: &EtcdCluster) {
+    let store = MetaStore::etcd(&cluster.endpoints()).await.unwrap();
+    let late = Claim::new("late", at(3));
+    store.release_claim(&late, true).await.unwrap();
+    assert!(
+        store.claim(&late).await.is_err(),
+        "a claim landed after its release"
+    );
+    assert!(store.get_video("late").await.unwrap().value.is_none());
+    store.claim(&Claim::new("late", at(4))).await.unwrap();
+}
+
 static ONE_ETCD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Behaviour = fn(MetaStore) -> futures::future::BoxFuture<'static, ()>;
@@ -499,6 +535,7 @@ fn suite() -> Vec<(&'static str, Behaviour)> {
         ("tombstones", |s| Box::pin(tombstones(s))),
         ("publish_then_finish", |s| Box::pin(publish_then_finish(s))),
         ("resync_queue", |s| Box::pin(resync_queue(s))),
+        ("released_claims", |s| Box::pin(released_claims(s))),
     ]
 }
 
@@ -702,6 +739,8 @@ async fn etcd_specifics() {
     etcd_watch(&cluster).await;
     cluster.wipe().await;
     etcd_pages_index_what_came_before(&cluster).await;
+    cluster.wipe().await;
+    etcd_a_released_claim_never_lands(&cluster).await;
 }
 
 /// Pages come from a time index. Videos that have no entry in it (the original's, and

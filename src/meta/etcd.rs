@@ -44,6 +44,7 @@ const LEGACY_PREFIX: &str = "videos/";
 const RECORD_PREFIX: &str = "tritontube/videos/";
 
 const CLUSTER_KEY: &str = "tritontube/cluster";
+const FENCE_PREFIX: &str = "tritontube/released/";
 /// `tritontube/hints/{owner}/{key}` → the stand-in and when (an owner has no `/`).
 const HINT_PREFIX: &str = "tritontube/hints/";
 
@@ -461,6 +462,8 @@ impl EtcdStore {
             .when([
                 Compare::create_revision(legacy_key(id), CompareOp::Equal, 0),
                 Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
+                // Released already: this is an attempt delivered late, and must not land.
+                Compare::create_revision(fence_key(&claim.token), CompareOp::Equal, 0),
             ])
             .and_then([
                 TxnOp::put(rkey.as_str(), to_json(&record)?, None),
@@ -839,6 +842,12 @@ struct HintRecord {
 
 fn hint_key(key: &str, owner: &str) -> String {
     format!("{HINT_PREFIX}{owner}/{key}")
+}
+
+/// `tritontube/released/{claim token}` → the video id: written when a claim whose write
+/// had an unknown outcome is released, so that the claim cannot land afterward.
+fn fence_key(token: &str) -> String {
+    format!("{FENCE_PREFIX}{token}")
 }
 
 fn legacy_key(id: &str) -> String {

@@ -318,10 +318,11 @@ impl MetaStore {
     }
 
     /// Removes the record that `claim` made, in any state, with its keys; a record that
-    /// another claim made (or none) is left alone. Idempotent, and safe after a claim
-    /// whose outcome was unknown.
-    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
-        dispatch!(self, "release_claim", s => s.release_claim(claim).await)
+    /// another claim made (or none) is left alone. Idempotent. With `may_still_land` (the
+    /// claim's own write had an unknown outcome) it also makes sure that the claim can
+    /// never land afterward: on etcd a small fence key per such claim, kept.
+    pub async fn release_claim(&self, claim: &Claim, may_still_land: bool) -> MetaResult<()> {
+        dispatch!(self, "release_claim", s => s.release_claim(claim, may_still_land).await)
     }
 
     /// Marks a claimed (or playable) video Ready with its details (on etcd this is when

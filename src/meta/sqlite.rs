@@ -217,9 +217,9 @@ impl SqliteStore {
         .await
     }
 
-    /// One writer, so no claim is ambiguous here: the claim's upload time (in ns) tells
-    /// its row from a later claim of the same id.
-    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
+    /// One writer, so no claim is ambiguous here (nothing can land later): the claim's
+    /// upload time (in ns) tells its row from a later claim of the same id.
+    pub async fn release_claim(&self, claim: &Claim, _may_still_land: bool) -> MetaResult<()> {
         let (id, nanos) = (claim.id.clone(), unix_nanos(claim.at));
         self.call(move |conn| {
             conn.execute(

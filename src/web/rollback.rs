@@ -2,7 +2,8 @@
 //! failed upload was told it failed, so the id must come free even when the metadata
 //! store cannot take the write now (a web node cut off from the etcd quorum): the claim
 //! is released again and again until the store takes it. A claim whose own write had an
-//! unknown outcome is released the same way, since it may still land.
+//! unknown outcome is released the same way and fenced off, since it may still land (a
+//! request held up in a cut link's TCP buffers is delivered once the link is back).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,7 +58,7 @@ impl Drop for Rollback {
                 }
             }
             tracing::info!(id = %claim.id, files = stored.len(), "removed a failed upload's files");
-            release(meta, claim).await;
+            release(meta, claim, false).await;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -70,18 +71,18 @@ impl Drop for Rollback {
     }
 }
 
-/// Releases `claim` in the background (see [`release`]).
-pub(super) fn release_later(meta: MetaStore, claim: Claim) {
-    tokio::spawn(release(meta, claim));
+/// Releases, in the background, a claim whose write had an unknown outcome.
+pub(super) fn release_uncertain(meta: MetaStore, claim: Claim) {
+    tokio::spawn(release(meta, claim, true));
 }
 
 /// Releases `claim`, trying again with a growing wait until the store takes it. Only this
 /// claim's record is ever removed, so a late try cannot touch a newer upload of the id.
-pub(super) async fn release(meta: MetaStore, claim: Claim) {
+async fn release(meta: MetaStore, claim: Claim, may_still_land: bool) {
     let mut wait = FIRST_WAIT;
     let mut failures = 0u32;
     loop {
-        match meta.release_claim(&claim).await {
+        match meta.release_claim(&claim, may_still_land).await {
             Ok(()) => {
                 tracing::info!(id = %claim.id, failures, "released the claim of a failed upload");
                 return;

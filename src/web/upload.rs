@@ -267,7 +267,7 @@ async fn take_id(state: &SharedState, id: &str) -> Result<Claim, MetaError> {
     match state.meta.claim(&claim).await {
         Ok(()) => Ok(claim),
         Err(e @ MetaError::Unavailable(_)) => {
-            rollback::release_later(state.meta.clone(), claim);
+            rollback::release_uncertain(state.meta.clone(), claim);
             Err(e)
         }
         Err(e) => Err(e),

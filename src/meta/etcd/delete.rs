@@ -3,7 +3,9 @@
 use chrono::DateTime;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
-use super::{EtcdStore, Record, first_kvs, legacy_key, record_key, time_key, to_json, two_gets};
+use super::{
+    EtcdStore, Record, fence_key, first_kvs, legacy_key, record_key, time_key, to_json, two_gets,
+};
 use crate::meta::{Claim, MetaError, MetaResult, VideoStatus};
 
 impl EtcdStore {
@@ -45,9 +47,14 @@ impl EtcdStore {
         )))
     }
 
-    pub async fn release_claim(&self, claim: &Claim) -> MetaResult<()> {
+    pub async fn release_claim(&self, claim: &Claim, may_still_land: bool) -> MetaResult<()> {
         let rkey = record_key(&claim.id);
         let what = format!("releasing the claim on video {:?}", claim.id);
+        if may_still_land {
+            // First, so that the claim cannot land after the record is found missing.
+            let fence = TxnOp::put(fence_key(&claim.token), claim.id.as_str(), None);
+            self.txn(&what, Txn::new().and_then([fence])).await?;
+        }
         for _ in 0..5 {
             let resp = self
                 .txn(
