@@ -14,6 +14,9 @@
 //! records are read — unless that upload has since failed and removed its claim, and then
 //! the file is an orphan indeed. A stale read of the records (etcd without quorum) could
 //! miss a claim, so then no orphan is deleted.
+//!
+//! A delete's tombstone is removed by a repair that reached every node and removed every
+//! file of that video, so a delete made while a holder was down ends when it returns.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
