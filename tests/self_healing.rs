@@ -518,10 +518,11 @@ async fn uploads_go_on_with_a_node_down_and_hand_over_when_it_returns() {
         holdings(&all.iter().collect::<Vec<_>>()).await == before
     })
     .await;
-    assert!(
-        web.meta.get_video("refused").await.unwrap().value.is_none(),
-        "no record is left"
-    );
+    // The claim goes after the files (in the same background rollback).
+    eventually("the refused upload's record to go", || async {
+        web.meta.get_video("refused").await.unwrap().value.is_none()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
