@@ -147,12 +147,12 @@ impl AdminCommand {
 async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<()> {
     match command {
         AdminCommand::Add { admin, node } => {
-            let moved = change(&admin, &caller, ChangeKind::Add, &node).await?;
+            let moved = change(&admin, caller, ChangeKind::Add, &node).await?;
             println!("Successfully added node: {node}");
             println!("Number of files migrated: {moved}");
         }
         AdminCommand::Remove { admin, node } => {
-            let moved = change(&admin, &caller, ChangeKind::Remove, &node).await?;
+            let moved = change(&admin, caller, ChangeKind::Remove, &node).await?;
             println!("Successfully removed node: {node}");
             println!("Number of files migrated: {moved}");
         }
