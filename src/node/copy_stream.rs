@@ -33,9 +33,8 @@ impl CopyStream {
     ) -> io::Result<CopyStream> {
         let host = source.rsplit_once(':').map_or(source, |(host, _)| host);
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{source}: {e}"))
-        })?;
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{source}: {e}")))?;
         let connection = ClientConnection::new(config, name).map_err(io::Error::other)?;
         Ok(CopyStream::TlsClient(Box::new(StreamOwned::new(
             connection, tcp,

@@ -402,8 +402,9 @@ fn connect(
                     .and_then(|()| tcp.set_write_timeout(Some(STALL)))
                     .map_err(failed)?;
                 let mut stream = match tls {
-                    Some(config) => CopyStream::tls_client(Arc::clone(config), source, tcp)
-                        .map_err(failed)?,
+                    Some(config) => {
+                        CopyStream::tls_client(Arc::clone(config), source, tcp).map_err(failed)?
+                    }
                     None => CopyStream::Plain(tcp),
                 };
                 // Under TLS this runs the handshake: a source that refuses this node's

@@ -65,8 +65,7 @@ impl ClusterTls {
             dir: dir.to_path_buf(),
             why,
         };
-        let (serving, calling) =
-            rustls_configs(&ca_pem, &cert_pem, &key_pem).map_err(unusable)?;
+        let (serving, calling) = rustls_configs(&ca_pem, &cert_pem, &key_pem).map_err(unusable)?;
         Ok(ClusterTls {
             ca: Certificate::from_pem(ca_pem),
             identity: Identity::from_pem(cert_pem, key_pem),
