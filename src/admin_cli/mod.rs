@@ -16,8 +16,8 @@ use anyhow::Context;
 
 pub use crate::cluster::admin_client::{AdminClient, connect as connect_client, connect_tls};
 use crate::proto::admin::{
-    AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ListNodesRequest,
-    ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,
+    AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ClusterStatusRequest,
+    ListNodesRequest, ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,
 };
 use crate::trust::tls::{ClusterTls, DEFAULT_CLIENT};
 
@@ -310,14 +310,27 @@ async fn change(
     .context("the ring change did not finish")?;
     // A cancel rolls the change back under the same journal id, so the followed change
     // also "finishes" then: only the ring tells whether it took effect.
-    let ring = client
-        .list_nodes(ListNodesRequest {})
-        .await
-        .map_err(describe)?
-        .into_inner()
-        .nodes;
     let wanted = crate::node::address::validate_address(node).unwrap_or_else(|_| node.to_string());
-    if ring.contains(&wanted) != (kind == ChangeKind::Add) {
+    let took_effect = if kind == ChangeKind::Zone {
+        let status = client
+            .cluster_status(ClusterStatusRequest {})
+            .await
+            .map_err(describe)?
+            .into_inner();
+        status
+            .nodes
+            .iter()
+            .any(|n| n.address == wanted && n.zone == zone.unwrap_or_default())
+    } else {
+        let ring = client
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map_err(describe)?
+            .into_inner()
+            .nodes;
+        ring.contains(&wanted) == (kind == ChangeKind::Add)
+    };
+    if !took_effect {
         anyhow::bail!(
             "the change was cancelled: every file went back and the ring is as it was ({} moved back)",
             moved

@@ -384,7 +384,7 @@ fn draw_nodes(state: &State, frame: &mut Frame, area: Rect) {
         .max()
         .filter(|longest| *longest > 0)
         .map(|longest| longest.clamp(4, 10) as u16);
-    let zoned = zone_width.is_some_and(|w| area.width >= NODE_TABLE_WIDTH + w + 1);
+    let zoned = zone_width.is_some_and(|w| area.width > NODE_TABLE_WIDTH + w);
     let mut titles = vec![
         "node", "ring", "health", "latency", "files", "bytes", "share",
     ];
