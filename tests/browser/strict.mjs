@@ -22,10 +22,33 @@ export function watch(page, { allowed = [], tolerate = () => false } = {}) {
     if (message.text().startsWith('Failed to load resource') && tolerated(where, 'console')) return;
     problems.push('console error: ' + message.text() + (where ? ' at ' + where : ''));
   });
+  // Loads the browser itself cancels because the page they belong to was left (a
+  // navigation or a reload) are not failures of the page. Chromium may report them just
+  // before or just after the new page commits, so an aborted load of the current page is
+  // recorded, and taken back if the page it belonged to is left within 2 s.
+  let navigations = 0;
+  const startedAt = new WeakMap();
+  let aborted = [];
+  page.on('request', (request) => startedAt.set(request, navigations));
+  page.on('framenavigated', (frame) => {
+    if (frame !== page.mainFrame()) return;
+    navigations += 1;
+    const now = Date.now();
+    for (const { problem, when } of aborted) {
+      const at = problems.indexOf(problem);
+      if (now - when < 2000 && at >= 0) problems.splice(at, 1);
+    }
+    aborted = [];
+  });
   page.on('requestfailed', (request) => {
     const failure = request.failure() ? request.failure().errorText : 'failed';
     if (tolerated(request.url(), 'failed')) return;
-    problems.push('request failed: ' + request.method() + ' ' + request.url() + ' ' + failure);
+    const problem = 'request failed: ' + request.method() + ' ' + request.url() + ' ' + failure;
+    if (failure === 'net::ERR_ABORTED' && !request.isNavigationRequest()) {
+      if (startedAt.get(request) < navigations) return;
+      aborted.push({ problem, when: Date.now() });
+    }
+    problems.push(problem);
   });
   page.on('response', (response) => {
     if (response.status() < 400 || tolerated(response.url(), response.status())) return;
