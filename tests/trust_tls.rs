@@ -8,6 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use support::certs::{Certs, make_certs};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -26,28 +27,6 @@ use tritontube::proto::storage::{
 use tritontube::trust::certs;
 use tritontube::trust::tls::ClusterTls;
 use tritontube::web::{ContentSpec, WebConfig};
-
-/// The cluster's certificates and another cluster's, in one temp folder.
-struct Certs {
-    _dir: tempfile::TempDir,
-    cluster: PathBuf,
-    foreign: PathBuf,
-}
-
-fn make_certs() -> Certs {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, foreign) = (dir.path().join("cluster"), dir.path().join("foreign"));
-    for certs_dir in [&cluster, &foreign] {
-        certs::create_ca(certs_dir).unwrap();
-        certs::create_node(certs_dir, &["127.0.0.1".into(), "localhost".into()]).unwrap();
-        certs::create_client(certs_dir, "root").unwrap();
-    }
-    Certs {
-        _dir: dir,
-        cluster,
-        foreign,
-    }
-}
 
 fn pem(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::certs::{Certs, make_certs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -23,28 +24,6 @@ use tritontube::proto::storage::storage_service_client::StorageServiceClient;
 use tritontube::trust::certs;
 use tritontube::trust::tls::ClusterTls;
 use tritontube::web::{ContentSpec, WebConfig};
-
-/// The cluster's certificates and another cluster's.
-struct Certs {
-    _dir: tempfile::TempDir,
-    cluster: PathBuf,
-    foreign: PathBuf,
-}
-
-fn make_certs() -> Certs {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, foreign) = (dir.path().join("cluster"), dir.path().join("foreign"));
-    for certs_dir in [&cluster, &foreign] {
-        certs::create_ca(certs_dir).unwrap();
-        certs::create_node(certs_dir, &["127.0.0.1".into(), "localhost".into()]).unwrap();
-        certs::create_client(certs_dir, "root").unwrap();
-    }
-    Certs {
-        _dir: dir,
-        cluster,
-        foreign,
-    }
-}
 
 /// A storage node with certificates, and its metrics listener.
 struct TlsNode {

@@ -2,6 +2,7 @@
 //! Each test file uses only part of this module.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod etcd;
 pub mod netns;
 pub mod tmux;
