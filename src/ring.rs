@@ -12,10 +12,14 @@
 //! plain rule. A node without a zone is a zone of its own, so with no zone set the
 //! placement is exactly the plain rule. See docs/placement.md for the test vectors.
 
+mod range;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use range::KeyRange;
 
 /// Tokens per node. 512 keeps the largest node's share within 7 % of the mean for 3 to 10
 /// nodes named `127.0.0.1:809x` or `localhost:809x`; 256 reaches 1.11 and 128 reaches 1.20

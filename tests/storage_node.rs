@@ -24,6 +24,7 @@ use tritontube::proto::storage::{
     DeleteFilesRequest, DeleteRequest, DownloadRequest, GetFileRequest, ListFilesRequest,
     NodeStatsRequest, PutFileChunk, StatFileRequest, StreamKeysRequest, UploadRequest,
 };
+use tritontube::ring::KeyRange;
 
 const MIB: usize = 1024 * 1024;
 
@@ -436,6 +437,49 @@ async fn listing_through_list_files_and_stream_keys() {
 }
 
 #[tokio::test]
+async fn stream_keys_sends_only_the_keys_of_the_arc_asked_for() {
+    let node = start_storage_node().await;
+    let mut raw = raw_client(&node).await;
+    let client = node.client();
+    let keys: Vec<String> = (0..60).map(|i| format!("arcs/file-{i:03}")).collect();
+    for key in &keys {
+        client
+            .put(key, Bytes::from(key.clone()), None)
+            .await
+            .unwrap();
+    }
+    let arcs = KeyRange::split_whole(4);
+    let mut seen = BTreeSet::new();
+    for arc in &arcs {
+        // Straight from the node, without the client's own filter.
+        let mut stream = raw
+            .stream_keys(StreamKeysRequest {
+                with_stat: false,
+                range: Some(tritontube::proto::storage::KeyRange {
+                    start: arc.start,
+                    end: arc.end,
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut in_arc = BTreeSet::new();
+        while let Some(batch) = stream.message().await.unwrap() {
+            in_arc.extend(batch.keys.into_iter().map(|k| k.key));
+        }
+        let expected: BTreeSet<String> = keys
+            .iter()
+            .filter(|k| arc.contains_key(k))
+            .cloned()
+            .collect();
+        assert_eq!(in_arc, expected, "arc {arc}");
+        assert!(in_arc.len() < keys.len(), "one arc of four held every key");
+        seen.extend(in_arc);
+    }
+    assert_eq!(seen, keys.iter().cloned().collect::<BTreeSet<_>>());
+}
+
+#[tokio::test]
 async fn listing_a_large_folder_streams_in_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut keys = BTreeSet::new();
@@ -452,7 +496,10 @@ async fn listing_a_large_folder_streams_in_batches() {
     let mut raw = raw_client(&node).await;
 
     let mut stream = raw
-        .stream_keys(StreamKeysRequest { with_stat: false })
+        .stream_keys(StreamKeysRequest {
+            with_stat: false,
+            range: None,
+        })
         .await
         .unwrap()
         .into_inner();

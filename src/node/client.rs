@@ -19,6 +19,7 @@ use crate::proto::storage::{
     NodeStatsRequest, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
     ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
 };
+use crate::ring::KeyRange;
 use crate::trust::tls::ClusterTls;
 
 /// Size of the chunks a file is streamed in.
@@ -427,9 +428,22 @@ impl StorageClient {
 
     /// Every key the node holds (with size and hash when `with_stat`).
     pub async fn keys(&self, with_stat: bool) -> ClientResult<Vec<KeyInfo>> {
+        self.keys_in(with_stat, KeyRange::WHOLE).await
+    }
+
+    /// The keys the node holds in one arc of the ring. A node from before arcs sends
+    /// every key; those outside the arc are dropped here.
+    pub async fn keys_in(&self, with_stat: bool, range: KeyRange) -> ClientResult<Vec<KeyInfo>> {
         let mut inner = self.inner.clone();
+        let request = StreamKeysRequest {
+            with_stat,
+            range: (!range.is_whole()).then_some(crate::proto::storage::KeyRange {
+                start: range.start,
+                end: range.end,
+            }),
+        };
         let mut stream = self
-            .answer(inner.stream_keys(StreamKeysRequest { with_stat }))
+            .answer(inner.stream_keys(request))
             .await
             .map_err(|s| self.rpc(s))?
             .into_inner();
@@ -445,7 +459,12 @@ impl StorageClient {
             .await
             .map_err(|s| self.rpc(s))?
         {
-            keys.extend(batch.keys);
+            keys.extend(
+                batch
+                    .keys
+                    .into_iter()
+                    .filter(|k| range.contains_key(&k.key)),
+            );
         }
         Ok(keys)
     }

@@ -31,6 +31,7 @@ use crate::proto::storage::{
     ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse,
     StreamKeysRequest, UploadRequest, UploadResponse,
 };
+use crate::ring::KeyRange;
 use crate::trust::tls::ClusterTls;
 
 impl From<StoreError> for Status {
@@ -464,10 +465,16 @@ impl storage_service_server::StorageService for StorageService {
         &self,
         request: Request<StreamKeysRequest>,
     ) -> Result<Response<Self::StreamKeysStream>, Status> {
-        let with_stat = request.into_inner().with_stat;
-        let stream = self.store.list(with_stat).map(|batch| {
+        let request = request.into_inner();
+        let with_stat = request.with_stat;
+        let range = request
+            .range
+            .map(|r| KeyRange::new(r.start, r.end))
+            .unwrap_or(KeyRange::WHOLE);
+        let stream = self.store.list(with_stat).map(move |batch| {
             let keys = batch?
                 .into_iter()
+                .filter(|listed| range.contains_key(&listed.key))
                 .map(|listed| {
                     let (size, sha256) = listed
                         .stat
