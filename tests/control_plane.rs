@@ -260,6 +260,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             resync_poll: tritontube::cluster::resync::DEFAULT_POLL_EVERY,
             move_mbps: None,
             tls: None,
+            range_keys: tritontube::cluster::arcs::DEFAULT_RANGE_KEYS,
         },
         shutdown.clone(),
     )

@@ -61,6 +61,8 @@ pub struct Cluster {
     writes: WriteGate,
     suspects: Suspects,
     pacer: Pacer,
+    /// Keys per arc of work over the whole keyspace.
+    pub range_keys: super::arcs::RangeKeys,
 }
 
 impl Cluster {
@@ -90,6 +92,7 @@ impl Cluster {
             writes: WriteGate::default(),
             suspects: Suspects::default(),
             pacer: Pacer::default(),
+            range_keys: Default::default(),
         });
         cluster.reload().await?;
         let seed_zones = if cluster.snapshot().version == 0 {

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod arcs;
 pub mod files;
 pub mod health;
 pub mod inventory;
@@ -79,6 +80,8 @@ pub struct Seed<'a> {
     pub move_mbps: Option<u64>,
     /// The cluster's certificates: storage nodes are called over mutual TLS.
     pub tls: Option<crate::trust::tls::ClusterTls>,
+    /// Keys per arc of work over the whole keyspace (memory bound of changes and repairs).
+    pub range_keys: u64,
 }
 
 impl ControlPlane {
@@ -97,6 +100,7 @@ impl ControlPlane {
             seed.tls,
         )
         .await?;
+        cluster.range_keys.set(seed.range_keys);
         cluster.register_spares(seed.spares).await?;
         if let Some(mbps) = seed.move_mbps {
             cluster.set_pace(|pace| pace.mbps = mbps).await?;

@@ -89,6 +89,8 @@ pub struct WebConfig {
     pub viewer_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// When set, uploads need this token (uploads are open to anyone by default).
     pub upload_token: Option<String>,
+    /// Keys per arc when ring changes and repairs work through the keyspace.
+    pub range_keys: u64,
 }
 
 impl Default for WebConfig {
@@ -108,6 +110,7 @@ impl Default for WebConfig {
             cluster_tls: None,
             viewer_tls: None,
             upload_token: None,
+            range_keys: crate::cluster::arcs::DEFAULT_RANGE_KEYS,
         }
     }
 }
@@ -184,6 +187,10 @@ pub struct WebArgs {
     /// `tritontube admin pace ADMIN MBPS`.
     #[arg(long, env = "TRITONTUBE_MOVE_MBPS")]
     pub move_mbps: Option<u64>,
+    /// Keys per arc of the ring when ring changes, repairs and surveys work through the
+    /// keyspace: the web node holds one arc's inventory at a time (~1 KB per key).
+    #[arg(long, env = "TRITONTUBE_RANGE_KEYS", default_value_t = crate::cluster::arcs::DEFAULT_RANGE_KEYS)]
+    pub range_keys: u64,
     /// Renditions each upload is encoded to, `HEIGHT:BITRATE,…`; a source gets those no
     /// taller than itself (README: "Viewing and uploading").
     #[arg(long, env = "TRITONTUBE_LADDER", default_value = transcode::DEFAULT_LADDER)]
@@ -272,6 +279,7 @@ pub async fn run_cli(args: WebArgs) -> anyhow::Result<()> {
         partial_upload_bytes: args.partial_upload_bytes,
         uploads_per_client: args.uploads_per_client,
         move_mbps: args.move_mbps,
+        range_keys: args.range_keys,
         viewer_tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
             _ => None,
@@ -373,6 +381,7 @@ pub async fn run(
                 resync_poll: config.resync_poll,
                 move_mbps: config.move_mbps,
                 tls: config.cluster_tls.clone(),
+                range_keys: config.range_keys,
             };
             let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
