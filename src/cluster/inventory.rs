@@ -9,7 +9,7 @@ use futures::StreamExt;
 use super::files::with_transfer_deadline;
 use super::membership::Cluster;
 use crate::node::client::{ClientError, StorageClient};
-use crate::ring::Ring;
+use crate::ring::{KeyRange, Ring};
 
 /// One file as the nodes hold it.
 #[derive(Clone, Debug)]
@@ -49,7 +49,17 @@ pub async fn take(
     nodes: &BTreeSet<String>,
     may_skip: Option<&str>,
 ) -> Result<Inventory, Unreachable> {
-    let (inventory, mut missed) = take_reachable(cluster, nodes).await;
+    take_in(cluster, nodes, may_skip, KeyRange::WHOLE).await
+}
+
+/// [`take`] for the keys of one arc of the ring.
+pub async fn take_in(
+    cluster: &Cluster,
+    nodes: &BTreeSet<String>,
+    may_skip: Option<&str>,
+    arc: KeyRange,
+) -> Result<Inventory, Unreachable> {
+    let (inventory, mut missed) = take_reachable_in(cluster, nodes, arc).await;
     match missed
         .iter()
         .position(|m| Some(m.node.as_str()) != may_skip)
@@ -69,9 +79,18 @@ pub async fn take_reachable(
     cluster: &Cluster,
     nodes: &BTreeSet<String>,
 ) -> (Inventory, Vec<Unreachable>) {
+    take_reachable_in(cluster, nodes, KeyRange::WHOLE).await
+}
+
+/// [`take_reachable`] for the keys of one arc of the ring.
+pub async fn take_reachable_in(
+    cluster: &Cluster,
+    nodes: &BTreeSet<String>,
+    arc: KeyRange,
+) -> (Inventory, Vec<Unreachable>) {
     let listings = futures::future::join_all(nodes.iter().map(|node| async move {
         let listing = match cluster.client(node) {
-            Ok(client) => client.keys(true).await,
+            Ok(client) => client.keys_in(true, arc).await,
             Err(e) => Err(e),
         };
         (node.clone(), listing)
