@@ -5,7 +5,9 @@
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
 //! - [`meta`]: the metadata store (SQLite or etcd): videos, ring and migration journal.
-//! - [`cluster`]: the control plane: cluster state, workers, ring changes, admin service.
+//! - [`cluster`]: the control plane: cluster state, workers, ring changes, repairs.
+//! - [`library`]: the video library both façades call: content, listing, delete.
+//! - [`admin`]: the admin façade: the operators' gRPC service, its client, the mapping.
 //! - [`web`]: the web node, HTTP only: upload, transcode, playback.
 //! - [`cli`]: command-line helpers (the original Go tools' single-dash flags).
 //! - [`admin_cli`]: `tritontube admin`, the scriptable admin client.
@@ -16,9 +18,11 @@
 //! - [`tui`]: the operator console (ratatui): cluster status, etcd health, migrations.
 //! - [`metrics`]: Prometheus metrics of the web node and the storage node.
 
+pub mod admin;
 pub mod admin_cli;
 pub mod cli;
 pub mod cluster;
+pub mod library;
 pub mod meta;
 pub mod metrics;
 pub mod node;

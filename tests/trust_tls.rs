@@ -439,10 +439,9 @@ async fn admin_calls_and_deletes_need_the_operators_credential() {
             channel,
             move |mut request: tonic::Request<()>| {
                 if let Some(token) = &token {
-                    request.metadata_mut().insert(
-                        tritontube::cluster::admin_client::TOKEN_METADATA,
-                        token.clone(),
-                    );
+                    request
+                        .metadata_mut()
+                        .insert(tritontube::trust::credential::TOKEN_HEADER, token.clone());
                 }
                 Ok(request)
             },

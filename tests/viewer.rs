@@ -15,9 +15,9 @@ use support::web::{
     start_web_local, start_web_ring, upload_bytes, upload_file,
 };
 use support::{StorageNode, start_storage_node};
+use tritontube::library::videos::content_version;
 use tritontube::meta::{MetaStore, VideoDetails};
 use tritontube::web::ContentSpec;
-use tritontube::web::videos::content_version;
 
 async fn get_json(url: &str) -> (StatusCode, Value) {
     let response = http_client()

@@ -74,7 +74,7 @@ async fn upload_spreads_files_over_the_ring_and_plays_back() {
     let html = player.text().await.unwrap();
     assert!(html.contains("/static/dash.all.min.js"));
     // The manifest and poster at versioned URLs.
-    let version = tritontube::web::videos::content_version(
+    let version = tritontube::library::videos::content_version(
         &web.meta.get_video("clip").await.unwrap().value.unwrap(),
     );
     assert!(html.contains(&format!("/content/clip/{version}/manifest.mpd")));
@@ -138,7 +138,7 @@ async fn content_route_speaks_http_properly() {
     // An unversioned name may hold another upload's bytes after a delete: revalidated.
     assert_eq!(whole.headers()[header::CACHE_CONTROL], "public, no-cache");
     // The versioned name never changes: immutable. Another version is not found.
-    let version = tritontube::web::videos::content_version(
+    let version = tritontube::library::videos::content_version(
         &web.meta.get_video("http").await.unwrap().value.unwrap(),
     );
     let versioned = client

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use crate::cluster::admin_client::{AdminClient, connect as connect_client, connect_tls};
+pub use crate::admin::{AdminClient, connect as connect_client, connect_tls};
 use crate::proto::admin::{
     AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ClusterStatusRequest,
     ListNodesRequest, ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,

@@ -1,6 +1,6 @@
-//! The control plane of a web node: the cluster state shared through the metadata store,
-//! the background workers that change it, and the admin service operators drive them
-//! with. The HTTP side (`web`) and the console (`tui`) use it; it knows nothing of HTTP.
+//! The control plane of a web node: the cluster state shared through the metadata store
+//! and the background workers that change it. The façades above it — the HTTP side
+//! (`web`) and the admin service (`admin`) — drive it; it knows nothing of HTTP or gRPC.
 //!
 //! - [`state`]: what the cluster is made of (ring, spares, the journaled change), pure.
 //! - [`membership`]: that state as this node holds it: snapshots for readers,
@@ -16,11 +16,7 @@
 //! - [`resync`]: keys with a copy found bad, copied again from a good one at once.
 //! - [`risk`]: data at risk as the admin service reports it.
 //! - [`health`]: watches the nodes; starts repairs by itself.
-//! - [`admin`]: the admin gRPC service (the original's three RPCs and the console's).
-//! - [`admin_client`]: the client side of it, with the admin token.
 
-pub mod admin;
-pub mod admin_client;
 pub mod arcs;
 pub mod files;
 pub mod health;
@@ -151,23 +147,6 @@ impl ControlPlane {
             health,
             resyncer,
         })
-    }
-
-    pub fn admin_server(
-        &self,
-        credential: Arc<crate::trust::credential::AdminCredential>,
-        metrics: Arc<crate::metrics::web::WebMetrics>,
-    ) -> admin::AdminServer {
-        admin::server(
-            admin::AdminService {
-                migrator: self.migrator.clone(),
-                repairer: self.repairer.clone(),
-                health: self.health.clone(),
-                resyncer: self.resyncer.clone(),
-                metrics,
-            },
-            credential,
-        )
     }
 
     /// Stops every worker, waiting up to [`DRAIN_DEADLINE`] for what is in flight; their

@@ -3,6 +3,19 @@
 
 use crate::proto::admin::TrafficStatsResponse;
 
+/// A web node's cumulative traffic counters at one moment (what TrafficStats answers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficReading {
+    pub requests: u64,
+    pub bytes_served: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub server_errors: u64,
+    pub at_unix_ms: i64,
+    /// When the counters started from zero: two readings compare only if equal.
+    pub started_at_unix_ms: i64,
+}
+
 /// A web node's traffic between two readings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrafficRates {

@@ -20,9 +20,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use super::http::HttpMetrics;
+use super::traffic::TrafficReading;
 use super::upload::UploadMetrics;
 use crate::meta::{MetaStore, VideoStatus};
-use crate::proto::admin::{MigrationProgress, TrafficStatsResponse};
+use crate::proto::admin::MigrationProgress;
 use crate::web::routes::SharedState;
 
 /// How long a count of the library is reused before it is taken again: listing every
@@ -460,9 +461,9 @@ impl WebMetrics {
 
     /// Cumulative counters since this web node started; a client takes rates by
     /// differencing two replies.
-    pub fn traffic_stats(&self) -> TrafficStatsResponse {
+    pub fn traffic_stats(&self) -> TrafficReading {
         let totals = self.http.totals();
-        TrafficStatsResponse {
+        TrafficReading {
             requests: totals.requests.load(Ordering::Relaxed),
             bytes_served: totals.bytes_served.load(Ordering::Relaxed),
             cache_hits: self.cache.hits(),

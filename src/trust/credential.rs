@@ -5,6 +5,10 @@
 
 use super::Role;
 
+/// Where a caller puts the admin token: a gRPC metadata key, and an HTTP header (beside
+/// `Authorization: Bearer`).
+pub const TOKEN_HEADER: &str = "x-tritontube-token";
+
 /// What a web node accepts as an operator's credential.
 #[derive(Debug, Clone)]
 pub struct AdminCredential {

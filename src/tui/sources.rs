@@ -41,7 +41,7 @@ pub struct Config {
     pub etcd: Vec<String>,
 }
 
-pub use crate::cluster::admin_client::{
+pub use crate::admin::{
     AdminClient, AdminClientError as SourceError, connect as admin_client, connect_tls,
 };
 

@@ -13,7 +13,7 @@ use super::pages::encode_segment;
 use super::progress::{Phase, UploadStatus};
 use super::routes::{SharedState, WebError};
 use super::serve::forget_video;
-use super::videos::{self, DeleteError, content_version};
+use crate::library::videos::{self, DeleteError, content_version};
 use crate::meta::{Cursor, Rendition, Video, VideoStatus};
 use crate::node::keys;
 
@@ -125,14 +125,7 @@ pub struct ListQuery {
 
 /// The `after` of a listing: absent, or a cursor from an earlier page.
 pub fn parse_cursor(after: Option<&str>) -> Result<Option<Cursor>, WebError> {
-    match after.filter(|a| !a.is_empty()) {
-        None => Ok(None),
-        Some(text) => Cursor::decode(text).map(Some).ok_or_else(|| {
-            WebError::BadRequest(format!(
-                "after={text:?} is not a cursor from an earlier page"
-            ))
-        }),
-    }
+    videos::parse_cursor(after).map_err(|e| WebError::BadRequest(e.to_string()))
 }
 
 fn parse_limit(limit: Option<&str>) -> Result<usize, WebError> {
@@ -207,7 +200,7 @@ pub fn given_token(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "));
     bearer.or_else(|| {
         headers
-            .get(crate::cluster::admin_client::TOKEN_METADATA)
+            .get(crate::trust::credential::TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
     })
 }

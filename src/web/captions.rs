@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::api::{ApiError, check_token};
 use super::pages::encode_segment;
 use super::routes::{SharedState, WebError};
-use super::videos::content_version;
+use crate::library::videos::content_version;
 use crate::meta::{Caption, MetaError};
 use crate::node::keys;
 

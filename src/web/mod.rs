@@ -7,18 +7,17 @@
 //! - [`transcode`]: ffprobe and ffmpeg as child processes; [`publish`]: the lowest
 //!   rendition first (playable), the higher ones after; [`storyboard`]: seek previews.
 //! - [`serve`]: `GET /content/…` with ranges, ETags and a hot-segment cache.
-//! - [`content`]: local folder or ring of storage nodes, behind one interface.
 //! - [`tus`]: resumable uploads (tus 1.0.0) at `/api/tus/`; [`captions`]: WebVTT tracks.
-//! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`videos`]: content
-//!   versions and deletes; [`video_admin`]: the admin service's video RPCs; [`assets`]:
-//!   the pages' script and style sheet.
+//! - [`api`]: the JSON API; [`progress`]: uploads being processed; [`assets`]: the pages'
+//!   script and style sheet.
 //!
-//! The ring, ring changes and the admin service are the control plane, in [`crate::cluster`].
+//! Content, listing and deletes are the video library's ([`crate::library`]); the ring
+//! and ring changes are the control plane's ([`crate::cluster`]); the web node also
+//! serves the admin façade ([`crate::admin`]) beside its HTTP.
 
 pub mod api;
 pub mod assets;
 pub mod captions;
-pub mod content;
 pub mod hardening;
 pub mod https;
 pub mod pages;
@@ -31,8 +30,6 @@ pub mod storyboard;
 pub mod transcode;
 pub mod tus;
 pub mod upload;
-pub mod video_admin;
-pub mod videos;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +40,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, ControlPlane, Seed};
+use crate::library::content::Content;
+use crate::library::videos;
 use crate::meta::MetaStore;
 use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
@@ -50,7 +49,6 @@ use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
 use crate::trust::credential::AdminCredential;
 use crate::trust::listen::TrustArgs;
 use crate::trust::tls::ClusterTls;
-use content::Content;
 
 /// Settings of the HTTP side.
 #[derive(Clone, Debug)]
@@ -403,7 +401,14 @@ pub async fn run(
                 })
             });
             metrics.watch_risk(crate::cluster::risk::facts_source(&plane));
-            let server = plane.admin_server(credential.clone(), metrics.clone());
+            let traffic = {
+                let metrics = metrics.clone();
+                Arc::new(move || metrics.traffic_stats())
+            };
+            let server = crate::admin::server(
+                crate::admin::AdminService::new(&plane, traffic),
+                credential.clone(),
+            );
             let content = Content::Ring(plane.cluster.clone());
             control_plane = Some(plane);
             (content, Some((listener, server)))

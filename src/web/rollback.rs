@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::content::Content;
+use crate::library::content::Content;
 use crate::meta::{Claim, MetaStore};
 
 /// The first wait before trying a release again; it doubles up to [`LAST_WAIT`].

@@ -9,11 +9,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
-use super::content::{Content, ContentError};
 use super::progress::Uploads;
 use super::serve::{ContentCache, VersionCache, serve_content, serve_versioned_content};
 use super::upload::upload;
 use super::{WebConfig, api, assets, captions, hardening, pages};
+use crate::library::content::{Content, ContentError};
 use crate::meta::{MetaError, MetaStore};
 use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};

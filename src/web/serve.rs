@@ -23,9 +23,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::content::ContentError;
 use super::routes::{SharedState, WebError};
-use super::videos::content_version;
+use crate::library::content::ContentError;
+use crate::library::videos::content_version;
 use crate::meta::{MetaStore, VideoStatus};
 use crate::metrics::web::CacheMetrics;
 use crate::node::client::FileStat;
@@ -342,7 +342,7 @@ async fn serve(
         ContentVersion::Unrecorded if wanted_version.is_none() => String::new(),
         ContentVersion::Unrecorded => return Err(missing()),
     };
-    if wanted_version.is_some_and(|w| !super::videos::version_serves(w, &version)) {
+    if wanted_version.is_some_and(|w| !crate::library::videos::version_serves(w, &version)) {
         return Err(WebError::NotFound(format!(
             "video {id:?} has no version {:?} (it was deleted or uploaded again)",
             wanted_version.unwrap_or_default()

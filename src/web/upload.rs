@@ -16,7 +16,6 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 
-use super::content::Content;
 use super::hardening::HeldUploadSlot;
 use super::pages::encode_segment;
 use super::progress::Phase;
@@ -24,6 +23,7 @@ use super::rollback::{self, Rollback};
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
 use super::{api, publish};
+use crate::library::content::Content;
 use crate::meta::{Claim, MetaError, VideoDetails};
 use crate::metrics::upload::UploadStage;
 use crate::node::keys;

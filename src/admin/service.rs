@@ -11,19 +11,17 @@ use futures::Stream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::admin_client::TOKEN_METADATA;
-use super::health::HealthMonitor;
-use super::migration::Migrator;
-use super::repair::{RepairPlan, Repairer, Tally};
-use super::state::ChangeKind;
-use super::worker::WorkerStatus;
-use crate::metrics::web::WebMetrics;
-use crate::node::address::validate_address;
+use super::mapping::{change_kind, count, node_address, plan_proto, worker_info};
+use crate::cluster::ControlPlane;
+use crate::cluster::health::HealthMonitor;
+use crate::cluster::migration::Migrator;
+use crate::cluster::repair::Repairer;
+use crate::metrics::traffic::TrafficReading;
 use crate::proto::admin::video_content_admin_service_server::{
     VideoContentAdminService, VideoContentAdminServiceServer,
 };
 use crate::proto::admin::{self, MigrationProgress};
-use crate::trust::credential::AdminCredential;
+use crate::trust::credential::{AdminCredential, TOKEN_HEADER};
 use crate::trust::tls::caller_role;
 
 /// How long a node may take to answer a status probe.
@@ -35,9 +33,25 @@ pub struct AdminService {
     pub migrator: Arc<Migrator>,
     pub repairer: Arc<Repairer>,
     pub health: Arc<HealthMonitor>,
-    pub resyncer: Arc<super::resync::Resyncer>,
+    pub resyncer: Arc<crate::cluster::resync::Resyncer>,
     /// The web node's traffic counters, for the console's rates.
-    pub metrics: Arc<WebMetrics>,
+    pub traffic: TrafficSource,
+}
+
+/// Reads the serving node's traffic counters (the web node's HTTP side keeps them).
+pub type TrafficSource = Arc<dyn Fn() -> TrafficReading + Send + Sync>;
+
+impl AdminService {
+    /// The service over a web node's control plane.
+    pub fn new(plane: &ControlPlane, traffic: TrafficSource) -> Self {
+        AdminService {
+            migrator: plane.migrator.clone(),
+            repairer: plane.repairer.clone(),
+            health: plane.health.clone(),
+            resyncer: plane.resyncer.clone(),
+            traffic,
+        }
+    }
 }
 
 pub type AdminServer =
@@ -53,7 +67,7 @@ impl tonic::service::Interceptor for CredentialCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let token = request
             .metadata()
-            .get(TOKEN_METADATA)
+            .get(TOKEN_HEADER)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
         match self.credential.check(token, caller_role(&request)) {
             Ok(()) => Ok(request),
@@ -67,16 +81,6 @@ pub fn server(service: AdminService, credential: Arc<AdminCredential>) -> AdminS
     let service =
         VideoContentAdminServiceServer::new(service).max_decoding_message_size(4 * 1024 * 1024);
     InterceptedService::new(service, CredentialCheck { credential })
-}
-
-/// The node address of a request, refused with INVALID_ARGUMENT when malformed.
-fn node_address(input: &str) -> Result<String, Status> {
-    validate_address(input)
-        .map_err(|why| Status::invalid_argument(format!("invalid node address {input:?}: {why}")))
-}
-
-fn count(n: u64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 #[tonic::async_trait]
@@ -161,7 +165,7 @@ impl VideoContentAdminService for AdminService {
                 })
                 .collect(),
             migration: self.migrator.latest_progress(),
-            pace: Some(super::pace::reply(self.migrator.cluster())),
+            pace: Some(crate::cluster::pace::reply(self.migrator.cluster())),
         }))
     }
 
@@ -352,7 +356,7 @@ impl VideoContentAdminService for AdminService {
         let repair = self
             .migrator
             .runner()
-            .latest(super::repair::REPAIR)
+            .latest(crate::cluster::repair::REPAIR)
             .map(|h| worker_info(&h.status()));
         let mut reply = admin::ClusterHealthResponse {
             quarantined: nodes.iter().filter(|n| n.up).map(|n| n.quarantined).sum(),
@@ -373,7 +377,7 @@ impl VideoContentAdminService for AdminService {
             ..Default::default()
         };
         let (resyncer, repairer) = (&self.resyncer, &self.repairer);
-        super::risk::fill(
+        crate::cluster::risk::fill(
             &mut reply,
             resyncer,
             repairer,
@@ -388,7 +392,7 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::TrafficStatsRequest>,
     ) -> Result<Response<admin::TrafficStatsResponse>, Status> {
-        Ok(Response::new(self.metrics.traffic_stats()))
+        Ok(Response::new(super::mapping::traffic((self.traffic)())))
     }
 
     async fn list_videos(
@@ -396,7 +400,7 @@ impl VideoContentAdminService for AdminService {
         request: Request<admin::ListVideosRequest>,
     ) -> Result<Response<admin::ListVideosResponse>, Status> {
         let meta = self.migrator.cluster().meta();
-        let reply = crate::web::video_admin::list(meta, request.into_inner()).await?;
+        let reply = super::videos::list(meta, request.into_inner()).await?;
         Ok(Response::new(reply))
     }
 
@@ -405,9 +409,8 @@ impl VideoContentAdminService for AdminService {
         request: Request<admin::DeleteVideoRequest>,
     ) -> Result<Response<admin::DeleteVideoResponse>, Status> {
         let cluster = self.migrator.cluster();
-        let content = crate::web::content::Content::Ring(cluster.clone());
-        let reply =
-            crate::web::video_admin::delete(cluster.meta(), &content, request.into_inner()).await?;
+        let content = crate::library::content::Content::Ring(cluster.clone());
+        let reply = super::videos::delete(cluster.meta(), &content, request.into_inner()).await?;
         Ok(Response::new(reply))
     }
 
@@ -424,7 +427,7 @@ impl VideoContentAdminService for AdminService {
         request: Request<admin::SetPaceRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
         let mbps = request.into_inner().mbps;
-        let reply = super::pace::set(self.migrator.cluster(), |p| p.mbps = mbps).await?;
+        let reply = crate::cluster::pace::set(self.migrator.cluster(), |p| p.mbps = mbps).await?;
         Ok(Response::new(reply))
     }
 
@@ -432,7 +435,7 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::PauseMovesRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
-        let reply = super::pace::set(self.migrator.cluster(), |p| p.paused = true).await?;
+        let reply = crate::cluster::pace::set(self.migrator.cluster(), |p| p.paused = true).await?;
         Ok(Response::new(reply))
     }
 
@@ -440,57 +443,8 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::ResumeMovesRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
-        let reply = super::pace::set(self.migrator.cluster(), |p| p.paused = false).await?;
+        let reply =
+            crate::cluster::pace::set(self.migrator.cluster(), |p| p.paused = false).await?;
         Ok(Response::new(reply))
-    }
-}
-
-/// The kind of a requested change, with its node address checked for an add.
-fn change_kind(kind: &admin::ChangeKind, node: &str) -> Result<ChangeKind, Status> {
-    Ok(match kind {
-        admin::ChangeKind::Add => {
-            node_address(node)?;
-            ChangeKind::Add
-        }
-        admin::ChangeKind::Remove => ChangeKind::Remove,
-        admin::ChangeKind::Zone => ChangeKind::Zone,
-    })
-}
-
-fn plan_proto(plan: &RepairPlan) -> admin::RepairPlan {
-    let tally = |t: &Tally| admin::Tally {
-        files: t.files,
-        bytes: t.bytes,
-    };
-    admin::RepairPlan {
-        missing: Some(tally(&plan.missing)),
-        misplaced: Some(tally(&plan.misplaced)),
-        orphans: Some(tally(&plan.orphans)),
-        quarantined: plan.quarantined,
-        deferred: Some(tally(&plan.deferred)),
-        under_replicated: plan.under_replicated,
-        unreachable: plan.unreachable.clone(),
-        orphans_kept_because_stale: plan.orphans_kept_because_stale,
-    }
-}
-
-fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
-    admin::WorkerInfo {
-        id: status.id,
-        kind: status.kind.clone(),
-        description: status.description.clone(),
-        state: status.state.name().to_string(),
-        files_done: status.files_done,
-        files_total: status.files_total,
-        bytes_done: status.bytes_done,
-        bytes_total: status.bytes_total,
-        queue: status.queue,
-        errors: status.errors,
-        last_error: status.last_error.clone(),
-        throttle: status.throttle.clone(),
-        bytes_per_second: status.bytes_per_second,
-        started_at_ms: status.started_at.timestamp_millis(),
-        finished_at_ms: status.finished_at.map_or(0, |t| t.timestamp_millis()),
-        outcome: status.outcome.clone(),
     }
 }

@@ -1,4 +1,5 @@
-//! A video as a whole: the version its content URLs carry, and deleting it everywhere.
+//! A video as a whole: the version its content URLs carry, the listing by pages, and
+//! deleting it everywhere.
 //!
 //! A delete is crash-safe: the record first becomes a tombstone (so the id cannot be
 //! claimed and the video is listed as deleting), then every file goes from every node,
@@ -6,9 +7,38 @@
 //! starts and finishes the job; repair sees the leftovers of a tombstone as files of a
 //! video that is going away.
 
-use crate::meta::{MetaError, MetaStore, Video, VideoStatus, unix_nanos};
+use crate::meta::{Cursor, MetaError, MetaStore, Page, Read, Video, VideoStatus, unix_nanos};
 
 use super::content::{Content, ContentError};
+
+/// Why a page of the listing could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("after={0:?} is not a cursor from an earlier page")]
+    BadCursor(String),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// The `after` of a listing: absent (or empty), or a cursor an earlier page gave.
+pub fn parse_cursor(after: Option<&str>) -> Result<Option<Cursor>, ListError> {
+    match after.filter(|a| !a.is_empty()) {
+        None => Ok(None),
+        Some(text) => Cursor::decode(text)
+            .map(Some)
+            .ok_or_else(|| ListError::BadCursor(text.to_string())),
+    }
+}
+
+/// Up to `limit` videos, newest first, after the cursor `after` of an earlier page.
+pub async fn list_page(
+    meta: &MetaStore,
+    limit: usize,
+    after: Option<&str>,
+) -> Result<Read<Page>, ListError> {
+    let after = parse_cursor(after)?;
+    Ok(meta.list_videos_page(limit, after.as_ref()).await?)
+}
 
 /// The version in a video's content URLs: its upload time, so a video deleted and
 /// uploaded again under the same id gets URLs no cache has seen. While only part of the

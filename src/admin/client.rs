@@ -11,10 +11,9 @@ use tonic::{Request, Status};
 
 use crate::node::address::with_scheme;
 use crate::proto::admin::video_content_admin_service_client::VideoContentAdminServiceClient;
+use crate::trust::credential::TOKEN_HEADER;
 use crate::trust::tls::ClusterTls;
 
-/// gRPC metadata key carrying the admin token.
-pub const TOKEN_METADATA: &str = "x-tritontube-token";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +31,7 @@ pub struct TokenInterceptor(Option<AsciiMetadataValue>);
 impl Interceptor for TokenInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert(TOKEN_METADATA, token.clone());
+            request.metadata_mut().insert(TOKEN_HEADER, token.clone());
         }
         Ok(request)
     }

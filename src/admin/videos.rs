@@ -3,9 +3,9 @@
 
 use tonic::Status;
 
-use super::content::Content;
-use super::videos::{self, DeleteError};
-use crate::meta::{Cursor, MetaError, MetaStore, Video};
+use crate::library::content::Content;
+use crate::library::videos::{self, DeleteError, ListError};
+use crate::meta::{MetaError, MetaStore, Video};
 use crate::node::keys;
 use crate::proto::admin;
 
@@ -45,16 +45,12 @@ pub async fn list(
         0 => DEFAULT_LIMIT,
         n => n.min(MAX_LIMIT),
     };
-    let after = match request.after.as_str() {
-        "" => None,
-        text => Some(Cursor::decode(text).ok_or_else(|| {
-            Status::invalid_argument(format!("after={text:?} is not a cursor of an earlier page"))
-        })?),
-    };
-    let page = meta
-        .list_videos_page(limit, after.as_ref())
+    let page = videos::list_page(meta, limit, Some(&request.after))
         .await
-        .map_err(meta_status)?;
+        .map_err(|e| match e {
+            e @ ListError::BadCursor(_) => Status::invalid_argument(e.to_string()),
+            ListError::Meta(e) => meta_status(e),
+        })?;
     Ok(admin::ListVideosResponse {
         videos: page.value.videos.iter().map(info).collect(),
         next: page.value.next.map(|c| c.encode()).unwrap_or_default(),
