@@ -4,9 +4,18 @@
 
 use tonic::Status;
 
-use crate::cluster::repair::{RepairPlan, Tally};
+use std::collections::BTreeMap;
+
+use crate::cluster::ClusterError;
+use crate::cluster::health::HealthMonitor;
+use crate::cluster::membership::Cluster;
+use crate::cluster::migration::MigrationError;
+use crate::cluster::pace::PaceSettings;
+use crate::cluster::repair::{RepairError, RepairPlan, Repairer, Tally};
+use crate::cluster::resync::Resyncer;
 use crate::cluster::state::ChangeKind;
 use crate::cluster::worker::WorkerStatus;
+use crate::meta::{Hint, MetaError};
 use crate::metrics::traffic::TrafficReading;
 use crate::node::address::validate_address;
 use crate::proto::admin;
@@ -80,5 +89,104 @@ pub fn traffic(reading: TrafficReading) -> admin::TrafficStatsResponse {
         server_errors: reading.server_errors,
         at_unix_ms: reading.at_unix_ms,
         started_at_unix_ms: reading.started_at_unix_ms,
+    }
+}
+
+impl From<MigrationError> for Status {
+    fn from(e: MigrationError) -> Self {
+        let message = e.to_string();
+        match e {
+            MigrationError::Duplicate(_) => Status::already_exists(message),
+            MigrationError::Unknown(_) => Status::not_found(message),
+            MigrationError::Unreachable(_) | MigrationError::Interrupted(_) => {
+                Status::unavailable(message)
+            }
+            MigrationError::Refused(_)
+            | MigrationError::Busy(_)
+            | MigrationError::NothingToCancel => Status::failed_precondition(message),
+            MigrationError::Failed(_) => Status::aborted(message),
+            MigrationError::Cluster(ClusterError::Meta(crate::meta::MetaError::Unavailable(_))) => {
+                Status::unavailable(message)
+            }
+            MigrationError::Cluster(_) => Status::internal(message),
+        }
+    }
+}
+
+impl From<RepairError> for Status {
+    fn from(e: RepairError) -> Self {
+        let message = e.to_string();
+        match e {
+            RepairError::Busy(_) => Status::failed_precondition(message),
+            RepairError::Incomplete { .. } => Status::aborted(message),
+            RepairError::Interrupted(_) => Status::unavailable(message),
+            RepairError::Cluster(ClusterError::Meta(MetaError::Unavailable(_))) => {
+                Status::unavailable(message)
+            }
+            RepairError::Cluster(_) => Status::internal(message),
+        }
+    }
+}
+
+/// Queue entries listed in one reply; the length is always whole.
+const LISTED: usize = 50;
+
+/// Fills the at-risk fields of a health reply whose nodes are already listed.
+pub fn fill_risk(
+    reply: &mut admin::ClusterHealthResponse,
+    resyncer: &Resyncer,
+    repairer: &Repairer,
+    health: &HealthMonitor,
+    hints: &[Hint],
+    next_scrubs: &BTreeMap<String, u64>,
+) {
+    let view = resyncer.view();
+    reply.resync_queue_length = view.entries.len() as u64;
+    reply.resync_healed = view.healed;
+    reply.files_under_replicated = crate::cluster::risk::under_replicated(resyncer, repairer);
+    reply.resync = view
+        .entries
+        .iter()
+        .take(LISTED)
+        .map(|e| admin::ResyncItem {
+            key: e.key.clone(),
+            reason: e.reason.clone(),
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            queued_at_ms: e.queued_at.timestamp_millis(),
+            next_at_ms: e.next_at.timestamp_millis(),
+        })
+        .collect();
+    reply.next_repair_at_ms = health.next_repair_at().map_or(0, |t| t.timestamp_millis());
+    for node in &mut reply.nodes {
+        node.hinted = hints.iter().filter(|h| h.owner == node.address).count() as u64;
+        node.scrub_next_pass_ms = next_scrubs.get(&node.address).copied().unwrap_or(0);
+    }
+}
+
+/// The settings in force and the rate measured, as the admin service answers.
+pub fn pace_reply(cluster: &Cluster) -> admin::PaceReply {
+    let settings = cluster.snapshot().pace;
+    admin::PaceReply {
+        mbps: settings.mbps,
+        paused: settings.paused,
+        measured_bytes_per_sec: cluster.measured_move_rate(),
+    }
+}
+
+/// Changes the settings in the journal; UNAVAILABLE when the metadata store cannot
+/// save them (nothing changed then).
+pub async fn set_pace(
+    cluster: &Cluster,
+    change: impl Fn(&mut PaceSettings),
+) -> Result<admin::PaceReply, Status> {
+    match cluster.set_pace(change).await {
+        Ok(_) => Ok(pace_reply(cluster)),
+        Err(ClusterError::Meta(MetaError::Unavailable(why))) => Err(Status::unavailable(format!(
+            "the pace could not be saved: {why}"
+        ))),
+        Err(e) => Err(Status::internal(format!(
+            "the pace could not be saved: {e}"
+        ))),
     }
 }

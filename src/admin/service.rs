@@ -165,7 +165,7 @@ impl VideoContentAdminService for AdminService {
                 })
                 .collect(),
             migration: self.migrator.latest_progress(),
-            pace: Some(crate::cluster::pace::reply(self.migrator.cluster())),
+            pace: Some(super::mapping::pace_reply(self.migrator.cluster())),
         }))
     }
 
@@ -377,7 +377,7 @@ impl VideoContentAdminService for AdminService {
             ..Default::default()
         };
         let (resyncer, repairer) = (&self.resyncer, &self.repairer);
-        crate::cluster::risk::fill(
+        super::mapping::fill_risk(
             &mut reply,
             resyncer,
             repairer,
@@ -427,7 +427,7 @@ impl VideoContentAdminService for AdminService {
         request: Request<admin::SetPaceRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
         let mbps = request.into_inner().mbps;
-        let reply = crate::cluster::pace::set(self.migrator.cluster(), |p| p.mbps = mbps).await?;
+        let reply = super::mapping::set_pace(self.migrator.cluster(), |p| p.mbps = mbps).await?;
         Ok(Response::new(reply))
     }
 
@@ -435,7 +435,7 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::PauseMovesRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
-        let reply = crate::cluster::pace::set(self.migrator.cluster(), |p| p.paused = true).await?;
+        let reply = super::mapping::set_pace(self.migrator.cluster(), |p| p.paused = true).await?;
         Ok(Response::new(reply))
     }
 
@@ -443,8 +443,7 @@ impl VideoContentAdminService for AdminService {
         &self,
         _request: Request<admin::ResumeMovesRequest>,
     ) -> Result<Response<admin::PaceReply>, Status> {
-        let reply =
-            crate::cluster::pace::set(self.migrator.cluster(), |p| p.paused = false).await?;
+        let reply = super::mapping::set_pace(self.migrator.cluster(), |p| p.paused = false).await?;
         Ok(Response::new(reply))
     }
 }

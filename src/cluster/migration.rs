@@ -65,27 +65,6 @@ pub enum MigrationError {
     Cluster(#[from] ClusterError),
 }
 
-impl From<MigrationError> for tonic::Status {
-    fn from(e: MigrationError) -> Self {
-        let message = e.to_string();
-        match e {
-            MigrationError::Duplicate(_) => tonic::Status::already_exists(message),
-            MigrationError::Unknown(_) => tonic::Status::not_found(message),
-            MigrationError::Unreachable(_) | MigrationError::Interrupted(_) => {
-                tonic::Status::unavailable(message)
-            }
-            MigrationError::Refused(_)
-            | MigrationError::Busy(_)
-            | MigrationError::NothingToCancel => tonic::Status::failed_precondition(message),
-            MigrationError::Failed(_) => tonic::Status::aborted(message),
-            MigrationError::Cluster(ClusterError::Meta(crate::meta::MetaError::Unavailable(_))) => {
-                tonic::Status::unavailable(message)
-            }
-            MigrationError::Cluster(_) => tonic::Status::internal(message),
-        }
-    }
-}
-
 /// What a change would do: files (keys whose holders change) and bytes copied, grouped
 /// by source → target.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -21,10 +21,6 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::membership::{Cluster, ClusterError};
-use crate::meta::MetaError;
-use crate::proto::admin::PaceReply;
-
 /// How often a waiting copy looks at the pace again.
 pub const RECHECK: Duration = Duration::from_millis(100);
 /// The span over which the moving rate is measured.
@@ -177,33 +173,6 @@ impl Pacer {
             settings.describe(),
             self.measured() / 1e6
         )
-    }
-}
-
-/// The settings in force and the rate measured, as the admin service answers.
-pub fn reply(cluster: &Cluster) -> PaceReply {
-    let settings = cluster.snapshot().pace;
-    PaceReply {
-        mbps: settings.mbps,
-        paused: settings.paused,
-        measured_bytes_per_sec: cluster.measured_move_rate(),
-    }
-}
-
-/// Changes the settings in the journal; UNAVAILABLE when the metadata store cannot
-/// save them (nothing changed then).
-pub async fn set(
-    cluster: &Cluster,
-    change: impl Fn(&mut PaceSettings),
-) -> Result<PaceReply, tonic::Status> {
-    match cluster.set_pace(change).await {
-        Ok(_) => Ok(reply(cluster)),
-        Err(ClusterError::Meta(MetaError::Unavailable(why))) => Err(tonic::Status::unavailable(
-            format!("the pace could not be saved: {why}"),
-        )),
-        Err(e) => Err(tonic::Status::internal(format!(
-            "the pace could not be saved: {e}"
-        ))),
     }
 }
 

@@ -275,21 +275,6 @@ impl From<MetaError> for RepairError {
     }
 }
 
-impl From<RepairError> for tonic::Status {
-    fn from(e: RepairError) -> Self {
-        let message = e.to_string();
-        match e {
-            RepairError::Busy(_) => tonic::Status::failed_precondition(message),
-            RepairError::Incomplete { .. } => tonic::Status::aborted(message),
-            RepairError::Interrupted(_) => tonic::Status::unavailable(message),
-            RepairError::Cluster(ClusterError::Meta(MetaError::Unavailable(_))) => {
-                tonic::Status::unavailable(message)
-            }
-            RepairError::Cluster(_) => tonic::Status::internal(message),
-        }
-    }
-}
-
 /// Starts repairs (one at a time, and never beside a ring change) and keeps the last
 /// report.
 pub struct Repairer {

@@ -1,16 +1,8 @@
-//! Data at risk, as the admin service reports it: files below R good copies, the resync
+//! Data at risk, as the admin service and the metrics report it: files below R good copies, the resync
 //! queue, hinted copies per owner, the next scrub per node and the next repair.
 
-use std::collections::BTreeMap;
-
-use super::health::HealthMonitor;
 use super::repair::Repairer;
 use super::resync::Resyncer;
-use crate::meta::Hint;
-use crate::proto::admin::{ClusterHealthResponse, ResyncItem};
-
-/// Queue entries listed in one reply; the length is always whole.
-const LISTED: usize = 50;
 
 /// Files below R good copies: every queued key, plus what the last survey found if no
 /// repair has finished since it (a repair that ran after it leaves only what it failed).
@@ -22,39 +14,6 @@ pub fn under_replicated(resyncer: &Resyncer, repairer: &Repairer) -> u64 {
         (None, _) => 0,
     };
     queued + surveyed
-}
-
-/// Fills the at-risk fields of a health reply whose nodes are already listed.
-pub fn fill(
-    reply: &mut ClusterHealthResponse,
-    resyncer: &Resyncer,
-    repairer: &Repairer,
-    health: &HealthMonitor,
-    hints: &[Hint],
-    next_scrubs: &BTreeMap<String, u64>,
-) {
-    let view = resyncer.view();
-    reply.resync_queue_length = view.entries.len() as u64;
-    reply.resync_healed = view.healed;
-    reply.files_under_replicated = under_replicated(resyncer, repairer);
-    reply.resync = view
-        .entries
-        .iter()
-        .take(LISTED)
-        .map(|e| ResyncItem {
-            key: e.key.clone(),
-            reason: e.reason.clone(),
-            attempts: e.attempts,
-            last_error: e.last_error.clone(),
-            queued_at_ms: e.queued_at.timestamp_millis(),
-            next_at_ms: e.next_at.timestamp_millis(),
-        })
-        .collect();
-    reply.next_repair_at_ms = health.next_repair_at().map_or(0, |t| t.timestamp_millis());
-    for node in &mut reply.nodes {
-        node.hinted = hints.iter().filter(|h| h.owner == node.address).count() as u64;
-        node.scrub_next_pass_ms = next_scrubs.get(&node.address).copied().unwrap_or(0);
-    }
 }
 
 /// What the risk gauges read at each scrape.
