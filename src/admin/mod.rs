@@ -9,9 +9,11 @@
 //! - [`client`]: connecting to it, with the token or the operator's certificate.
 //! - [`mapping`]: domain ↔ wire (plans, workers, progress, errors as `Status`).
 //! - [`videos`]: the video RPCs (ListVideos, DeleteVideo) over the library.
+//! - [`report`]: how a reply reads to a person, shared by the CLI and the console.
 
 pub mod client;
 pub mod mapping;
+pub mod report;
 pub mod service;
 pub mod videos;
 

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use crate::admin::{AdminClient, connect as connect_client, connect_tls};
-use crate::proto::admin::{
+use crate::admin::wire::{
     AddNodeRequest, CancelChangeRequest, ChangeKind, ClusterHealthRequest, ClusterStatusRequest,
     ListNodesRequest, ListWorkersRequest, RemoveNodeRequest, StartChangeRequest,
 };
+pub use crate::admin::{AdminClient, connect as connect_client, connect_tls};
 use crate::trust::tls::{ClusterTls, DEFAULT_CLIENT};
 
 #[derive(clap::Args, Debug)]
@@ -207,7 +207,7 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
                 .into_inner();
             print!("{}", repair::health_report(&health));
             let status = client
-                .cluster_status(crate::proto::admin::ClusterStatusRequest {})
+                .cluster_status(crate::admin::wire::ClusterStatusRequest {})
                 .await
                 .map_err(describe)?
                 .into_inner();
@@ -227,7 +227,7 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
         AdminCommand::Delete { admin, id } => {
             let mut client = caller.connect(&admin)?;
             let reply = client
-                .delete_video(crate::proto::admin::DeleteVideoRequest { id: id.clone() })
+                .delete_video(crate::admin::wire::DeleteVideoRequest { id: id.clone() })
                 .await
                 .map_err(describe)?
                 .into_inner();

@@ -1,7 +1,7 @@
 //! `admin pace ADMIN MBPS`, `admin pause ADMIN`, `admin resume ADMIN`: the pace and pause
 //! of what ring changes and repairs move, changed live and kept in the journal.
 
-use crate::proto::admin::{PaceReply, PauseMovesRequest, ResumeMovesRequest, SetPaceRequest};
+use crate::admin::wire::{PaceReply, PauseMovesRequest, ResumeMovesRequest, SetPaceRequest};
 
 use super::{AdminClient, describe};
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressStyle};
 
 use super::AdminClient;
-use crate::proto::admin::{ListWorkersResponse, MigrationProgress, WatchMigrationRequest};
+use crate::admin::wire::{ListWorkersResponse, MigrationProgress, WatchMigrationRequest};
 
 /// How often a plain progress line is printed.
 const PLAIN_EVERY: Duration = Duration::from_secs(1);
@@ -100,9 +100,9 @@ impl Display {
 
 fn describe(p: &MigrationProgress) -> String {
     let kind = match p.kind() {
-        crate::proto::admin::ChangeKind::Add => "add",
-        crate::proto::admin::ChangeKind::Remove => "remove",
-        crate::proto::admin::ChangeKind::Zone => "zone",
+        crate::admin::wire::ChangeKind::Add => "add",
+        crate::admin::wire::ChangeKind::Remove => "remove",
+        crate::admin::wire::ChangeKind::Zone => "zone",
     };
     format!("{kind} {}", p.node_address)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use super::{AdminClient, describe};
-use crate::proto::admin::{
-    ClusterHealthResponse, ListWorkersRequest, RepairPlan, StartRepairRequest, Tally, WorkerInfo,
+use crate::admin::wire::{
+    ClusterHealthResponse, ListWorkersRequest, RepairPlan, StartRepairRequest, WorkerInfo,
 };
 
 const POLL_EVERY: Duration = Duration::from_millis(300);
@@ -128,45 +128,11 @@ async fn follow_worker(client: &mut AdminClient, id: u64) -> anyhow::Result<Work
     }
 }
 
-fn tally(t: &Option<Tally>) -> String {
-    let t = t.unwrap_or_default();
-    format!("{} files ({})", t.files, HumanBytes(t.bytes))
-}
-
 /// The plan, one kind a line.
 pub fn plan_report(plan: &RepairPlan) -> String {
     let mut out = String::from("Repair plan:\n");
-    let _ = writeln!(
-        out,
-        "  missing copies to restore:  {}",
-        tally(&plan.missing)
-    );
-    let _ = writeln!(
-        out,
-        "  misplaced copies to move:   {}",
-        tally(&plan.misplaced)
-    );
-    let _ = writeln!(
-        out,
-        "  orphans to delete:          {}",
-        tally(&plan.orphans)
-    );
-    let _ = writeln!(out, "  quarantined (corrupt) copies: {}", plan.quarantined);
-    let _ = writeln!(
-        out,
-        "  files under-replicated:     {}",
-        plan.under_replicated
-    );
-    if plan.deferred.as_ref().is_some_and(|d| d.files > 0) || !plan.unreachable.is_empty() {
-        let _ = writeln!(
-            out,
-            "  waiting for nodes that do not answer ({}): {}",
-            plan.unreachable.join(", "),
-            tally(&plan.deferred)
-        );
-    }
-    if plan.orphans_kept_because_stale {
-        out.push_str("  orphans are kept: the metadata store could only be read stale\n");
+    for line in crate::admin::report::plan_lines(plan) {
+        let _ = writeln!(out, "  {line}");
     }
     out
 }

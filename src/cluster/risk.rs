@@ -15,38 +15,3 @@ pub fn under_replicated(resyncer: &Resyncer, repairer: &Repairer) -> u64 {
     };
     queued + surveyed
 }
-
-/// What the risk gauges read at each scrape.
-pub fn facts_source(plane: &super::ControlPlane) -> crate::metrics::risk::RiskSource {
-    let (resyncer, repairer, health) = (
-        plane.resyncer.clone(),
-        plane.repairer.clone(),
-        plane.health.clone(),
-    );
-    let cluster = plane.cluster.clone();
-    Box::new(move || {
-        let (resyncer, repairer, health) = (resyncer.clone(), repairer.clone(), health.clone());
-        let cluster = cluster.clone();
-        Box::pin(async move {
-            let hinted = match cluster.meta().hints().await {
-                Ok(hints) => hints.len() as u64,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot count hinted copies for the metrics");
-                    0
-                }
-            };
-            let quarantined = health
-                .nodes()
-                .values()
-                .filter_map(|seen| seen.health.as_ref())
-                .map(|h| h.quarantined_count)
-                .sum();
-            crate::metrics::risk::RiskFacts {
-                files_under_replicated: under_replicated(&resyncer, &repairer),
-                quarantined_copies: quarantined,
-                hinted_copies: hinted,
-                resync_queue_length: resyncer.view().entries.len() as u64,
-            }
-        })
-    })
-}

@@ -5,9 +5,11 @@
 //! - [`etcd`]: an etcd v3 cluster; the original's `videos/{id}` keys, the rest under
 //!   `tritontube/`.
 //! - [`claim`]: an upload's named hold on a video id, which only it can release.
+//! - [`metrics`]: the store's operations and quorum, recorded where it dispatches.
 
 pub mod claim;
 pub mod etcd;
+pub mod metrics;
 pub mod sqlite;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -272,7 +274,7 @@ pub enum MetaStore {
 /// Runs operation `$op` on the backend, counted and timed for the metrics.
 macro_rules! dispatch {
     ($self:ident, $op:literal, $store:ident => $call:expr) => {
-        crate::metrics::meta::observe($self.kind(), $op, async {
+        crate::meta::metrics::observe($self.kind(), $op, async {
             match $self {
                 MetaStore::Sqlite($store) => $call,
                 MetaStore::Etcd($store) => $call,

@@ -1,26 +1,17 @@
-//! Prometheus metrics of the web node and the storage node, written in the Prometheus text
-//! format by the Prometheus project's `prometheus-client` crate.
+//! What every layer's metrics share, written in the Prometheus text format by the
+//! Prometheus project's `prometheus-client` crate: the name prefix, the buckets, the text
+//! encoding and the gRPC meter layer. Each layer owns its own metrics, as Garage's
+//! `block/metrics.rs` and `table/metrics.rs` do — the web node's in `web::metrics`, the
+//! storage node's in `node::metrics` (and its callers' in `node::call_metrics`), the
+//! metadata store's in `meta::metrics` — and no module here imports a layer it measures.
 //!
-//! - [`web`]: the web node's registry (`GET /metrics`) and the admin TrafficStats reply.
-//! - [`http`]: the tower layer that counts and times HTTP requests by route and status.
-//! - [`upload`]: upload outcomes and the duration of each stage.
 //! - [`grpc`]: a tower wrapper that times gRPC calls to their end and reads their status;
 //!   both sides of the storage service use it.
-//! - [`storage_calls`]: calls this process makes to storage nodes (by node, RPC, outcome).
-//! - [`meta`]: metadata store operations and quorum, recorded where the store dispatches.
-//! - [`risk`]: data at risk (under-replicated, quarantined, hinted, resync queue).
-//! - [`node`]: the storage node's registry and its `--metrics-port` listener.
-//! - [`traffic`]: rates from two TrafficStats readings, for the console.
+//! - [`traffic`]: a web node's traffic counters as TrafficStats answers them, and rates
+//!   from two readings, for the console.
 
 pub mod grpc;
-pub mod http;
-pub mod meta;
-pub mod node;
-pub mod risk;
-pub mod storage_calls;
 pub mod traffic;
-pub mod upload;
-pub mod web;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::metrics::storage_calls::{self, MeteredChannel};
 use crate::node::address::with_scheme;
+use crate::node::call_metrics::{self, MeteredChannel};
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
     DeleteFilesRequest, DeleteRequest, GetFileRequest, KeyInfo, ListQuarantineRequest,
@@ -156,7 +156,7 @@ impl StorageClient {
     pub fn from_channel(address: &str, channel: Channel) -> Self {
         StorageClient {
             address: address.to_string(),
-            inner: StorageServiceClient::new(storage_calls::metered(address, channel))
+            inner: StorageServiceClient::new(call_metrics::metered(address, channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }

@@ -12,14 +12,18 @@
 //! - [`server`]: `run(listener, dir, shutdown)`, with the health service and the scrub.
 //! - [`transfer`]: direct node-to-node copies on the node's port, over a
 //!   [`copy_stream`] (plain TCP or TLS); [`secure_listen`]: the port with certificates.
-//! - [`client`]: the client the web node, migration, repair and console use.
+//! - [`client`]: the client the web node, migration, repair and console use;
+//!   [`call_metrics`]: the calls it makes, by node, RPC and outcome.
+//! - [`metrics`]: the storage node's registry and its `--metrics-port` listener.
 
 pub mod address;
+pub mod call_metrics;
 pub mod client;
 pub mod copy_stream;
 pub mod disk;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod quarantine;
 pub mod record;
 pub mod scrub;

@@ -19,7 +19,7 @@ use super::identity::StoreIdentity;
 use super::scrub::{DEFAULT_SCRUB_MBPS, ScrubConfig, Scrubber};
 use super::service::StorageService;
 use super::store::{DEFAULT_MIN_FREE_BYTES, Store, StoreError, StoreOptions};
-use crate::metrics::node::NodeMetrics;
+use crate::node::metrics::NodeMetrics;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 use crate::trust::Role;
 use crate::trust::listen::TrustArgs;
@@ -115,7 +115,7 @@ pub async fn run_secure(
     let scrub_for_metrics = scrubber.clone();
     let metrics_server = async {
         match metrics_listener {
-            Some(listener) => crate::metrics::node::serve(
+            Some(listener) => crate::node::metrics::serve(
                 listener,
                 metrics.clone(),
                 store.clone(),

@@ -37,7 +37,7 @@ use super::copy_stream::CopyStream;
 use super::store::{Store, StoreError};
 use super::write::Arrival;
 use crate::metrics::grpc::Outcome;
-use crate::metrics::node::NodeMetrics;
+use crate::node::metrics::NodeMetrics;
 
 /// The first line of a copy connection.
 pub const HELLO: &[u8] = b"TTCOPY1\n";

@@ -343,7 +343,7 @@ pub enum Action {
     /// A ClusterHealth answer (failures are left to the status poll to report).
     Health(HealthInfo),
     /// A TrafficStats reading (cumulative counters).
-    Traffic(crate::proto::admin::TrafficStatsResponse),
+    Traffic(crate::admin::wire::TrafficStatsResponse),
     /// A repair's dry-run plan, as lines.
     RepairPlanned(Result<Vec<String>, Failure>),
     /// The repair's worker id, or why it did not start.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
-use crate::proto::admin;
+use crate::admin::wire;
 
 /// A node's free disk is low below this fraction of the disk, or below twice its reserve.
 const LOW_DISK_FRACTION: f64 = 0.10;
@@ -63,7 +63,7 @@ pub struct HealthInfo {
     pub risk: super::risk::RiskInfo,
 }
 
-pub fn health_info(r: admin::ClusterHealthResponse) -> HealthInfo {
+pub fn health_info(r: wire::ClusterHealthResponse) -> HealthInfo {
     let risk = super::risk::risk_info(&r);
     HealthInfo {
         risk,
@@ -99,12 +99,8 @@ pub fn health_info(r: admin::ClusterHealthResponse) -> HealthInfo {
 }
 
 /// The plan of a repair as lines for the confirmation popup.
-pub fn plan_lines(plan: &admin::RepairPlan) -> Vec<String> {
-    crate::admin_cli::repair::plan_report(plan)
-        .lines()
-        .skip(1)
-        .map(|l| l.trim().to_string())
-        .collect()
+pub fn plan_lines(plan: &wire::RepairPlan) -> Vec<String> {
+    crate::admin::report::plan_lines(plan)
 }
 
 /// One line: the repair running (or the last one), what needs healing, low disks.

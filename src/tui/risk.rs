@@ -8,7 +8,7 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use crate::proto::admin;
+use crate::admin::wire;
 
 /// What the panel shows, from a ClusterHealth answer.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,7 +34,7 @@ pub struct NodeRisk {
     pub next_scrub_ms: u64,
 }
 
-pub fn risk_info(r: &admin::ClusterHealthResponse) -> RiskInfo {
+pub fn risk_info(r: &wire::ClusterHealthResponse) -> RiskInfo {
     RiskInfo {
         under_replicated: r.files_under_replicated,
         queue_length: r.resync_queue_length,

@@ -18,7 +18,7 @@ use super::app::{
     MigrationInfo, NodeInfo, Plan, PlanMove,
 };
 use super::health;
-use crate::proto::admin::{
+use crate::admin::wire::{
     self, AddNodeRequest, ClusterStatusRequest, PlanChangeRequest, RemoveNodeRequest,
     WatchMigrationRequest,
 };
@@ -128,7 +128,7 @@ impl Sources {
             Command::PlanRepair => {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
-                    let request = admin::StartRepairRequest {
+                    let request = wire::StartRepairRequest {
                         dry_run: true,
                         verify: false,
                     };
@@ -147,7 +147,7 @@ impl Sources {
             Command::StartRepair => {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
-                    let request = admin::StartRepairRequest {
+                    let request = wire::StartRepairRequest {
                         dry_run: false,
                         verify: false,
                     };
@@ -163,7 +163,7 @@ impl Sources {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
                     let result = admin
-                        .cancel_change(admin::CancelChangeRequest {})
+                        .cancel_change(wire::CancelChangeRequest {})
                         .await
                         .map(|r| r.into_inner().description)
                         .map_err(|s| failure(&s));
@@ -180,7 +180,7 @@ impl Sources {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
                     let result = admin
-                        .delete_video(admin::DeleteVideoRequest { id: id.clone() })
+                        .delete_video(wire::DeleteVideoRequest { id: id.clone() })
                         .await
                         .map(|r| r.into_inner().deleted_files)
                         .map_err(|s| failure(&s));
@@ -190,21 +190,21 @@ impl Sources {
             Command::SetPace(mbps) => {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
-                    let result = admin.set_pace(admin::SetPaceRequest { mbps }).await;
+                    let result = admin.set_pace(wire::SetPaceRequest { mbps }).await;
                     let _ = tx.send(Action::PaceSet(pace_result(result)));
                 });
             }
             Command::PauseMoves => {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
-                    let result = admin.pause_moves(admin::PauseMovesRequest {}).await;
+                    let result = admin.pause_moves(wire::PauseMovesRequest {}).await;
                     let _ = tx.send(Action::PaceSet(pace_result(result)));
                 });
             }
             Command::ResumeMoves => {
                 let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
                 self.spawn(async move {
-                    let result = admin.resume_moves(admin::ResumeMovesRequest {}).await;
+                    let result = admin.resume_moves(wire::ResumeMovesRequest {}).await;
                     let _ = tx.send(Action::PaceSet(pace_result(result)));
                 });
             }
@@ -322,7 +322,7 @@ async fn poll_health(
     mut refresh: watch::Receiver<u64>,
 ) {
     loop {
-        let call = admin.cluster_health(admin::ClusterHealthRequest {});
+        let call = admin.cluster_health(wire::ClusterHealthRequest {});
         if let Ok(Ok(reply)) = tokio::time::timeout(STATUS_TIMEOUT, call).await {
             if tx
                 .send(Action::Health(health::health_info(reply.into_inner())))
@@ -344,7 +344,7 @@ async fn poll_traffic(
     mut refresh: watch::Receiver<u64>,
 ) {
     loop {
-        let call = admin.traffic_stats(admin::TrafficStatsRequest {});
+        let call = admin.traffic_stats(wire::TrafficStatsRequest {});
         if let Ok(Ok(reply)) = tokio::time::timeout(STATUS_TIMEOUT, call).await {
             if tx.send(Action::Traffic(reply.into_inner())).is_err() {
                 return;
@@ -412,7 +412,7 @@ async fn plan(mut admin: AdminClient, kind: ChangeKind, node: &str) -> Result<Pl
 
 /// The newest videos, for the videos view.
 pub async fn list_videos(mut admin: AdminClient) -> Result<super::videos::VideoList, Failure> {
-    let mut request = tonic::Request::new(admin::ListVideosRequest {
+    let mut request = tonic::Request::new(wire::ListVideosRequest {
         limit: super::videos::PAGE,
         after: String::new(),
     });
@@ -441,23 +441,23 @@ pub async fn list_videos(mut admin: AdminClient) -> Result<super::videos::VideoL
     })
 }
 
-fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
+fn proto_kind(kind: ChangeKind) -> wire::ChangeKind {
     match kind {
-        ChangeKind::Add => admin::ChangeKind::Add,
-        ChangeKind::Remove => admin::ChangeKind::Remove,
-        ChangeKind::Zone => admin::ChangeKind::Zone,
+        ChangeKind::Add => wire::ChangeKind::Add,
+        ChangeKind::Remove => wire::ChangeKind::Remove,
+        ChangeKind::Zone => wire::ChangeKind::Zone,
     }
 }
 
 fn pace_result(
-    result: Result<tonic::Response<admin::PaceReply>, tonic::Status>,
+    result: Result<tonic::Response<wire::PaceReply>, tonic::Status>,
 ) -> Result<super::pace::PaceInfo, Failure> {
     result
         .map(|r| pace_info(r.into_inner()))
         .map_err(|s| failure(&s))
 }
 
-pub fn pace_info(p: admin::PaceReply) -> super::pace::PaceInfo {
+pub fn pace_info(p: wire::PaceReply) -> super::pace::PaceInfo {
     super::pace::PaceInfo {
         mbps: p.mbps,
         paused: p.paused,
@@ -465,7 +465,7 @@ pub fn pace_info(p: admin::PaceReply) -> super::pace::PaceInfo {
     }
 }
 
-pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
+pub fn cluster_info(r: wire::ClusterStatusResponse) -> ClusterInfo {
     ClusterInfo {
         nodes: r
             .nodes
@@ -494,12 +494,12 @@ pub fn cluster_info(r: admin::ClusterStatusResponse) -> ClusterInfo {
     }
 }
 
-pub fn migration_info(m: admin::MigrationProgress) -> MigrationInfo {
+pub fn migration_info(m: wire::MigrationProgress) -> MigrationInfo {
     MigrationInfo {
         kind: match m.kind() {
-            admin::ChangeKind::Add => ChangeKind::Add,
-            admin::ChangeKind::Remove => ChangeKind::Remove,
-            admin::ChangeKind::Zone => ChangeKind::Zone,
+            wire::ChangeKind::Add => ChangeKind::Add,
+            wire::ChangeKind::Remove => ChangeKind::Remove,
+            wire::ChangeKind::Zone => ChangeKind::Zone,
         },
         id: m.id,
         node: m.node_address,

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 
+use crate::admin::wire::TrafficStatsResponse;
 use crate::metrics::traffic::TrafficRates;
-use crate::proto::admin::TrafficStatsResponse;
 
 /// Readings kept for the sparklines (one a second: a minute).
 const HISTORY: usize = 60;

@@ -20,6 +20,7 @@ pub mod assets;
 pub mod captions;
 pub mod hardening;
 pub mod https;
+pub mod metrics;
 pub mod pages;
 pub mod progress;
 pub mod publish;
@@ -43,12 +44,12 @@ use crate::cluster::{Cluster, ControlPlane, Seed};
 use crate::library::content::Content;
 use crate::library::videos;
 use crate::meta::MetaStore;
-use crate::metrics::web::{RingFacts, RingFactsSource, WebMetrics};
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
 use crate::trust::credential::AdminCredential;
 use crate::trust::listen::TrustArgs;
 use crate::trust::tls::ClusterTls;
+use crate::web::metrics::{RingFacts, RingFactsSource, WebMetrics};
 
 /// Settings of the HTTP side.
 #[derive(Clone, Debug)]
@@ -390,7 +391,7 @@ pub async fn run(
                 let runner = plane.migrator.runner().clone();
                 Box::new(move || {
                     let status = runner.latest(crate::cluster::repair::REPAIR)?.status();
-                    Some(crate::metrics::web::WorkerProgress {
+                    Some(crate::web::metrics::WorkerProgress {
                         running: !status.state.is_finished(),
                         files_done: status.files_done,
                         files_total: status.files_total,
@@ -400,7 +401,7 @@ pub async fn run(
                     })
                 })
             });
-            metrics.watch_risk(crate::cluster::risk::facts_source(&plane));
+            metrics.watch_risk(crate::web::metrics::risk::facts_source(&plane));
             let traffic = {
                 let metrics = metrics.clone();
                 Arc::new(move || metrics.traffic_stats())

@@ -18,7 +18,7 @@ use super::storyboard::{self, STORYBOARD, Storyboard};
 use super::transcode::{self, DashPass, Probe};
 use super::upload::store_file;
 use crate::meta::Rendition;
-use crate::metrics::upload::UploadStage;
+use crate::web::metrics::upload::UploadStage;
 
 /// DASH files stored at once per upload.
 const STORE_PARALLELISM: usize = 8;

@@ -15,8 +15,9 @@ use super::upload::upload;
 use super::{WebConfig, api, assets, captions, hardening, pages};
 use crate::library::content::{Content, ContentError};
 use crate::meta::{MetaError, MetaStore};
-use crate::metrics::web::WebMetrics;
 use crate::node::keys::{self, KeyError};
+use crate::web::metrics::WebMetrics;
+use crate::web::metrics::upload::UploadOutcome;
 
 pub struct AppState {
     pub meta: MetaStore,
@@ -80,7 +81,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/static/tus.min.js", get(assets::tus_js))
         .merge(super::tus::router())
         .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::web::scrape));
+        .route("/metrics", get(crate::web::metrics::scrape));
     hardening::with_security_headers(routes, state.config.viewer_tls.is_some())
         .layer(state.metrics.http.layer())
         .layer(TraceLayer::new_for_http())
@@ -106,6 +107,30 @@ pub enum WebError {
     Unavailable(String),
     #[error("internal error")]
     Internal(String),
+}
+
+impl WebError {
+    /// The upload outcome this error ends an upload with.
+    pub fn upload_outcome(&self) -> UploadOutcome {
+        match self {
+            WebError::BadRequest(_) => UploadOutcome::BadRequest,
+            WebError::Unauthorized(_) => UploadOutcome::Unauthorized,
+            WebError::NotFound(_) => UploadOutcome::NotFound,
+            WebError::Conflict(_) => UploadOutcome::Conflict,
+            WebError::TooLarge(_) => UploadOutcome::TooLarge,
+            WebError::Timeout(_) => UploadOutcome::Timeout,
+            WebError::Unavailable(_) => UploadOutcome::Unavailable,
+            WebError::Internal(_) => UploadOutcome::Failed,
+        }
+    }
+}
+
+/// How a finished upload's result is counted.
+pub fn upload_outcome<T>(result: &Result<T, WebError>) -> UploadOutcome {
+    result
+        .as_ref()
+        .err()
+        .map_or(UploadOutcome::Stored, WebError::upload_outcome)
 }
 
 impl From<KeyError> for WebError {

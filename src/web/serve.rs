@@ -27,9 +27,9 @@ use super::routes::{SharedState, WebError};
 use crate::library::content::ContentError;
 use crate::library::videos::content_version;
 use crate::meta::{MetaStore, VideoStatus};
-use crate::metrics::web::CacheMetrics;
 use crate::node::client::FileStat;
 use crate::node::keys;
+use crate::web::metrics::CacheMetrics;
 
 /// Files up to this size are cached whole; larger ones are streamed straight through.
 pub const MAX_CACHED_FILE_BYTES: u64 = 8 * 1024 * 1024;

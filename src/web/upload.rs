@@ -25,8 +25,8 @@ use super::transcode::{self, TranscodeError};
 use super::{api, publish};
 use crate::library::content::Content;
 use crate::meta::{Claim, MetaError, VideoDetails};
-use crate::metrics::upload::UploadStage;
 use crate::node::keys;
+use crate::web::metrics::upload::UploadStage;
 
 /// Bytes of an oversized upload read and thrown away before answering 413: a client that
 /// is still sending when the connection closes sees a broken pipe instead of the answer.
@@ -100,7 +100,7 @@ pub async fn upload(
     let received = match receive_upload(&state, &headers, multipart).await {
         Ok(received) => received,
         Err(e) => {
-            outcome.finish(Some(&e));
+            outcome.finish(e.upload_outcome());
             return refuse(e);
         }
     };
@@ -110,14 +110,14 @@ pub async fn upload(
             // Still counted against its client while it is processed.
             let _slot = slot;
             let result = process(state, received).await;
-            outcome.finish(result.as_ref().err());
+            outcome.finish(super::routes::upload_outcome(&result));
         });
         let status_url = format!("/api/uploads/{}", encode_segment(&id));
         let body = serde_json::json!({ "id": id, "status_url": status_url });
         return (StatusCode::ACCEPTED, Json(body)).into_response();
     }
     let result = process(state, received).await;
-    outcome.finish(result.as_ref().err());
+    outcome.finish(super::routes::upload_outcome(&result));
     match result {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => refuse(e),
@@ -217,7 +217,7 @@ pub(super) async fn process_file(
         Ok(claim) => claim,
         Err(e) => {
             let e = WebError::from(e);
-            outcome.finish(Some(&e));
+            outcome.finish(e.upload_outcome());
             return Err(e);
         }
     };
@@ -241,7 +241,7 @@ pub(super) async fn process_file(
         Err(e) => {
             let e = WebError::Internal(format!("taking the upload in: {e}"));
             state.uploads.fail(&id, e.to_string());
-            outcome.finish(Some(&e));
+            outcome.finish(e.upload_outcome());
             return Err(e);
         }
     };
@@ -254,7 +254,7 @@ pub(super) async fn process_file(
     };
     tokio::spawn(async move {
         let result = process(state, received).await;
-        outcome.finish(result.as_ref().err());
+        outcome.finish(super::routes::upload_outcome(&result));
     });
     Ok(())
 }

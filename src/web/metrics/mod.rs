@@ -4,6 +4,14 @@
 //! Counters move as requests, uploads and calls happen. Facts owned elsewhere (the ring,
 //! a migration's progress, the cache's size, the library) are read when scraped, through
 //! sources the web node registers at start-up, so this module needs no cluster internals.
+//!
+//! - [`http`]: the tower layer that counts and times HTTP requests by route and status.
+//! - [`upload`]: upload outcomes and the duration of each stage.
+//! - [`risk`]: data at risk (under-replicated, quarantined, hinted, resync queue).
+
+pub mod http;
+pub mod risk;
+pub mod upload;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,12 +27,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use super::http::HttpMetrics;
-use super::traffic::TrafficReading;
-use super::upload::UploadMetrics;
+use super::routes::SharedState;
 use crate::meta::{MetaStore, VideoStatus};
+use crate::metrics::traffic::TrafficReading;
+use crate::metrics::{render, scrape_response, unix_ms};
 use crate::proto::admin::MigrationProgress;
-use crate::web::routes::SharedState;
+use http::HttpMetrics;
+use upload::UploadMetrics;
 
 /// How long a count of the library is reused before it is taken again: listing every
 /// video on each scrape would cost the metadata store too much on a large library.
@@ -195,7 +204,7 @@ struct Sources {
     migration: Option<watch::Receiver<Option<MigrationProgress>>>,
     repair: Option<Arc<RepairProgressSource>>,
     cache: Option<Arc<CacheSizeSource>>,
-    risk: Option<Arc<super::risk::RiskSource>>,
+    risk: Option<Arc<risk::RiskSource>>,
     /// When the library was last counted; None forces a count at the next scrape.
     library_counted: Option<Instant>,
 }
@@ -209,7 +218,7 @@ pub struct WebMetrics {
     library: LibraryGauges,
     ring: RingGauges,
     workers: WorkerGauges,
-    risk: super::risk::RiskGauges,
+    risk: risk::RiskGauges,
     sources: Mutex<Sources>,
     /// Serializes scrapes, so two at once do not both list the library.
     scrape: tokio::sync::Mutex<()>,
@@ -225,14 +234,14 @@ impl WebMetrics {
     /// with a segment cache of `cache_capacity` bytes.
     pub fn new(store_kind: &'static str, cache_capacity: u64) -> Arc<Self> {
         let mut root = Registry::default();
-        let registry = root.sub_registry_with_prefix(super::PREFIX);
+        let registry = root.sub_registry_with_prefix(crate::metrics::PREFIX);
         let http = HttpMetrics::new(registry);
         let uploads = UploadMetrics::new(registry);
         let cache = CacheMetrics::default();
         cache.capacity.set(gauge(cache_capacity));
         cache.register(registry);
-        super::storage_calls::metrics().register(registry);
-        super::meta::metrics().register(registry);
+        crate::node::call_metrics::metrics().register(registry);
+        crate::meta::metrics::metrics().register(registry);
 
         let library = LibraryGauges::default();
         registry.register(
@@ -297,7 +306,7 @@ impl WebMetrics {
             "Errors in the worker's current or last run",
             workers.errors.clone(),
         );
-        let risk = super::risk::RiskGauges::default();
+        let risk = risk::RiskGauges::default();
         risk.register(registry);
 
         Arc::new(WebMetrics {
@@ -336,7 +345,7 @@ impl WebMetrics {
     }
 
     /// Where to read what is at risk from.
-    pub fn watch_risk(&self, source: super::risk::RiskSource) {
+    pub fn watch_risk(&self, source: risk::RiskSource) {
         self.sources().risk = Some(Arc::new(source));
     }
 
@@ -395,7 +404,7 @@ impl WebMetrics {
         if library_due {
             self.count_library(meta).await;
         }
-        super::render(&self.registry)
+        render(&self.registry)
     }
 
     fn record_worker(&self, worker: &'static str, progress: Option<WorkerProgress>) {
@@ -422,7 +431,7 @@ impl WebMetrics {
             .await
             .is_err()
         {
-            super::meta::metrics().set_quorum(self.store_kind, false);
+            crate::meta::metrics::metrics().set_quorum(self.store_kind, false);
         }
     }
 
@@ -469,15 +478,15 @@ impl WebMetrics {
             cache_hits: self.cache.hits(),
             cache_misses: self.cache.misses(),
             server_errors: totals.server_errors.load(Ordering::Relaxed),
-            at_unix_ms: super::unix_ms(SystemTime::now()),
-            started_at_unix_ms: super::unix_ms(self.started_at),
+            at_unix_ms: unix_ms(SystemTime::now()),
+            started_at_unix_ms: unix_ms(self.started_at),
         }
     }
 }
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<SharedState>) -> Response {
-    super::scrape_response(state.metrics.render(&state.meta).await)
+    scrape_response(state.metrics.render(&state.meta).await)
 }
 
 #[cfg(test)]

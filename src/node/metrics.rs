@@ -20,9 +20,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::grpc::{CallObserver, MeterLayer, Outcome, method_name};
-use crate::node::scrub::Scrubber;
-use crate::node::store::Store;
+use super::scrub::Scrubber;
+use super::store::Store;
+use crate::metrics::grpc::{CallObserver, MeterLayer, Outcome, method_name};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
@@ -52,7 +52,7 @@ fn operation_of(rpc: &str) -> &'static str {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(super::latency_buckets())
+    Histogram::new(crate::metrics::latency_buckets())
 }
 
 #[derive(Debug)]
@@ -106,7 +106,9 @@ impl NodeMetrics {
             scrub_bytes_total: Gauge::default(),
             scrub_passes: Counter::default(),
         };
-        let r = inner.registry.sub_registry_with_prefix(super::PREFIX);
+        let r = inner
+            .registry
+            .sub_registry_with_prefix(crate::metrics::PREFIX);
         r.register(
             "node_rpcs",
             "RPCs served, by operation (read, write, delete, list, stat, health, other), \
@@ -188,7 +190,7 @@ impl NodeMetrics {
             Ok(health) => health,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the store's health for the metrics");
-                return super::render(&i.registry);
+                return crate::metrics::render(&i.registry);
             }
         };
         i.files.set(gauge(health.stats.file_count));
@@ -213,7 +215,7 @@ impl NodeMetrics {
         let passes = i.scrub_passes.get();
         i.scrub_passes
             .inc_by(report.passes_completed.saturating_sub(passes));
-        super::render(&i.registry)
+        crate::metrics::render(&i.registry)
     }
 }
 
@@ -266,7 +268,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let scrape = move || {
         let (metrics, store, scrubber) = (metrics.clone(), store.clone(), scrubber.clone());
-        async move { super::scrape_response(metrics.render(&store, &scrubber).await) }
+        async move { crate::metrics::scrape_response(metrics.render(&store, &scrubber).await) }
     };
     let app = Router::new().route("/metrics", get(scrape));
     axum::serve(listener, app)

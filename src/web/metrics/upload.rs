@@ -11,8 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::web::routes::WebError;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadStage {
     Receive,
@@ -45,7 +43,7 @@ struct StageLabels {
 }
 
 fn stage_histogram() -> Histogram {
-    Histogram::new(super::stage_buckets())
+    Histogram::new(crate::metrics::stage_buckets())
 }
 
 #[derive(Clone, Debug)]
@@ -107,17 +105,33 @@ impl UploadMetrics {
     }
 }
 
-fn outcome_of(error: Option<&WebError>) -> &'static str {
-    match error {
-        None => "stored",
-        Some(WebError::BadRequest(_)) => "bad_request",
-        Some(WebError::Unauthorized(_)) => "unauthorized",
-        Some(WebError::NotFound(_)) => "not_found",
-        Some(WebError::Conflict(_)) => "conflict",
-        Some(WebError::TooLarge(_)) => "too_large",
-        Some(WebError::Timeout(_)) => "timeout",
-        Some(WebError::Unavailable(_)) => "unavailable",
-        Some(WebError::Internal(_)) => "failed",
+/// How an upload ended, as its `outcome` label; the HTTP side says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadOutcome {
+    Stored,
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    Conflict,
+    TooLarge,
+    Timeout,
+    Unavailable,
+    Failed,
+}
+
+impl UploadOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            UploadOutcome::Stored => "stored",
+            UploadOutcome::BadRequest => "bad_request",
+            UploadOutcome::Unauthorized => "unauthorized",
+            UploadOutcome::NotFound => "not_found",
+            UploadOutcome::Conflict => "conflict",
+            UploadOutcome::TooLarge => "too_large",
+            UploadOutcome::Timeout => "timeout",
+            UploadOutcome::Unavailable => "unavailable",
+            UploadOutcome::Failed => "failed",
+        }
     }
 }
 
@@ -129,10 +143,9 @@ pub struct PendingUpload {
 }
 
 impl PendingUpload {
-    /// The upload is stored (None) or failed with `error`.
-    pub fn finish(mut self, error: Option<&WebError>) {
+    pub fn finish(mut self, outcome: UploadOutcome) {
         self.counted = true;
-        self.metrics.count(outcome_of(error));
+        self.metrics.count(outcome.label());
     }
 }
 

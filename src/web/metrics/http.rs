@@ -87,7 +87,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(super::latency_buckets())
+    Histogram::new(crate::metrics::latency_buckets())
 }
 
 /// Totals across routes, read by the admin service's TrafficStats.

@@ -1,5 +1,5 @@
 //! Metadata store operations (by store, operation and outcome, with latency) and whether
-//! the store has its quorum. Recorded once, where [`crate::meta::MetaStore`] dispatches to
+//! the store has its quorum. Recorded once, where [`super::MetaStore`] dispatches to
 //! its backend, so every backend is covered without touching it. Process-wide, like the
 //! store handles themselves (clones of one store share its connections).
 
@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::meta::{MetaError, MetaResult, Read};
+use super::{MetaError, MetaResult, Read};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
@@ -36,7 +36,7 @@ struct StoreLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(super::latency_buckets())
+    Histogram::new(crate::metrics::latency_buckets())
 }
 
 pub struct MetaMetrics {
@@ -123,14 +123,14 @@ impl QuorumEvidence for Option<String> {
 }
 
 /// A delete's tombstone was written (or refused) by a quorum.
-impl QuorumEvidence for crate::meta::VideoStatus {
+impl QuorumEvidence for super::VideoStatus {
     fn shows_quorum(&self) -> Option<bool> {
         Some(true)
     }
 }
 
 /// A caption set or removed was written by a quorum.
-impl QuorumEvidence for Option<crate::meta::Caption> {
+impl QuorumEvidence for Option<super::Caption> {
     fn shows_quorum(&self) -> Option<bool> {
         Some(true)
     }
@@ -144,14 +144,14 @@ impl QuorumEvidence for bool {
 }
 
 /// The hints are read like the cluster state: possibly from a lagging member.
-impl QuorumEvidence for Vec<crate::meta::Hint> {
+impl QuorumEvidence for Vec<super::Hint> {
     fn shows_quorum(&self) -> Option<bool> {
         None
     }
 }
 
 /// Read serializably on etcd, like the hints.
-impl QuorumEvidence for Vec<crate::meta::ResyncEntry> {
+impl QuorumEvidence for Vec<super::ResyncEntry> {
     fn shows_quorum(&self) -> Option<bool> {
         None
     }

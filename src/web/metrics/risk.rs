@@ -6,6 +6,9 @@ use futures::future::BoxFuture;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::cluster::ControlPlane;
+use crate::cluster::risk::under_replicated;
+
 /// What is at risk now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RiskFacts {
@@ -62,4 +65,39 @@ impl RiskGauges {
         self.resync_queue_length
             .set(gauge(facts.resync_queue_length));
     }
+}
+
+/// What the risk gauges read at each scrape.
+pub fn facts_source(plane: &ControlPlane) -> RiskSource {
+    let (resyncer, repairer, health) = (
+        plane.resyncer.clone(),
+        plane.repairer.clone(),
+        plane.health.clone(),
+    );
+    let cluster = plane.cluster.clone();
+    Box::new(move || {
+        let (resyncer, repairer, health) = (resyncer.clone(), repairer.clone(), health.clone());
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            let hinted = match cluster.meta().hints().await {
+                Ok(hints) => hints.len() as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot count hinted copies for the metrics");
+                    0
+                }
+            };
+            let quarantined = health
+                .nodes()
+                .values()
+                .filter_map(|seen| seen.health.as_ref())
+                .map(|h| h.quarantined_count)
+                .sum();
+            RiskFacts {
+                files_under_replicated: under_replicated(&resyncer, &repairer),
+                quarantined_copies: quarantined,
+                hinted_copies: hinted,
+                resync_queue_length: resyncer.view().entries.len() as u64,
+            }
+        })
+    })
 }

@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tonic::transport::Channel;
 
-use super::grpc::{CallObserver, Metered, Outcome, method_name};
+use crate::metrics::grpc::{CallObserver, Metered, Outcome, method_name};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -30,7 +30,7 @@ struct CallTimeLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(super::latency_buckets())
+    Histogram::new(crate::metrics::latency_buckets())
 }
 
 pub struct StorageCallMetrics {
