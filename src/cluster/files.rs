@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::node::client::Code;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use tonic::Code;
 
 use super::membership::{Cluster, ClusterError};
 use crate::meta::Hint;
@@ -266,12 +266,13 @@ pub async fn with_transfer_deadline<T>(
     tokio::time::timeout(limit, transfer)
         .await
         .unwrap_or_else(|_| {
-            Err(ClientError::Rpc {
-                node: node.to_string(),
-                status: tonic::Status::deadline_exceeded(format!(
+            Err(ClientError::ended(
+                node,
+                Code::DeadlineExceeded,
+                format!(
                     "transfer of {size} bytes did not finish within {} s",
                     limit.as_secs()
-                )),
-            })
+                ),
+            ))
         })
 }

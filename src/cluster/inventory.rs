@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::files::with_transfer_deadline;
 use super::membership::Cluster;
-use crate::node::client::{ClientError, StorageClient};
+use crate::node::client::{ClientError, Code, StorageClient};
 use crate::ring::{KeyRange, Ring};
 
 /// One file as the nodes hold it.
@@ -187,10 +187,12 @@ pub async fn copy_paced(
 ) -> Result<u64, ClientError> {
     let bytes = item.size * item.missing.len() as u64;
     if !cluster.admit_move(bytes, stop).await {
-        return Err(ClientError::Rpc {
-            node: item.missing.first().cloned().unwrap_or_default(),
-            status: tonic::Status::cancelled("stopped while waiting for the pace"),
-        });
+        let node = item.missing.first().map_or("", String::as_str);
+        return Err(ClientError::ended(
+            node,
+            Code::Cancelled,
+            "stopped while waiting for the pace",
+        ));
     }
     let copied = copy_missing(cluster, item).await?;
     cluster.moved(copied);
@@ -224,9 +226,8 @@ pub async fn copy_missing(cluster: &Cluster, item: &KeyWork) -> Result<u64, Clie
             }
         }
         if !done {
-            return Err(last_error.unwrap_or_else(|| ClientError::Rpc {
-                node: target.clone(),
-                status: tonic::Status::not_found("no copy left to read from"),
+            return Err(last_error.unwrap_or_else(|| {
+                ClientError::ended(target, Code::NotFound, "no copy left to read from")
             }));
         }
         copied += item.size;
@@ -243,7 +244,7 @@ pub async fn delete_surplus(
 ) -> Result<(), ClientError> {
     let client = cluster.client(node)?;
     match client.delete_many(keys.to_vec()).await {
-        Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {
+        Err(e) if e.is_unimplemented() => {
             for key in keys {
                 client.delete(key).await?;
             }
@@ -265,15 +266,16 @@ async fn copy(
 ) -> Result<(), ClientError> {
     let pulled = to.pull(&item.key, source, &item.sha256);
     match with_transfer_deadline(to.address(), item.size, pulled).await {
-        Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {}
+        Err(e) if e.is_unimplemented() => {}
         other => return other.map(|_| ()),
     }
     let from = cluster.client(source)?;
     let Some((_, body)) = from.get_stream(&item.key, 0, 0).await? else {
-        return Err(ClientError::Rpc {
-            node: source.to_string(),
-            status: tonic::Status::not_found("file vanished during the change"),
-        });
+        return Err(ClientError::ended(
+            source,
+            Code::NotFound,
+            "file vanished during the change",
+        ));
     };
     // Chunks that fail to read end the stream; the target then refuses the copy, because
     // its hash no longer matches.

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::AsyncReadExt;
+/// The status codes a node answers with, which callers classify errors by.
+pub use tonic::Code;
+use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
 
 use crate::node::address::with_scheme;
 use crate::node::call_metrics::{self, MeteredChannel};
@@ -64,6 +66,20 @@ impl ClientError {
     /// kept: place that copy elsewhere.
     pub fn is_disk_full(&self) -> bool {
         self.code() == Some(Code::ResourceExhausted)
+    }
+
+    /// The node does not have the RPC (a node of the original system).
+    pub fn is_unimplemented(&self) -> bool {
+        self.code() == Some(Code::Unimplemented)
+    }
+
+    /// A call to `node` that ended as if it had answered `code` with `why`: a caller's
+    /// own deadline, a stop, or a file gone in between, reported like the node's answers.
+    pub fn ended(node: &str, code: Code, why: impl Into<String>) -> Self {
+        ClientError::Rpc {
+            node: node.to_string(),
+            status: Status::new(code, why),
+        }
     }
 }
 
