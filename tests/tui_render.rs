@@ -109,6 +109,26 @@ fn renders_migrating() {
 }
 
 #[test]
+fn a_change_worked_arc_by_arc_shows_its_arc_and_progress_by_arcs() {
+    let mut s = migrating();
+    let mut c = cluster(&[NODES[0], NODES[1], NODES[2], NEW_NODE], &[]);
+    let mut m = migration(120, 130, false);
+    // 6 of 20 arcs done, the 7th under way: the files known so far are nearly all moved,
+    // but the change is 30 % through.
+    m.arcs_total = 20;
+    m.arcs_done = 6;
+    m.arc_now = 7;
+    c.migration = Some(m);
+    update(&mut s, Action::Status(Ok(c)));
+    for (w, h) in SIZES {
+        let b = render(&s, w, h);
+        assert!(find(&b, "arc 7/20").is_some(), "arc shown at {w}x{h}");
+        assert!(find(&b, "30%").is_some(), "progress by arcs at {w}x{h}");
+        assert!(find(&b, "92%").is_none(), "progress by files at {w}x{h}");
+    }
+}
+
+#[test]
 fn renders_storage_health_and_a_repair() {
     use std::collections::BTreeMap;
     use tritontube::tui::health::{DiskInfo, HealthInfo, RepairInfo};

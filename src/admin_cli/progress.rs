@@ -104,18 +104,37 @@ fn describe(p: &MigrationProgress) -> String {
         crate::admin::wire::ChangeKind::Remove => "remove",
         crate::admin::wire::ChangeKind::Zone => "zone",
     };
-    format!("{kind} {}", p.node_address)
+    match arc_label(p) {
+        Some(arc) => format!("{kind} {} ({arc})", p.node_address),
+        None => format!("{kind} {}", p.node_address),
+    }
 }
 
-/// Bytes, rate, ETA and errors of a change.
+/// "arc 3/20" while a change works through several arcs of the ring.
+fn arc_label(p: &MigrationProgress) -> Option<String> {
+    if p.arcs_total <= 1 {
+        return None;
+    }
+    let now = if p.finished {
+        p.arcs_done
+    } else {
+        p.arc_now.max(1)
+    };
+    Some(format!("arc {now}/{}", p.arcs_total))
+}
+
+/// Bytes, rate, ETA and errors of a change. With several arcs the totals count the arcs
+/// listed so far, so no ETA is made from them.
 fn details(p: &MigrationProgress) -> String {
+    let by_arcs = p.arcs_total > 1 && !p.finished;
     let mut text = format!(
-        "{} of {}, {}/s",
+        "{} of {}{}, {}/s",
         HumanBytes(p.bytes_done),
         HumanBytes(p.bytes_total),
+        if by_arcs { " so far" } else { "" },
         HumanBytes(p.bytes_per_second as u64)
     );
-    if !p.finished && p.bytes_per_second > 0.0 && p.bytes_total > p.bytes_done {
+    if !by_arcs && !p.finished && p.bytes_per_second > 0.0 && p.bytes_total > p.bytes_done {
         let left = (p.bytes_total - p.bytes_done) as f64 / p.bytes_per_second;
         let _ = write!(
             text,

@@ -5,27 +5,27 @@
 //! then on new files go to the target ring and reads fall back to the old holders. The
 //! worker waits for writes placed on the old ring, takes an inventory of what the nodes
 //! really hold, copies each file to the holders that lack it (the receiving node verifies
-//! its SHA-256) and only then deletes it where it is no longer wanted. The ring switches
-//! when every file is in place. The worker belongs to the web node, not to the request:
+//! its SHA-256) and only then deletes it where it is no longer wanted, one arc of the ring
+//! at a time ([`run`]). The ring switches when every file is in place. The worker belongs to the web node, not to the request:
 //! a client that goes away cancels nothing, and a web node that stops leaves the journal
 //! for the next start to finish.
+
+mod run;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
-use super::inventory::{self, KeyWork, Unreachable};
+use super::inventory::{KeyWork, Unreachable};
 use super::membership::{Cluster, ClusterError};
-use super::state::{ChangeKind, ClusterState, Journal, JournalProgress, RepairJournal};
+use super::state::{ChangeKind, ClusterState, Journal, RepairJournal};
 use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
-use crate::node::client::ClientError;
 use crate::proto::admin::{self, MigrationProgress};
 use crate::ring::{Ring, check_zone_name};
+use run::{ArcTally, Run};
 
 /// Files copied at once. Each copy waits on its fsync, so more of them in flight keep
 /// the disk and the CPUs busy: 32 moved 10–15 % more files per second than 16.
@@ -88,6 +88,17 @@ impl Plan {
             }
         }
         plan
+    }
+
+    /// Adds the moves of `other` (another arc's) to these.
+    fn add(&mut self, other: Plan) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        for (pair, (files, bytes)) in other.moves {
+            let entry = self.moves.entry(pair).or_default();
+            entry.0 += files;
+            entry.1 += bytes;
+        }
     }
 
     pub fn to_proto(&self) -> admin::PlanChangeResponse {
@@ -235,6 +246,7 @@ impl Migrator {
             cancelled: false,
             runner: self.instance.clone(),
             progress: None,
+            arcs: None,
         };
         // Journal first, and only if nobody journaled a change meanwhile (another web node
         // on the same store): from here on new files go to the target ring.
@@ -319,6 +331,8 @@ impl Migrator {
             target: state.ring.clone(),
             runner: self.instance.clone(),
             progress: None,
+            // Every arc goes back, those done first.
+            arcs: None,
             ..journal.clone()
         };
         self.cluster
@@ -349,8 +363,7 @@ impl Migrator {
         let target = self.target(state.write_ring(), kind, node, zone).await?;
         let mut nodes = state.data_nodes();
         nodes.extend(target.nodes().map(String::from));
-        let inventory = inventory::take(&self.cluster, &nodes, None).await?;
-        Ok(Plan::of(&inventory::work_list(&inventory, &target)))
+        run::plan(&self.cluster, &nodes, &target).await
     }
 
     fn running(&self) -> Option<(WorkerHandle, Journal)> {
@@ -373,6 +386,7 @@ impl Migrator {
                         let mut next = current.clone();
                         next.migration = Some(Journal {
                             progress: j.progress.clone(),
+                            arcs: j.arcs,
                             ..mine.clone()
                         });
                         Ok(Some(next))
@@ -473,6 +487,7 @@ impl Migrator {
             ctx: &ctx,
             started,
             last_shared: Instant::now(),
+            arcs: ArcTally::default(),
         };
         ctx.report(|s| {
             s.throttle = format!("{} copies at once", self.parallelism);
@@ -497,236 +512,10 @@ impl Migrator {
             if outcome.is_ok() { "done" } else { "stopped" }
         ));
         self.progress
-            .send_replace(Some(to_progress(&journal, &last, true)));
+            .send_replace(Some(to_progress(&journal, &last, &run.arcs, true)));
         match outcome {
             Ok(_) => Ok(finished),
             Err(_) => Err(finished),
-        }
-    }
-}
-
-/// One execution of a journal.
-struct Run<'a> {
-    migrator: &'a Migrator,
-    journal: &'a Journal,
-    ctx: &'a WorkerContext,
-    started: Instant,
-    last_shared: Instant,
-}
-
-impl Run<'_> {
-    fn publish(&self) {
-        let status = self.ctx.status.borrow().clone();
-        self.migrator
-            .progress
-            .send_replace(Some(to_progress(self.journal, &status, false)));
-    }
-
-    fn event(&self, text: String) {
-        self.ctx.report(|s| s.event(text));
-        self.publish();
-    }
-
-    async fn go(&mut self) -> Result<u64, MigrationError> {
-        let cluster = &self.migrator.cluster;
-        let journal = self.journal;
-        // Writes that placed files on the ring before this journal must land before the
-        // inventory, or their files would be missed.
-        let version = cluster.snapshot().version;
-        let pending = cluster.writes_before(version);
-        if pending > 0 {
-            self.event(format!(
-                "{}: waiting for {pending} writes on the previous ring",
-                journal.describe()
-            ));
-            cluster.wait_for_writes_before(version).await;
-        }
-        self.event(format!("{}: taking inventory", journal.describe()));
-
-        let mut nodes = cluster.snapshot().data_nodes();
-        nodes.extend(journal.target.nodes().map(String::from));
-        // A node being removed that no longer answers: its copies elsewhere are used.
-        let may_skip = (journal.kind == ChangeKind::Remove && !journal.cancelled)
-            .then_some(journal.node.as_str());
-        let inventory = inventory::take(cluster, &nodes, may_skip).await?;
-        let work = inventory::work_list(&inventory, &journal.target);
-        let files_total = work.len() as u64;
-        let bytes_total = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
-        self.ctx.report(|s| {
-            s.files_total = files_total;
-            s.bytes_total = bytes_total;
-            s.queue = files_total;
-        });
-        self.event(format!(
-            "{files_total} files to move ({bytes_total} bytes to copy)"
-        ));
-
-        // Stop taking new files when asked to stop; those in flight finish. A key's
-        // surplus copies are deleted once its new copies are durable and checked, in
-        // batches per node (one call and one folder sync for many files).
-        let stop = self.ctx.stop.clone();
-        let items = work.into_iter().take_while(move |_| !stop.is_cancelled());
-        let stop = &self.ctx.stop;
-        let mut copies = futures::stream::iter(items.map(|item| async move {
-            let outcome = inventory::copy_paced(cluster, &item, stop).await;
-            (item, outcome)
-        }))
-        .buffer_unordered(self.migrator.parallelism);
-        // The pace's state and the rate measured, shown even while nothing finishes.
-        let mut show_pace = tokio::time::interval(SHOW_PACE_EVERY);
-        let mut surplus: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut deleting = FuturesUnordered::new();
-        let delete = |node: String, keys: Vec<String>| async move {
-            let outcome = inventory::delete_surplus(cluster, &node, &keys).await;
-            (node, keys, outcome)
-        };
-        let mut copying = true;
-        let mut failed = 0u64;
-        loop {
-            tokio::select! {
-                next = copies.next(), if copying && deleting.len() < DELETES_IN_FLIGHT => {
-                    let Some((item, outcome)) = next else {
-                        copying = false;
-                        // A node's batch may be empty: it was just sent full.
-                        for (node, keys) in std::mem::take(&mut surplus) {
-                            if !keys.is_empty() {
-                                deleting.push(delete(node, keys));
-                            }
-                        }
-                        continue;
-                    };
-                    let copied = self.copied(&item, outcome).await;
-                    if !copied {
-                        failed += 1;
-                        continue;
-                    }
-                    for node in item.extra {
-                        let batch = surplus.entry(node.clone()).or_default();
-                        batch.push(item.key.clone());
-                        if batch.len() >= DELETE_BATCH {
-                            deleting.push(delete(node, std::mem::take(batch)));
-                        }
-                    }
-                }
-                _ = show_pace.tick(), if copying => {
-                    self.ctx.report(|s| s.throttle = cluster.throttle());
-                }
-                Some((node, keys, outcome)) = deleting.next() => {
-                    if let Err(e) = outcome {
-                        failed += keys.len() as u64;
-                        let error = format!(
-                            "{} surplus copies on {node} (first {}): {e}",
-                            keys.len(),
-                            keys[0]
-                        );
-                        self.ctx.report(|s| {
-                            s.errors += keys.len() as u64;
-                            s.last_error = error.clone();
-                        });
-                        self.event(format!("error: {error}"));
-                    }
-                }
-                else => break,
-            }
-        }
-        drop(copies);
-        let status = self.ctx.status.borrow().clone();
-        if self.ctx.stop.is_cancelled() {
-            return Err(MigrationError::Interrupted(status.stop_reason));
-        }
-        if failed > 0 {
-            return Err(MigrationError::Failed(format!(
-                "{failed} of {files_total} files could not be moved (last error: {}); the change stays journaled: run it again to finish",
-                status.last_error
-            )));
-        }
-
-        // Every file is where the target ring wants it: switch, if the journal is still
-        // this one (a cancel replaces it).
-        cluster
-            .update(|current: &ClusterState| match &current.migration {
-                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
-                    let mut next = current.clone();
-                    next.ring = journal.target.clone();
-                    next.migration = None;
-                    match (journal.kind, journal.cancelled) {
-                        (ChangeKind::Add, false) => {
-                            next.spares.remove(&journal.node);
-                        }
-                        (ChangeKind::Remove, false) => {
-                            next.spares.insert(journal.node.clone());
-                        }
-                        (ChangeKind::Zone, false) => {}
-                        // A cancelled change leaves the ring and spares as they were.
-                        (_, true) => {}
-                    }
-                    Ok(Some(next))
-                }
-                _ => Err(MigrationError::Refused(format!(
-                    "{} was replaced in the journal before it could switch the ring",
-                    journal.describe()
-                ))),
-            })
-            .await?;
-        Ok(status.files_done)
-    }
-
-    /// Counts one key's copies in the progress; false when they failed.
-    async fn copied(&mut self, item: &KeyWork, outcome: Result<u64, ClientError>) -> bool {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let mut error = None;
-        self.ctx.report(|s| {
-            match &outcome {
-                Ok(copied) => {
-                    s.files_done += 1;
-                    s.bytes_done += copied;
-                }
-                Err(e) => {
-                    s.errors += 1;
-                    s.last_error = format!("{}: {e}", item.key);
-                    error = Some(s.last_error.clone());
-                }
-            }
-            s.queue = s.queue.saturating_sub(1);
-            s.current_item = item.key.clone();
-            if elapsed > 0.0 {
-                s.bytes_per_second = s.bytes_done as f64 / elapsed;
-            }
-        });
-        match &error {
-            Some(e) => self.event(format!("error: {e}")),
-            None => self.publish(),
-        }
-        self.share_progress().await;
-        error.is_none()
-    }
-
-    /// Saves the progress in the journal now and then, so every web node sharing the
-    /// store can show it. Best effort: a failed save only delays the next one.
-    async fn share_progress(&mut self) {
-        if self.last_shared.elapsed() < SHARE_PROGRESS_EVERY {
-            return;
-        }
-        self.last_shared = Instant::now();
-        let status = self.ctx.status.borrow().clone();
-        let progress = JournalProgress::of(&status);
-        let journal = self.journal;
-        let saved = self
-            .migrator
-            .cluster
-            .update(|current: &ClusterState| match &current.migration {
-                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
-                    let mut next = current.clone();
-                    if let Some(j) = next.migration.as_mut() {
-                        j.progress = Some(progress.clone());
-                    }
-                    Ok::<_, ClusterError>(Some(next))
-                }
-                _ => Ok(None),
-            })
-            .await;
-        if let Err(e) = saved {
-            tracing::debug!(error = %e, "could not share the change's progress");
         }
     }
 }
@@ -790,7 +579,12 @@ pub fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
 }
 
 /// A worker's status in the original admin shape.
-fn to_progress(journal: &Journal, status: &WorkerStatus, finished: bool) -> MigrationProgress {
+fn to_progress(
+    journal: &Journal,
+    status: &WorkerStatus,
+    arcs: &ArcTally,
+    finished: bool,
+) -> MigrationProgress {
     MigrationProgress {
         id: journal.id.clone(),
         kind: proto_kind(journal.kind) as i32,
@@ -806,12 +600,19 @@ fn to_progress(journal: &Journal, status: &WorkerStatus, finished: bool) -> Migr
         finished,
         started_at_ms: journal.started_at.timestamp_millis(),
         events: status.events.iter().cloned().collect(),
+        arcs_total: arcs.total,
+        arcs_done: arcs.done,
+        arc_now: arcs.now,
+        arcs_first: arcs.first,
+        arc_keys_max: arcs.keys_max,
+        keys_listed: arcs.keys_listed,
     }
 }
 
 /// A change another web node runs, from the progress it saved in the journal.
 fn remote_progress(journal: &Journal) -> MigrationProgress {
     let p = journal.progress.clone().unwrap_or_default();
+    let arcs = ArcTally::of_journal(journal.arcs);
     MigrationProgress {
         id: journal.id.clone(),
         kind: proto_kind(journal.kind) as i32,
@@ -831,6 +632,11 @@ fn remote_progress(journal: &Journal) -> MigrationProgress {
             journal.describe(),
             journal.runner
         )],
+        arcs_total: arcs.total,
+        arcs_done: arcs.done,
+        arc_now: arcs.now,
+        arcs_first: arcs.first,
+        ..Default::default()
     }
 }
 

@@ -68,6 +68,20 @@ pub struct Journal {
     /// Where the change had got to when last saved, for the other web nodes to show.
     #[serde(default)]
     pub progress: Option<JournalProgress>,
+    /// The arcs the change works through and how many are done (None until its worker
+    /// first counts them, and in journals written before arcs).
+    #[serde(default)]
+    pub arcs: Option<ArcsDone>,
+}
+
+/// How far a change has worked through the keyspace: the whole ring cut into `count`
+/// arcs ([`crate::ring::KeyRange::split_whole`]), fixed when the change starts, of which
+/// the first `done`, in ring order, hold every key where the target ring wants it. A
+/// resumed change starts at arc `done`, so a crash re-does at most one arc.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArcsDone {
+    pub count: u64,
+    pub done: u64,
 }
 
 /// A repair in progress: a repair recomputes its work from what the nodes hold, so the

@@ -110,12 +110,40 @@ pub struct MigrationInfo {
     pub finished: bool,
     /// The service's events since the start, oldest first (bounded by the service).
     pub events: Vec<String>,
+    /// The arcs of the ring the change works through (0 from a web node without arcs),
+    /// those done, and the one being worked on (from 1). With several, the totals of files
+    /// and bytes count only the arcs listed so far.
+    pub arcs_total: u64,
+    pub arcs_done: u64,
+    pub arc_now: u64,
 }
 
 impl MigrationInfo {
-    /// Fraction done, by bytes when there are bytes to move, else by files; 1 when there is
-    /// nothing to move or it finished.
+    /// "arc 3/20" while a change works through several arcs.
+    pub fn arc_label(&self) -> Option<String> {
+        if self.arcs_total <= 1 {
+            return None;
+        }
+        let now = if self.finished {
+            self.arcs_done
+        } else {
+            self.arc_now.max(1)
+        };
+        Some(format!("arc {now}/{}", self.arcs_total))
+    }
+
+    /// Fraction of the arcs done, while several are worked through one after another.
+    fn arcs_ratio(&self) -> Option<f64> {
+        (self.arcs_total > 1 && !self.finished)
+            .then(|| (self.arcs_done as f64 / self.arcs_total as f64).clamp(0.0, 1.0))
+    }
+
+    /// Fraction done, by arcs when there are several, else by bytes when there are bytes
+    /// to move, else by files; 1 when there is nothing to move or it finished.
     pub fn ratio(&self) -> f64 {
+        if let Some(r) = self.arcs_ratio() {
+            return r;
+        }
         let r = if self.bytes_total > 0 {
             self.bytes_done as f64 / self.bytes_total as f64
         } else if self.files_total > 0 {
@@ -131,15 +159,19 @@ impl MigrationInfo {
     }
 
     pub fn files_ratio(&self) -> f64 {
+        if let Some(r) = self.arcs_ratio() {
+            return r;
+        }
         if self.files_total == 0 {
             return if self.finished { 1.0 } else { 0.0 };
         }
         (self.files_done as f64 / self.files_total as f64).clamp(0.0, 1.0)
     }
 
-    /// Seconds left at the current rate; None when unknown or finished.
+    /// Seconds left at the current rate; None when unknown or finished (or when only the
+    /// arcs listed so far are known).
     pub fn eta_seconds(&self) -> Option<u64> {
-        if self.finished || self.bytes_per_second <= 0.0 {
+        if self.finished || self.bytes_per_second <= 0.0 || self.arcs_total > 1 {
             return None;
         }
         let left = self.bytes_total.saturating_sub(self.bytes_done) as f64;

@@ -513,6 +513,9 @@ pub fn migration_info(m: wire::MigrationProgress) -> MigrationInfo {
         last_error: m.last_error,
         finished: m.finished,
         events: m.events,
+        arcs_total: m.arcs_total,
+        arcs_done: m.arcs_done,
+        arc_now: m.arc_now,
     }
 }
 

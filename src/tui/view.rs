@@ -610,7 +610,10 @@ fn draw_gauges(frame: &mut Frame, area: Rect, m: &MigrationInfo, compact: bool) 
         Color::Cyan
     };
     let style = Style::new().fg(color).bg(Color::DarkGray);
-    let files = format!("files {}/{}", m.files_done, m.files_total);
+    let files = match m.arc_label() {
+        Some(arc) => format!("{arc} · files {}/{}", m.files_done, m.files_total),
+        None => format!("files {}/{}", m.files_done, m.files_total),
+    };
     let bytes = format!("{} / {}", fmt_bytes(m.bytes_done), fmt_bytes(m.bytes_total));
     if compact {
         let label = format!("{files} · {bytes} · {}%", percent(m.ratio()));

@@ -110,6 +110,9 @@ pub fn migration(done_files: u64, total_files: u64, finished: bool) -> Migration
             format!("plan: add {NEW_NODE}, {total_files} files to copy"),
             "copying to 127.0.0.1:8093".into(),
         ],
+        arcs_total: 0,
+        arcs_done: 0,
+        arc_now: 0,
     }
 }
 
