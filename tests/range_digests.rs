@@ -197,3 +197,49 @@ async fn too_many_ranges_in_one_call_are_refused() {
         .await;
     assert_eq!(answer.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
+
+/// The keys of `arc` a store lists, sorted.
+async fn listed_in(store: &tritontube::node::store::Store, arc: KeyRange) -> Vec<String> {
+    use futures::StreamExt;
+    let mut keys = Vec::new();
+    let mut batches = std::pin::pin!(store.list_in(false, arc));
+    while let Some(batch) = batches.next().await {
+        keys.extend(batch.unwrap().into_iter().map(|listed| listed.key));
+    }
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arc_is_listed_the_same_before_and_after_the_index_is_built() {
+    use tritontube::node::write::Arrival;
+    let temp = tempfile::tempdir().unwrap();
+    let store = tritontube::node::store::Store::open(temp.path())
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for i in 0..40u64 {
+        let key = format!("v{}/chunk-{i}", i % 3);
+        let data = Bytes::from(pseudo_random_bytes(100, i));
+        store.put(&key, data, Arrival::Hashed(None)).await.unwrap();
+        all.push(key);
+    }
+    assert!(!store.index_ready());
+    assert_eq!(store.range_digests(&arcs()), None);
+    let walked: Vec<Vec<String>> = futures::future::join_all(arcs().into_iter().map(|arc| {
+        let store = store.clone();
+        async move { listed_in(&store, arc).await }
+    }))
+    .await;
+    assert_eq!(store.build_index().await.unwrap(), all.len());
+    for (arc, walked) in arcs().into_iter().zip(walked) {
+        let mut want: Vec<String> = all
+            .iter()
+            .filter(|k| arc.contains_key(k))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(walked, want, "walked {arc:?}");
+        assert_eq!(listed_in(&store, arc).await, want, "indexed {arc:?}");
+    }
+}
