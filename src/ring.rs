@@ -248,6 +248,12 @@ impl Ring {
         self.walk(key, self.replicas as usize)
     }
 
+    /// The owners of every key at ring position `at` (all keys of one token range share
+    /// them).
+    pub fn owners_at(&self, at: u64) -> Vec<&str> {
+        self.walk_from(at, self.replicas as usize)
+    }
+
     /// Every node in the order met walking the ring from `key`: the owners first, then
     /// the nodes that stand in for an owner that is down (hinted copies).
     pub fn preference_list(&self, key: &str) -> Vec<&str> {
@@ -257,12 +263,15 @@ impl Ring {
     /// The first `count` distinct nodes met walking from `key` (fewer if the ring has
     /// fewer), one per zone first while a zone holds no copy.
     fn walk(&self, key: &str, count: usize) -> Vec<&str> {
+        self.walk_from(position(key), count)
+    }
+
+    fn walk_from(&self, key_position: u64, count: usize) -> Vec<&str> {
         let wanted = count.min(self.nodes.len());
         let mut owners: Vec<&str> = Vec::with_capacity(wanted);
         if wanted == 0 {
             return owners;
         }
-        let key_position = position(key);
         let start = self.tokens.partition_point(|(pos, _)| *pos < key_position);
         let len = self.tokens.len();
         let ring_order = (0..len).map(|offset| self.tokens[(start + offset) % len].1.as_str());

@@ -679,6 +679,18 @@ mod original_node {
         ) -> Result<Response<ListQuarantineResponse>, Status> {
             Err(Status::unimplemented("not in the original contract"))
         }
+        async fn range_digests(
+            &self,
+            _: Request<RangeDigestsRequest>,
+        ) -> Result<Response<RangeDigestsResponse>, Status> {
+            Err(Status::unimplemented("not in the original contract"))
+        }
+        async fn held_videos(
+            &self,
+            _: Request<HeldVideosRequest>,
+        ) -> Result<Response<HeldVideosResponse>, Status> {
+            Err(Status::unimplemented("not in the original contract"))
+        }
     }
 
     pub fn server(service: StorageService) -> StorageServiceServer<WithoutPull> {

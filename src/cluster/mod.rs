@@ -12,12 +12,14 @@
 //! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
 //! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
 //! - [`pace`]: pace and pause for what ring changes and repairs move.
-//! - [`repair`]: anti-entropy as a worker: restore, move, remove orphans.
+//! - [`repair`]: anti-entropy as a worker: restore, move, remove orphans; its survey
+//!   (`survey`) goes arc by arc and lists only where [`digests`] differ.
 //! - [`resync`]: keys with a copy found bad, copied again from a good one at once.
 //! - [`risk`]: data at risk as the admin service reports it.
 //! - [`health`]: watches the nodes; starts repairs by itself.
 
 pub mod arcs;
+pub mod digests;
 pub mod files;
 pub mod health;
 pub mod inventory;
@@ -29,6 +31,7 @@ pub mod repair;
 pub mod resync;
 pub mod risk;
 pub mod state;
+mod survey;
 pub mod worker;
 pub mod write_gate;
 

@@ -7,18 +7,14 @@
 //! after every owner holds one (verified by the receiving node), and a file one of whose
 //! owners does not answer is left exactly as it is until a later pass.
 //!
-//! Orphans, and the race with an upload starting: a key is an orphan when its video id has
-//! no record at all (neither finished nor claimed), or only a delete's tombstone. The nodes are listed first and the
-//! records read after: an upload claims its id before it writes any file, so a file seen
-//! in the listing belongs to an upload whose claim is already in the store when the
-//! records are read — unless that upload has since failed and removed its claim, and then
-//! the file is an orphan indeed. A stale read of the records (etcd without quorum) could
-//! miss a claim, so then no orphan is deleted.
+//! The survey ([`super::survey`]) works arc by arc, and lists keys only where the nodes'
+//! digests disagree with the ring ([`super::digests`]; docs/repair.md says why that is
+//! sound): a repair of a healthy cluster moves no key list. Orphans and the race with
+//! uploads are described there.
 //!
 //! A delete's tombstone is removed by a repair that reached every node and removed every
 //! file of that video, so a delete made while a holder was down ends when it returns.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,16 +22,15 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::inventory::{self, KeyWork};
+use super::inventory;
 use super::membership::{Cluster, ClusterError};
 use super::state::{ClusterState, RepairJournal};
+use super::survey::{self, PARALLELISM, Scope, Task};
 use super::worker::{Runner, WorkerContext, WorkerHandle};
 use crate::meta::{MetaError, VideoStatus};
 
 /// The kind of worker that runs repairs.
 pub const REPAIR: &str = "repair";
-/// Files repaired at once.
-const PARALLELISM: usize = 16;
 
 /// Files and bytes of one kind of finding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +40,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, bytes: u64) {
+    pub(super) fn add(&mut self, bytes: u64) {
         self.files += 1;
         self.bytes += bytes;
     }
@@ -74,6 +69,27 @@ pub struct RepairPlan {
 }
 
 impl RepairPlan {
+    /// Adds what one arc's survey found.
+    fn absorb(&mut self, arc: RepairPlan) {
+        for (total, part) in [
+            (&mut self.missing, arc.missing),
+            (&mut self.misplaced, arc.misplaced),
+            (&mut self.orphans, arc.orphans),
+            (&mut self.deferred, arc.deferred),
+        ] {
+            total.files += part.files;
+            total.bytes += part.bytes;
+        }
+        self.quarantined += arc.quarantined;
+        self.under_replicated += arc.under_replicated;
+        for node in arc.unreachable {
+            if !self.unreachable.contains(&node) {
+                self.unreachable.push(node);
+            }
+        }
+        self.orphans_kept_because_stale |= arc.orphans_kept_because_stale;
+    }
+
     pub fn is_clean(&self) -> bool {
         self.missing.files == 0
             && self.misplaced.files == 0
@@ -91,166 +107,6 @@ pub struct RepairReport {
     pub fixed: u64,
     pub failed: u64,
     pub outcome: String,
-}
-
-/// What a survey found and what to do about it.
-struct Survey {
-    plan: RepairPlan,
-    tasks: Vec<Task>,
-    /// Videos whose delete left a tombstone: once every node has answered and every file
-    /// of theirs is gone, the tombstone goes too, so a delete made while a holder was down
-    /// finishes when it returns (and the id can be uploaded again).
-    tombstones: Vec<String>,
-}
-
-/// One key's work: copy/delete like a ring change, or remove an orphan.
-enum Task {
-    Place(KeyWork),
-    Orphan { key: String, holders: Vec<String> },
-}
-
-impl Task {
-    fn key(&self) -> &str {
-        match self {
-            Task::Place(work) => &work.key,
-            Task::Orphan { key, .. } => key,
-        }
-    }
-}
-
-/// Compares the nodes' holdings with the ring and the metadata store. With `verify`,
-/// every copy is first read and checked against its recorded SHA-256 by its node (a
-/// corrupt one is quarantined there and counts as missing); without, the nodes' records
-/// are trusted and corruption is left to their scrub and to verified reads.
-async fn survey(cluster: &Cluster, verify: bool) -> Result<Survey, ClusterError> {
-    let state = cluster.snapshot();
-    let ring = state.ring.clone();
-    let nodes = state.data_nodes();
-    // Listings first, records after: see the module comment on the race with uploads.
-    let (mut inventory, missed) = inventory::take_reachable(cluster, &nodes).await;
-    if verify {
-        drop_corrupt_copies(cluster, &mut inventory).await;
-    }
-    let records = cluster.meta().list_videos().await?;
-    // A video being deleted keeps nothing: its files are orphans already.
-    let known: BTreeSet<String> = records
-        .value
-        .iter()
-        .filter(|v| v.status != VideoStatus::Deleting)
-        .map(|v| v.id.clone())
-        .collect();
-    let tombstones = if records.stale {
-        Vec::new()
-    } else {
-        records
-            .value
-            .iter()
-            .filter(|v| v.status == VideoStatus::Deleting)
-            .map(|v| v.id.clone())
-            .collect()
-    };
-    let unreachable: BTreeSet<String> = missed.iter().map(|m| m.node.clone()).collect();
-    for m in &missed {
-        tracing::warn!(node = %m.node, why = %m.why, "repair: node does not answer; its files wait");
-    }
-    let mut plan = RepairPlan {
-        unreachable: unreachable.iter().cloned().collect(),
-        orphans_kept_because_stale: records.stale,
-        ..RepairPlan::default()
-    };
-    let mut tasks = Vec::new();
-    for (key, holding) in &inventory {
-        let owners = ring.owners(key);
-        let on_owners = owners
-            .iter()
-            .filter(|o| holding.holders.iter().any(|h| h == *o))
-            .count();
-        if on_owners < owners.len() {
-            plan.under_replicated += 1;
-        }
-        let video = key.split_once('/').map_or(key.as_str(), |(id, _)| id);
-        if !known.contains(video) {
-            plan.orphans.add(holding.size);
-            if !records.stale {
-                tasks.push(Task::Orphan {
-                    key: key.clone(),
-                    holders: holding.holders.clone(),
-                });
-            }
-            continue;
-        }
-        let Some(work) = inventory::work_for(key, holding, &ring) else {
-            continue;
-        };
-        if owners.iter().any(|o| unreachable.contains(*o)) {
-            plan.deferred.add(holding.size);
-            continue;
-        }
-        for _ in &work.missing {
-            plan.missing.add(holding.size);
-        }
-        for _ in &work.extra {
-            plan.misplaced.add(holding.size);
-        }
-        tasks.push(Task::Place(work));
-    }
-    plan.quarantined = quarantined(cluster, &nodes, &unreachable).await;
-    Ok(Survey {
-        plan,
-        tasks,
-        tombstones,
-    })
-}
-
-/// Has every holder verify its copy; drops the holders whose copy failed.
-async fn drop_corrupt_copies(cluster: &Cluster, inventory: &mut inventory::Inventory) {
-    let checks: Vec<(String, String)> = inventory
-        .iter()
-        .flat_map(|(key, h)| h.holders.iter().map(move |n| (key.clone(), n.clone())))
-        .collect();
-    let corrupt: Vec<(String, String)> = futures::stream::iter(checks)
-        .map(|(key, node)| async move {
-            let verdict = match cluster.client(&node) {
-                Ok(client) => client.verify(&key).await,
-                Err(e) => Err(e),
-            };
-            match verdict {
-                Err(e) if e.is_data_loss() => Some((key, node)),
-                Ok(None) => Some((key, node)),
-                _ => None,
-            }
-        })
-        .buffer_unordered(PARALLELISM)
-        .filter_map(futures::future::ready)
-        .collect()
-        .await;
-    for (key, node) in corrupt {
-        tracing::warn!(%key, %node, "repair: copy failed verification (quarantined by its node)");
-        if let Some(holding) = inventory.get_mut(&key) {
-            holding.holders.retain(|h| *h != node);
-            if holding.holders.is_empty() {
-                inventory.remove(&key);
-            }
-        }
-    }
-}
-
-/// Copies the reachable nodes report as quarantined since they started.
-async fn quarantined(
-    cluster: &Cluster,
-    nodes: &BTreeSet<String>,
-    unreachable: &BTreeSet<String>,
-) -> u64 {
-    let counts = futures::future::join_all(nodes.iter().filter(|n| !unreachable.contains(*n)).map(
-        |node| async move {
-            match cluster.client(node) {
-                Ok(client) => client.health().await.map_or(0, |h| h.quarantined_count),
-                Err(_) => 0,
-            }
-        },
-    ))
-    .await;
-    counts.into_iter().sum()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +156,17 @@ impl Repairer {
 
     /// What a repair would do now, changing nothing.
     pub async fn plan(&self, verify: bool) -> Result<RepairPlan, RepairError> {
-        let plan = survey(&self.cluster, verify).await?.plan;
+        let scope = survey::scope(&self.cluster, verify).await?;
+        let mut plan = RepairPlan::default();
+        for arc in &scope.arcs {
+            plan.absorb(
+                survey::survey_arc(&self.cluster, &scope, *arc, verify)
+                    .await?
+                    .plan,
+            );
+        }
+        plan.quarantined =
+            survey::quarantined(&self.cluster, &scope.nodes, &plan.unreachable).await;
         self.remember_survey(&plan);
         Ok(plan)
     }
@@ -425,20 +291,33 @@ impl Repairer {
         let started = Instant::now();
         ctx.report(|s| {
             s.throttle = format!("{PARALLELISM} files at once; {}", self.cluster.throttle());
-            s.event(format!("repair ({}): surveying the nodes", journal.reason));
+            s.event(format!("repair ({}): comparing the nodes", journal.reason));
         });
-        let Survey {
-            plan,
-            tasks,
-            tombstones,
-        } = survey(&self.cluster, journal.verify).await?;
+        let scope = survey::scope(&self.cluster, journal.verify).await?;
+        ctx.report(|s| s.event(scope.summary.clone()));
+        let mut plan = RepairPlan::default();
+        let (mut fixed, mut failed) = (0u64, 0u64);
+        for arc in &scope.arcs {
+            if ctx.stop.is_cancelled() {
+                break;
+            }
+            let found = survey::survey_arc(&self.cluster, &scope, *arc, journal.verify).await?;
+            let count = found.tasks.len() as u64;
+            let bytes = found.plan.missing.bytes + found.plan.misplaced.bytes;
+            plan.absorb(found.plan);
+            ctx.report(|s| {
+                s.files_total += count;
+                s.bytes_total += bytes;
+                s.queue += count;
+            });
+            let (arc_fixed, arc_failed) = self.run_tasks(found.tasks, ctx, started).await;
+            fixed += arc_fixed;
+            failed += arc_failed;
+        }
+        plan.quarantined =
+            survey::quarantined(&self.cluster, &scope.nodes, &plan.unreachable).await;
         self.remember_survey(&plan);
-        let files_total = tasks.len() as u64;
-        let bytes_total = plan.missing.bytes + plan.misplaced.bytes;
         ctx.report(|s| {
-            s.files_total = files_total;
-            s.bytes_total = bytes_total;
-            s.queue = files_total;
             s.event(format!(
                 "{} missing, {} misplaced, {} orphans, {} deferred, {} quarantined copies{}",
                 plan.missing.files,
@@ -451,8 +330,61 @@ impl Repairer {
                 } else {
                     format!("; not answering: {}", plan.unreachable.join(", "))
                 }
-            ));
+            ))
         });
+        let status = ctx.status.borrow().clone();
+        if ctx.stop.is_cancelled() {
+            return Err(RepairError::Interrupted(status.stop_reason));
+        }
+        self.forget_delivered_hints().await;
+        let files_total = status.files_total;
+        let outcome = if failed > 0 {
+            Err(RepairError::Incomplete {
+                failed,
+                total: files_total,
+                last: status.last_error.clone(),
+            })
+        } else if !plan.unreachable.is_empty() {
+            Err(RepairError::Incomplete {
+                failed: plan.deferred.files,
+                total: files_total + plan.deferred.files,
+                last: format!(
+                    "{} files wait for {} to answer",
+                    plan.deferred.files,
+                    plan.unreachable.join(", ")
+                ),
+            })
+        } else {
+            self.finish_tombstones(&scope).await;
+            Ok(format!(
+                "{fixed} files repaired in {:.1} s ({} restored, {} moved, {} orphans removed; {})",
+                started.elapsed().as_secs_f64(),
+                plan.missing.files,
+                plan.misplaced.files,
+                plan.orphans.files,
+                scope.summary
+            ))
+        };
+        *self.last.lock().expect("repair report lock") = Some(RepairReport {
+            finished_at: Utc::now(),
+            plan,
+            fixed,
+            failed,
+            outcome: match &outcome {
+                Ok(text) => text.clone(),
+                Err(e) => e.to_string(),
+            },
+        });
+        outcome
+    }
+
+    /// Runs one arc's tasks, reporting each; returns (fixed, failed).
+    async fn run_tasks(
+        &self,
+        tasks: Vec<Task>,
+        ctx: &WorkerContext,
+        started: Instant,
+    ) -> (u64, u64) {
         let cluster = &self.cluster;
         let stop = ctx.stop.clone();
         let items = tasks.into_iter().take_while(move |_| !stop.is_cancelled());
@@ -489,57 +421,15 @@ impl Repairer {
                 }
             });
         }
-        drop(results);
-        let status = ctx.status.borrow().clone();
-        if ctx.stop.is_cancelled() {
-            return Err(RepairError::Interrupted(status.stop_reason));
-        }
-        self.forget_delivered_hints().await;
-        let outcome = if failed > 0 {
-            Err(RepairError::Incomplete {
-                failed,
-                total: files_total,
-                last: status.last_error.clone(),
-            })
-        } else if !plan.unreachable.is_empty() {
-            Err(RepairError::Incomplete {
-                failed: plan.deferred.files,
-                total: files_total + plan.deferred.files,
-                last: format!(
-                    "{} files wait for {} to answer",
-                    plan.deferred.files,
-                    plan.unreachable.join(", ")
-                ),
-            })
-        } else {
-            self.finish_tombstones(&tombstones).await;
-            Ok(format!(
-                "{fixed} files repaired in {:.1} s ({} restored, {} moved, {} orphans removed)",
-                started.elapsed().as_secs_f64(),
-                plan.missing.files,
-                plan.misplaced.files,
-                plan.orphans.files
-            ))
-        };
-        *self.last.lock().expect("repair report lock") = Some(RepairReport {
-            finished_at: Utc::now(),
-            plan,
-            fixed,
-            failed,
-            outcome: match &outcome {
-                Ok(text) => text.clone(),
-                Err(e) => e.to_string(),
-            },
-        });
-        outcome
+        (fixed, failed)
     }
 
     /// Removes the tombstones of deletes whose files this repair has seen gone from every
     /// node (each was listed, and each file of a tombstoned video was deleted as an orphan).
     /// A tombstone removed meanwhile (a delete request finished it) is left alone.
-    async fn finish_tombstones(&self, tombstones: &[String]) {
+    async fn finish_tombstones(&self, scope: &Scope) {
         let meta = self.cluster.meta();
-        for id in tombstones {
+        for id in &scope.tombstones {
             let still_deleting = match meta.get_video(id).await {
                 Ok(read) if !read.stale => read
                     .value

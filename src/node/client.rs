@@ -15,11 +15,13 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::node::address::with_scheme;
 use crate::node::call_metrics::{self, MeteredChannel};
+use crate::node::index::RangeDigest;
 use crate::proto::storage::storage_service_client::StorageServiceClient;
 use crate::proto::storage::{
-    DeleteFilesRequest, DeleteRequest, GetFileRequest, KeyInfo, ListQuarantineRequest,
-    NodeStatsRequest, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
-    ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse, StreamKeysRequest,
+    DeleteFilesRequest, DeleteRequest, GetFileRequest, HeldVideosRequest, KeyInfo,
+    ListQuarantineRequest, NodeStatsRequest, PullFileRequest, PutFileChunk, PutFileResponse,
+    QuarantinedFile, RangeDigestsRequest, ScrubRequest, ScrubResponse, StatFileRequest,
+    StatFileResponse, StreamKeysRequest,
 };
 use crate::ring::KeyRange;
 use crate::trust::tls::ClusterTls;
@@ -29,6 +31,8 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// How long a node may take to answer a call that moves no file body (stat, delete,
 /// the start of a read or listing): a hung node must not hang its caller.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ranges per RangeDigests call: about 100 KB of reply.
+const DIGEST_BATCH: usize = 4096;
 /// How long one listing batch with stats may take (hashing up to 1 000 files).
 const HASHING_BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest message the compatible (unary, whole-file) RPCs accept and send.
@@ -125,6 +129,10 @@ pub struct NodeHealth {
     pub store_recreated: bool,
     /// The node's `--zone`, empty for none.
     pub zone: String,
+    /// StreamKeys calls the node has served since it started.
+    pub key_listings_served: u64,
+    /// Whether the node's position index is built (RangeDigests answers).
+    pub position_index_ready: bool,
 }
 
 /// A cheap-to-clone handle on one node; the underlying HTTP/2 connection is shared and
@@ -527,7 +535,70 @@ impl StorageClient {
             store_created_unix_ms: reply.store_created_unix_ms,
             store_recreated: reply.store_recreated,
             zone: reply.zone,
+            key_listings_served: reply.key_listings_served,
+            position_index_ready: reply.position_index_ready,
         })
+    }
+
+    /// The video ids the node holds files of; None when its position index is not built
+    /// yet (or it predates the call).
+    pub async fn held_videos(&self) -> ClientResult<Option<Vec<String>>> {
+        let mut inner = self.inner.clone();
+        match self.answer(inner.held_videos(HeldVideosRequest {})).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                Ok(reply.index_ready.then_some(reply.video_ids))
+            }
+            Err(status) if status.code() == Code::Unimplemented => Ok(None),
+            Err(status) => Err(self.rpc(status)),
+        }
+    }
+
+    /// The node's digest of each arc (see RangeDigests in proto/storage.proto), asked in
+    /// batches; None when its position index is not built yet (or it predates digests):
+    /// list the keys instead.
+    pub async fn range_digests(
+        &self,
+        ranges: &[KeyRange],
+    ) -> ClientResult<Option<Vec<RangeDigest>>> {
+        let mut digests = Vec::with_capacity(ranges.len());
+        for batch in ranges.chunks(DIGEST_BATCH) {
+            let mut inner = self.inner.clone();
+            let request = RangeDigestsRequest {
+                ranges: batch
+                    .iter()
+                    .map(|r| crate::proto::storage::KeyRange {
+                        start: r.start,
+                        end: r.end,
+                    })
+                    .collect(),
+            };
+            let reply = match self.answer(inner.range_digests(request)).await {
+                Ok(reply) => reply.into_inner(),
+                Err(status) if status.code() == Code::Unimplemented => return Ok(None),
+                Err(status) => return Err(self.rpc(status)),
+            };
+            if !reply.index_ready {
+                return Ok(None);
+            }
+            if reply.digests.len() != batch.len() {
+                return Err(self.rpc(Status::internal(format!(
+                    "{} digests for {} ranges",
+                    reply.digests.len(),
+                    batch.len()
+                ))));
+            }
+            for digest in reply.digests {
+                let xor: [u8; 16] = digest.xor[..]
+                    .try_into()
+                    .map_err(|_| self.rpc(Status::internal("a range digest is not 16 bytes")))?;
+                digests.push(RangeDigest {
+                    xor: u128::from_be_bytes(xor),
+                    count: digest.count,
+                });
+            }
+        }
+        Ok(Some(digests))
     }
 
     /// The scrub's progress and findings; with `start_now`, starts a pass first.

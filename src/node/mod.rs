@@ -6,6 +6,8 @@
 //!   [`record`] (the SHA-256 recorded for each file), [`write`] (atomic writes, disk
 //!   reserve), [`verify`] (reads checked against the record), [`quarantine`] (corrupt
 //!   copies moved aside), [`walk`] (listing and the start-up scan), [`disk`] (free space).
+//! - [`index`]: every key held in ring order with a digest part, for arc listings and
+//!   RangeDigests.
 //! - [`scrub`]: the background re-hashing of every file at a bounded rate.
 //! - [`identity`]: the store's creation marker, so a wiped or replaced folder shows.
 //! - [`service`]: the StorageService gRPC implementation over the store.
@@ -22,6 +24,7 @@ pub mod client;
 pub mod copy_stream;
 pub mod disk;
 pub mod identity;
+pub mod index;
 pub mod keys;
 pub mod metrics;
 pub mod quarantine;

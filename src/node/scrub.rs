@@ -10,6 +10,7 @@
 //! - The rate is paced per chunk read (at most one second of catch-up after a stall), so
 //!   serving keeps the disk for itself; a rate of 0 turns the scrub off.
 //! - A file with no record yet is hashed at the scrub's pace and that hash recorded.
+//! - Each finished pass rebuilds the node's position index ([`super::index`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -351,6 +352,12 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
             shared.save().await;
             saved_at = Instant::now();
         }
+    }
+    // A full pass also rebuilds the position index, which reconciles it with anything
+    // changed on disk behind the node's back.
+    if let Err(e) = shared.store.build_index().await {
+        tracing::error!(error = %e, "scrub: cannot rebuild the position index");
+        progress.errors += 1;
     }
     progress.finished_unix_ms = crate::node::now_unix_ms();
     tracing::info!(

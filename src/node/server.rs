@@ -104,6 +104,16 @@ pub async fn run_secure(
             "adopting a folder with files and no store marker (the original system's layout)"
         );
     }
+    // Arc requests walk the disk until the position index is built.
+    let indexing = store.clone();
+    tokio::spawn(async move {
+        match indexing.build_index().await {
+            Ok(keys) => tracing::info!(keys, "position index built"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the position index; arc requests walk the disk")
+            }
+        }
+    });
     let stop_scrub = CancellationToken::new();
     let (scrubber, scrub_task) =
         Scrubber::start(store.clone(), options.scrub, stop_scrub.clone()).await;

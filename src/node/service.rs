@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
@@ -25,9 +26,10 @@ use super::write::Arrival;
 use crate::proto::storage::storage_service_server::{self, StorageServiceServer};
 use crate::proto::storage::{
     DeleteFilesRequest, DeleteFilesResponse, DeleteRequest, DeleteResponse, DownloadRequest,
-    DownloadResponse, GetFileChunk, GetFileRequest, KeyBatch, KeyInfo, ListFilesRequest,
-    ListFilesResponse, ListQuarantineRequest, ListQuarantineResponse, NodeStatsRequest,
-    NodeStatsResponse, PullFileRequest, PutFileChunk, PutFileResponse, QuarantinedFile,
+    DownloadResponse, GetFileChunk, GetFileRequest, HeldVideosRequest, HeldVideosResponse,
+    KeyBatch, KeyInfo, ListFilesRequest, ListFilesResponse, ListQuarantineRequest,
+    ListQuarantineResponse, NodeStatsRequest, NodeStatsResponse, PullFileRequest, PutFileChunk,
+    PutFileResponse, QuarantinedFile, RangeDigest, RangeDigestsRequest, RangeDigestsResponse,
     ScrubFinding, ScrubPass, ScrubRequest, ScrubResponse, StatFileRequest, StatFileResponse,
     StreamKeysRequest, UploadRequest, UploadResponse,
 };
@@ -74,6 +76,8 @@ pub struct StorageService {
     tls: Option<ClusterTls>,
     /// The failure domain reported to web nodes (`--zone`).
     zone: Option<String>,
+    /// StreamKeys calls served, reported by NodeStats.
+    key_listings: Arc<AtomicU64>,
 }
 
 /// A GetFile of a whole file up to this size is read, verified and sent as one message:
@@ -82,6 +86,8 @@ pub struct StorageService {
 pub const WHOLE_READ_BYTES: u64 = 4 * 1024 * 1024;
 /// At most this many whole-file reads are held in memory at once (64 MiB at most).
 const WHOLE_READS_IN_FLIGHT: usize = 16;
+/// Ranges one RangeDigests may ask for.
+pub const MAX_DIGEST_RANGES: usize = 65_536;
 /// Keys one DeleteFiles may carry.
 pub const MAX_DELETE_KEYS: usize = 1024;
 
@@ -104,6 +110,7 @@ impl StorageService {
             whole_reads: Arc::new(tokio::sync::Semaphore::new(WHOLE_READS_IN_FLIGHT)),
             tls: None,
             zone: None,
+            key_listings: Arc::default(),
         }
     }
 
@@ -471,10 +478,14 @@ impl storage_service_server::StorageService for StorageService {
             .range
             .map(|r| KeyRange::new(r.start, r.end))
             .unwrap_or(KeyRange::WHOLE);
-        let stream = self.store.list(with_stat).map(move |batch| {
+        self.key_listings.fetch_add(1, Ordering::Relaxed);
+        let batches = match range.is_whole() {
+            true => self.store.list(with_stat).boxed(),
+            false => self.store.list_in(with_stat, range).boxed(),
+        };
+        let stream = batches.map(move |batch| {
             let keys = batch?
                 .into_iter()
-                .filter(|listed| range.contains_key(&listed.key))
                 .map(|listed| {
                     let (size, sha256) = listed
                         .stat
@@ -509,6 +520,8 @@ impl storage_service_server::StorageService for StorageService {
             store_created_unix_ms: self.identity.created_unix_ms,
             store_recreated: self.identity.recreated,
             zone: self.zone.clone().unwrap_or_default(),
+            key_listings_served: self.key_listings.load(Ordering::Relaxed),
+            position_index_ready: self.store.index_ready(),
         }))
     }
 
@@ -571,5 +584,57 @@ impl storage_service_server::StorageService for StorageService {
             })
             .collect();
         Ok(Response::new(ListQuarantineResponse { files }))
+    }
+
+    async fn held_videos(
+        &self,
+        _request: Request<HeldVideosRequest>,
+    ) -> Result<Response<HeldVideosResponse>, Status> {
+        let store = self.store.clone();
+        let ids = tokio::task::spawn_blocking(move || store.held_videos())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(HeldVideosResponse {
+            index_ready: ids.is_some(),
+            video_ids: ids.unwrap_or_default().into_iter().collect(),
+        }))
+    }
+
+    async fn range_digests(
+        &self,
+        request: Request<RangeDigestsRequest>,
+    ) -> Result<Response<RangeDigestsResponse>, Status> {
+        let ranges: Vec<KeyRange> = request
+            .into_inner()
+            .ranges
+            .into_iter()
+            .map(|r| KeyRange::new(r.start, r.end))
+            .collect();
+        if ranges.len() > MAX_DIGEST_RANGES {
+            return Err(Status::invalid_argument(format!(
+                "{} ranges asked for; at most {MAX_DIGEST_RANGES} per call",
+                ranges.len()
+            )));
+        }
+        let store = self.store.clone();
+        let digests = tokio::task::spawn_blocking(move || store.range_digests(&ranges))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match digests {
+            Some(digests) => RangeDigestsResponse {
+                index_ready: true,
+                digests: digests
+                    .into_iter()
+                    .map(|d| RangeDigest {
+                        xor: bytes::Bytes::copy_from_slice(&d.xor.to_be_bytes()),
+                        count: d.count,
+                    })
+                    .collect(),
+            },
+            None => RangeDigestsResponse {
+                index_ready: false,
+                digests: Vec::new(),
+            },
+        }))
     }
 }

@@ -25,13 +25,15 @@ use tokio::sync::mpsc;
 
 use super::client::{FileStat, NodeStats};
 use super::disk::{DiskSpace, disk_space, is_disk_full};
+use super::index::{PositionIndex, RangeDigest};
 use super::keys::split_key;
 use super::quarantine::{FoundBy, Quarantine, QuarantinedCopy};
 use super::record::sidecar_name;
 use super::verify::{FirstSight, OpenFile, SmallRead};
 pub use super::walk::ListedKey;
-use super::walk::{scan, walk};
+use super::walk::{build_index, list_keys, scan, walk, walk_batches};
 use super::write::{Arrival, PendingWrite};
+use crate::ring::KeyRange;
 
 pub use super::keys::KeyError;
 
@@ -136,6 +138,8 @@ pub(crate) struct Totals {
 pub(crate) struct Meta {
     pub totals: Totals,
     pub quarantine: Quarantine,
+    /// Every key held, in ring order, with its digest part ([`super::index`]).
+    pub index: PositionIndex,
 }
 
 /// How a store is run.
@@ -220,6 +224,7 @@ impl Inner {
             found_by = copy.found_by.as_str(),
             "corrupt copy found; moving it to quarantine"
         );
+        let copy_key = copy.key.clone();
         let mut meta = self.lock();
         let current = match fs::metadata(&paths.file) {
             Ok(m) if m.is_file() && (m.dev(), m.ino()) == version => m,
@@ -233,6 +238,7 @@ impl Inner {
         }
         meta.totals.files = meta.totals.files.saturating_sub(1);
         meta.totals.bytes = meta.totals.bytes.saturating_sub(current.len());
+        meta.index.remove(&copy_key);
         if let Err(e) = fs::remove_file(&paths.sidecar) {
             if !is_absent(&e) {
                 tracing::warn!(path = %paths.sidecar.display(), error = %e, "could not remove a checksum record");
@@ -297,6 +303,7 @@ pub(crate) struct OpenDir<'a> {
 fn delete_blocking(inner: &Inner, key: &str, paths: KeyPaths) -> StoreResult<Option<PathBuf>> {
     let mut meta = inner.lock();
     meta.quarantine.clear(key);
+    meta.index.remove(key);
     let size = match fs::metadata(&paths.file) {
         Ok(m) if m.is_file() => Some(m.len()),
         Ok(_) => return Ok(None),
@@ -385,7 +392,11 @@ impl Store {
                 inner: Arc::new(Inner {
                     root,
                     options,
-                    meta: Mutex::new(Meta { totals, quarantine }),
+                    meta: Mutex::new(Meta {
+                        totals,
+                        quarantine,
+                        index: PositionIndex::default(),
+                    }),
                     checksum_failures: AtomicU64::new(0),
                 }),
             })
@@ -554,6 +565,60 @@ impl Store {
             Ok(deleted)
         })
         .await
+    }
+
+    /// Builds the position index by one walk over the records (at start, and again by
+    /// each full scrub pass); returns the keys indexed.
+    pub async fn build_index(&self) -> StoreResult<usize> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || build_index(&inner)).await
+    }
+
+    /// Whether the position index has been built (arc requests are served from it).
+    pub fn index_ready(&self) -> bool {
+        self.inner.lock().index.is_ready()
+    }
+
+    /// The digest of each arc; None until the index is built.
+    pub fn range_digests(&self, ranges: &[KeyRange]) -> Option<Vec<RangeDigest>> {
+        // One arc per lock, so writes go on between arcs.
+        ranges
+            .iter()
+            .map(|range| self.inner.lock().index.digests(*range))
+            .collect()
+    }
+
+    /// Every video id with a file here; None until the index is built.
+    pub fn held_videos(&self) -> Option<std::collections::BTreeSet<String>> {
+        self.inner.lock().index.video_ids()
+    }
+
+    /// The keys of one arc, from the position index once it is built (a cost in the keys
+    /// of the arc), else by walking the whole disk and keeping those in the arc.
+    pub fn list_in(
+        &self,
+        with_stat: bool,
+        range: KeyRange,
+    ) -> impl Stream<Item = StoreResult<Vec<ListedKey>>> + Send + 'static {
+        let (tx, rx) = mpsc::channel(2);
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let indexed = inner.lock().index.keys_in(range);
+            let listed = match indexed {
+                Some(keys) => list_keys(&inner, keys, with_stat, &tx),
+                None => walk_batches(&inner, with_stat, |batch| {
+                    let kept: Vec<ListedKey> = batch
+                        .into_iter()
+                        .filter(|listed| range.contains_key(&listed.key))
+                        .collect();
+                    kept.is_empty() || tx.blocking_send(Ok(kept)).is_ok()
+                }),
+            };
+            if let Err(e) = listed {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 
     /// Every key, in batches of at most [`LIST_BATCH`], with size and hash when

@@ -57,6 +57,18 @@ pub(crate) fn walk(
     with_stat: bool,
     tx: &mpsc::Sender<StoreResult<Vec<ListedKey>>>,
 ) -> StoreResult<()> {
+    walk_batches(inner, with_stat, |batch| {
+        tx.blocking_send(Ok(batch)).is_ok()
+    })
+}
+
+/// Hands every key to `take` in batches of at most [`LIST_BATCH`]; stops early when
+/// `take` returns false.
+pub(crate) fn walk_batches(
+    inner: &Inner,
+    with_stat: bool,
+    mut take: impl FnMut(Vec<ListedKey>) -> bool,
+) -> StoreResult<()> {
     let mut batch = Vec::with_capacity(LIST_BATCH);
     for (video_id, file_type) in visible_entries(&inner.root)? {
         if !file_type.is_dir() {
@@ -85,16 +97,74 @@ pub(crate) fn walk(
             batch.push(ListedKey { key, stat });
             if batch.len() == LIST_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
-                if tx.blocking_send(Ok(full)).is_err() {
+                if !take(full) {
                     return Ok(());
                 }
             }
         }
     }
     if !batch.is_empty() {
-        let _ = tx.blocking_send(Ok(batch));
+        take(batch);
     }
     Ok(())
+}
+
+/// Sends `keys` (from the position index) in batches, with their recorded size and hash
+/// when `with_stat`; a key deleted since is left out.
+pub(crate) fn list_keys(
+    inner: &Inner,
+    keys: Vec<String>,
+    with_stat: bool,
+    tx: &mpsc::Sender<StoreResult<Vec<ListedKey>>>,
+) -> StoreResult<()> {
+    for chunk in keys.chunks(LIST_BATCH) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for key in chunk {
+            let stat = if with_stat {
+                match recorded_stat(inner, &inner.paths(key)?) {
+                    Ok(stat) => Some(stat),
+                    Err(StoreError::NotFound) => continue,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            batch.push(ListedKey {
+                key: key.clone(),
+                stat,
+            });
+        }
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Blocking: builds the position index from one walk over the records (see
+/// [`super::index`]); the old index serves until it ends. Returns the keys indexed.
+pub(crate) fn build_index(inner: &Inner) -> StoreResult<usize> {
+    inner.lock().index.begin_build();
+    let walked = walk_batches(inner, true, |batch| {
+        let found = batch
+            .into_iter()
+            .filter_map(|listed| Some((listed.key, listed.stat?.sha256)));
+        inner.lock().index.found(found);
+        true
+    });
+    let mut meta = inner.lock();
+    if let Err(e) = walked {
+        meta.index.abandon_build();
+        return Err(e);
+    }
+    let differing = meta.index.finish_build();
+    if differing > 0 {
+        tracing::warn!(
+            keys = differing,
+            "position index rebuilt: keys changed on disk outside the node"
+        );
+    }
+    Ok(meta.index.len())
 }
 
 /// Counts the files held; removes temp files left by a crash and records whose file is

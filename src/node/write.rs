@@ -447,6 +447,7 @@ fn commit_blocking(store: &Inner, key: &str, state: WriteState) -> StoreResult<F
                 meta.totals.bytes += size;
             }
         }
+        meta.index.put(key, &sha256);
         let cleared = meta.quarantine.clear(key);
         if cleared > 0 {
             tracing::info!(key, cleared, "a quarantined key was written again");
