@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::cluster::ClusterError;
 use crate::cluster::health::HealthMonitor;
 use crate::cluster::membership::Cluster;
-use crate::cluster::migration::MigrationError;
+use crate::cluster::migration::{ChangeProgress, MigrationError, Plan};
 use crate::cluster::pace::PaceSettings;
 use crate::cluster::repair::{RepairError, RepairPlan, Repairer, Tally};
 use crate::cluster::resync::Resyncer;
@@ -188,5 +188,55 @@ pub async fn set_pace(
         Err(e) => Err(Status::internal(format!(
             "the pace could not be saved: {e}"
         ))),
+    }
+}
+
+pub fn wire_kind(kind: ChangeKind) -> admin::ChangeKind {
+    match kind {
+        ChangeKind::Add => admin::ChangeKind::Add,
+        ChangeKind::Remove => admin::ChangeKind::Remove,
+        ChangeKind::Zone => admin::ChangeKind::Zone,
+    }
+}
+
+pub fn migration_progress(p: &ChangeProgress) -> admin::MigrationProgress {
+    admin::MigrationProgress {
+        id: p.id.clone(),
+        kind: wire_kind(p.kind) as i32,
+        node_address: p.node.clone(),
+        files_total: p.files_total,
+        files_done: p.files_done,
+        bytes_total: p.bytes_total,
+        bytes_done: p.bytes_done,
+        bytes_per_second: p.bytes_per_second,
+        current_key: p.current_key.clone(),
+        errors: p.errors,
+        last_error: p.last_error.clone(),
+        finished: p.finished,
+        started_at_ms: p.started_at.timestamp_millis(),
+        events: p.events.clone(),
+        arcs_total: p.arcs.total,
+        arcs_done: p.arcs.done,
+        arc_now: p.arcs.now,
+        arcs_first: p.arcs.first,
+        arc_keys_max: p.arcs.keys_max,
+        keys_listed: p.arcs.keys_listed,
+    }
+}
+
+pub fn plan_change(plan: &Plan) -> admin::PlanChangeResponse {
+    admin::PlanChangeResponse {
+        files: plan.files,
+        bytes: plan.bytes,
+        moves: plan
+            .moves
+            .iter()
+            .map(|((from, to), (files, bytes))| admin::PlanMove {
+                from: from.clone(),
+                to: to.clone(),
+                files: *files,
+                bytes: *bytes,
+            })
+            .collect(),
     }
 }

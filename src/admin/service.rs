@@ -11,7 +11,9 @@ use futures::Stream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::mapping::{change_kind, count, node_address, plan_proto, worker_info};
+use super::mapping::{
+    change_kind, count, migration_progress, node_address, plan_proto, worker_info,
+};
 use crate::cluster::ControlPlane;
 use crate::cluster::health::HealthMonitor;
 use crate::cluster::migration::Migrator;
@@ -164,7 +166,11 @@ impl VideoContentAdminService for AdminService {
                     position,
                 })
                 .collect(),
-            migration: self.migrator.latest_progress(),
+            migration: self
+                .migrator
+                .latest_progress()
+                .as_ref()
+                .map(migration_progress),
             pace: Some(super::mapping::pace_reply(self.migrator.cluster())),
         }))
     }
@@ -180,7 +186,7 @@ impl VideoContentAdminService for AdminService {
             .migrator
             .plan(kind, &request.node_address, zone)
             .await?;
-        Ok(Response::new(plan.to_proto()))
+        Ok(Response::new(super::mapping::plan_change(&plan)))
     }
 
     type WatchMigrationStream =
@@ -198,7 +204,7 @@ impl VideoContentAdminService for AdminService {
             let mut remote: Option<MigrationProgress> = None;
             loop {
                 updates.borrow_and_update();
-                let latest = migrator.latest_progress();
+                let latest = migrator.latest_progress().as_ref().map(migration_progress);
                 if let Some(mut last) = remote.take() {
                     if latest.as_ref().is_none_or(|p| p.id != last.id) {
                         last.finished = true;
@@ -257,7 +263,12 @@ impl VideoContentAdminService for AdminService {
     ) -> Result<Response<admin::ListWorkersResponse>, Status> {
         let workers = self.migrator.runner().statuses();
         let journal = self.migrator.cluster().snapshot().migration.clone();
-        let journaled = journal.as_ref().and(self.migrator.latest_progress());
+        let journaled = journal.as_ref().and(
+            self.migrator
+                .latest_progress()
+                .as_ref()
+                .map(migration_progress),
+        );
         Ok(Response::new(admin::ListWorkersResponse {
             workers: workers.iter().map(worker_info).collect(),
             journaled,

@@ -10,6 +10,7 @@
 //! a client that goes away cancels nothing, and a web node that stops leaves the journal
 //! for the next start to finish.
 
+mod progress;
 mod run;
 
 use std::collections::BTreeMap;
@@ -23,8 +24,8 @@ use super::inventory::{KeyWork, Unreachable};
 use super::membership::{Cluster, ClusterError};
 use super::state::{ChangeKind, ClusterState, Journal, RepairJournal};
 use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
-use crate::proto::admin::{self, MigrationProgress};
 use crate::ring::{Ring, check_zone_name};
+pub use progress::{ArcProgress, ChangeProgress};
 use run::{ArcTally, Run};
 
 /// Files copied at once. Each copy waits on its fsync, so more of them in flight keep
@@ -100,23 +101,6 @@ impl Plan {
             entry.1 += bytes;
         }
     }
-
-    pub fn to_proto(&self) -> admin::PlanChangeResponse {
-        admin::PlanChangeResponse {
-            files: self.files,
-            bytes: self.bytes,
-            moves: self
-                .moves
-                .iter()
-                .map(|((from, to), (files, bytes))| admin::PlanMove {
-                    from: from.clone(),
-                    to: to.clone(),
-                    files: *files,
-                    bytes: *bytes,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// Starts, resumes and cancels ring changes; each one runs as a worker of `runner`.
@@ -128,7 +112,7 @@ pub struct Migrator {
     /// the change really runs.
     instance: String,
     /// The latest change's progress in the original admin shape, for WatchMigration.
-    progress: watch::Sender<Option<MigrationProgress>>,
+    progress: watch::Sender<Option<ChangeProgress>>,
     /// Serialises the checks and the journal write of changes asked of this web node.
     starting: tokio::sync::Mutex<()>,
     /// The change this node runs now, with the journal it runs.
@@ -163,12 +147,12 @@ impl Migrator {
 
     /// The latest progress, then every update. A change run by another web node sharing
     /// the store shows here too, from the progress it saves in the journal.
-    pub fn watch(&self) -> watch::Receiver<Option<MigrationProgress>> {
+    pub fn watch(&self) -> watch::Receiver<Option<ChangeProgress>> {
         self.progress.subscribe()
     }
 
     /// The latest progress: this node's change, else one another web node runs.
-    pub fn latest_progress(&self) -> Option<MigrationProgress> {
+    pub fn latest_progress(&self) -> Option<ChangeProgress> {
         let local = self.progress.borrow().clone();
         match (&local, &self.cluster.snapshot().migration) {
             (Some(p), _) if !p.finished => local,
@@ -570,25 +554,17 @@ fn removal_target(ring: &Ring, node: &str) -> Result<Ring, MigrationError> {
     Ok(target)
 }
 
-pub fn proto_kind(kind: ChangeKind) -> admin::ChangeKind {
-    match kind {
-        ChangeKind::Add => admin::ChangeKind::Add,
-        ChangeKind::Remove => admin::ChangeKind::Remove,
-        ChangeKind::Zone => admin::ChangeKind::Zone,
-    }
-}
-
 /// A worker's status in the original admin shape.
 fn to_progress(
     journal: &Journal,
     status: &WorkerStatus,
     arcs: &ArcTally,
     finished: bool,
-) -> MigrationProgress {
-    MigrationProgress {
+) -> ChangeProgress {
+    ChangeProgress {
         id: journal.id.clone(),
-        kind: proto_kind(journal.kind) as i32,
-        node_address: journal.node.clone(),
+        kind: journal.kind,
+        node: journal.node.clone(),
         files_total: status.files_total,
         files_done: status.files_done,
         bytes_total: status.bytes_total,
@@ -598,25 +574,27 @@ fn to_progress(
         errors: status.errors,
         last_error: status.last_error.clone(),
         finished,
-        started_at_ms: journal.started_at.timestamp_millis(),
+        started_at: journal.started_at,
         events: status.events.iter().cloned().collect(),
-        arcs_total: arcs.total,
-        arcs_done: arcs.done,
-        arc_now: arcs.now,
-        arcs_first: arcs.first,
-        arc_keys_max: arcs.keys_max,
-        keys_listed: arcs.keys_listed,
+        arcs: ArcProgress {
+            total: arcs.total,
+            done: arcs.done,
+            now: arcs.now,
+            first: arcs.first,
+            keys_max: arcs.keys_max,
+            keys_listed: arcs.keys_listed,
+        },
     }
 }
 
 /// A change another web node runs, from the progress it saved in the journal.
-fn remote_progress(journal: &Journal) -> MigrationProgress {
+fn remote_progress(journal: &Journal) -> ChangeProgress {
     let p = journal.progress.clone().unwrap_or_default();
     let arcs = ArcTally::of_journal(journal.arcs);
-    MigrationProgress {
+    ChangeProgress {
         id: journal.id.clone(),
-        kind: proto_kind(journal.kind) as i32,
-        node_address: journal.node.clone(),
+        kind: journal.kind,
+        node: journal.node.clone(),
         files_total: p.files_total,
         files_done: p.files_done,
         bytes_total: p.bytes_total,
@@ -626,17 +604,19 @@ fn remote_progress(journal: &Journal) -> MigrationProgress {
         errors: p.errors,
         last_error: p.last_error,
         finished: false,
-        started_at_ms: journal.started_at.timestamp_millis(),
+        started_at: journal.started_at,
         events: vec![format!(
             "{} runs on web node {}",
             journal.describe(),
             journal.runner
         )],
-        arcs_total: arcs.total,
-        arcs_done: arcs.done,
-        arc_now: arcs.now,
-        arcs_first: arcs.first,
-        ..Default::default()
+        arcs: ArcProgress {
+            total: arcs.total,
+            done: arcs.done,
+            now: arcs.now,
+            first: arcs.first,
+            ..ArcProgress::default()
+        },
     }
 }
 

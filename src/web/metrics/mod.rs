@@ -28,10 +28,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use super::routes::SharedState;
+use crate::cluster::migration::ChangeProgress;
 use crate::meta::{MetaStore, VideoStatus};
 use crate::metrics::traffic::TrafficReading;
 use crate::metrics::{render, scrape_response, unix_ms};
-use crate::proto::admin::MigrationProgress;
 use http::HttpMetrics;
 use upload::UploadMetrics;
 
@@ -68,8 +68,8 @@ pub struct WorkerProgress {
     pub errors: u64,
 }
 
-impl From<&MigrationProgress> for WorkerProgress {
-    fn from(p: &MigrationProgress) -> Self {
+impl From<&ChangeProgress> for WorkerProgress {
+    fn from(p: &ChangeProgress) -> Self {
         WorkerProgress {
             running: !p.finished,
             files_done: p.files_done,
@@ -201,7 +201,7 @@ struct WorkerGauges {
 #[derive(Default)]
 struct Sources {
     ring: Option<Arc<RingFactsSource>>,
-    migration: Option<watch::Receiver<Option<MigrationProgress>>>,
+    migration: Option<watch::Receiver<Option<ChangeProgress>>>,
     repair: Option<Arc<RepairProgressSource>>,
     cache: Option<Arc<CacheSizeSource>>,
     risk: Option<Arc<risk::RiskSource>>,
@@ -335,7 +335,7 @@ impl WebMetrics {
     }
 
     /// The migrator's progress channel.
-    pub fn watch_migration(&self, progress: watch::Receiver<Option<MigrationProgress>>) {
+    pub fn watch_migration(&self, progress: watch::Receiver<Option<ChangeProgress>>) {
         self.sources().migration = Some(progress);
     }
 

@@ -1,0 +1,42 @@
+//! A ring change's progress as the control plane reports it: what the admin service's
+//! WatchMigration and ClusterStatus send (mapped in `admin::mapping`), what the web node's
+//! metrics read, and what the console shows.
+
+use chrono::{DateTime, Utc};
+
+use super::super::state::ChangeKind;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeProgress {
+    pub id: String,
+    pub kind: ChangeKind,
+    pub node: String,
+    /// Files and bytes to move in the arcs listed so far (whole only at the end).
+    pub files_total: u64,
+    pub files_done: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub bytes_per_second: f64,
+    pub current_key: String,
+    pub errors: u64,
+    pub last_error: String,
+    pub finished: bool,
+    pub started_at: DateTime<Utc>,
+    pub events: Vec<String>,
+    pub arcs: ArcProgress,
+}
+
+/// Where a change stands in its arcs of the keyspace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArcProgress {
+    pub total: u64,
+    pub done: u64,
+    /// The arc being worked (0-based).
+    pub now: u64,
+    /// The arc this run started at (a resumed change starts past 0).
+    pub first: u64,
+    /// The most keys one arc's inventory held.
+    pub keys_max: u64,
+    /// Keys listed from the nodes so far.
+    pub keys_listed: u64,
+}
