@@ -12,7 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::membership::{Cluster, ClusterError};
 use crate::meta::Hint;
-use crate::node::client::{ClientError, FileStat, StorageClient};
+use crate::node::client::{ClientError, StorageClient};
+use crate::node::stat::FileStat;
 
 /// A readable file: its size and hash, and its bytes (from `offset`) as a stream.
 pub struct OpenFile {

@@ -10,7 +10,8 @@ use crate::cluster::files::OpenFile;
 use crate::cluster::{Cluster, ClusterError};
 use tokio::io::AsyncReadExt;
 
-use crate::node::client::{CHUNK_BYTES, ClientError, FileStat};
+use crate::node::client::ClientError;
+use crate::node::stat::{CHUNK_BYTES, FileStat};
 use crate::node::store::{Store, StoreError};
 use crate::node::write::Arrival;
 

@@ -544,6 +544,33 @@ impl EtcdStore {
         .await
     }
 
+    /// The one read–compare–swap loop: reads `keys` in one transaction, lets `decide`
+    /// choose from what it read either a final answer or a transaction guarded by what it
+    /// read (and the answer to give if it commits), and commits that; a lost race (a
+    /// guard that no longer holds) reads again. An error from `decide` is final.
+    async fn read_compare_swap<T>(
+        &self,
+        what: &str,
+        keys: &[&str],
+        mut decide: impl FnMut(&TxnResponse) -> MetaResult<Swap<T>>,
+    ) -> MetaResult<T> {
+        let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(*k, None)).collect();
+        for _ in 0..5 {
+            let read = self.txn(what, Txn::new().and_then(gets.clone())).await?;
+            match decide(&read)? {
+                Swap::Done(answer) => return Ok(answer),
+                Swap::Write { txn, answer } => {
+                    if self.txn(what, txn).await?.succeeded() {
+                        return Ok(answer);
+                    }
+                }
+            }
+        }
+        Err(MetaError::Unavailable(format!(
+            "{what}: the record kept changing"
+        )))
+    }
+
     /// Reads a video's record, lets `change` edit it (naming any other writes of the same
     /// transaction), and writes it back only if it is unchanged since the read; a lost
     /// race (a concurrent writer or remove) reads again. An error from `change` is final.
@@ -554,17 +581,14 @@ impl EtcdStore {
         mut change: impl FnMut(&mut Record) -> MetaResult<(T, Vec<TxnOp>)>,
     ) -> MetaResult<T> {
         let rkey = record_key(id);
-        for _ in 0..5 {
-            let resp = self
-                .txn(what, Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]))
-                .await?;
-            let kvs = first_kvs(&resp);
+        self.read_compare_swap(what, &[rkey.as_str()], |read| {
+            let kvs = first_kvs(read);
             let Some(kv) = kvs.first() else {
                 return Err(MetaError::NotFound(id.to_owned()));
             };
             let mut record: Record = serde_json::from_slice(kv.value())
                 .map_err(|e| MetaError::Internal(format!("bad record for {id:?}: {e}")))?;
-            let (outcome, also) = change(&mut record)?;
+            let (answer, also) = change(&mut record)?;
             let mut puts = vec![TxnOp::put(rkey.as_str(), to_json(&record)?, None)];
             puts.extend(also);
             let txn = Txn::new()
@@ -574,13 +598,9 @@ impl EtcdStore {
                     kv.mod_revision(),
                 )])
                 .and_then(puts);
-            if self.txn(what, txn).await?.succeeded() {
-                return Ok(outcome);
-            }
-        }
-        Err(MetaError::Unavailable(format!(
-            "{what}: the record kept changing"
-        )))
+            Ok(Swap::Write { txn, answer })
+        })
+        .await
     }
 
     pub async fn get_video(&self, id: &str) -> MetaResult<Read<Option<Video>>> {
@@ -871,6 +891,14 @@ fn value_string(kv: &KeyValue) -> MetaResult<String> {
     kv.value_str()
         .map(str::to_owned)
         .map_err(|e| MetaError::Internal(format!("etcd value is not UTF-8: {e}")))
+}
+
+/// What a read–compare–swap does after its read.
+enum Swap<T> {
+    /// Nothing to write: the answer as read.
+    Done(T),
+    /// Commit `txn` (guarded by what was read); `answer` is the outcome if it commits.
+    Write { txn: Txn, answer: T },
 }
 
 fn first_kvs(resp: &TxnResponse) -> Vec<KeyValue> {

@@ -13,6 +13,7 @@ pub use tonic::Code;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
+pub use super::stat::{CHUNK_BYTES, FileStat, NodeStats};
 use crate::node::address::with_scheme;
 use crate::node::call_metrics::{self, MeteredChannel};
 use crate::node::index::RangeDigest;
@@ -26,8 +27,6 @@ use crate::proto::storage::{
 use crate::ring::KeyRange;
 use crate::trust::tls::ClusterTls;
 
-/// Size of the chunks a file is streamed in.
-pub const CHUNK_BYTES: usize = 256 * 1024;
 /// How long a node may take to answer a call that moves no file body (stat, delete,
 /// the start of a read or listing): a hung node must not hang its caller.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,15 +88,6 @@ impl ClientError {
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
-/// Size and SHA-256 (lowercase hex) of a stored file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileStat {
-    pub size: u64,
-    pub sha256: String,
-    /// The CRC-32C recorded with the SHA-256, when the node reported one.
-    pub crc32c: Option<u32>,
-}
-
 impl From<PutFileResponse> for FileStat {
     fn from(reply: PutFileResponse) -> Self {
         FileStat {
@@ -106,12 +96,6 @@ impl From<PutFileResponse> for FileStat {
             crc32c: None,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NodeStats {
-    pub file_count: u64,
-    pub total_bytes: u64,
 }
 
 /// A node's health as NodeStats reports it (fields documented in proto/storage.proto).

@@ -11,6 +11,7 @@
 //! - [`scrub`]: the background re-hashing of every file at a bounded rate.
 //! - [`identity`]: the store's creation marker, so a wiped or replaced folder shows.
 //! - [`service`]: the StorageService gRPC implementation over the store.
+//! - [`stat`]: a file's size and hashes, the store's counts, the chunk size.
 //! - [`server`]: `run(listener, dir, shutdown)`, with the health service and the scrub.
 //! - [`transfer`]: direct node-to-node copies on the node's port, over a
 //!   [`copy_stream`] (plain TCP or TLS); [`secure_listen`]: the port with certificates.
@@ -33,6 +34,7 @@ pub mod scrub;
 mod secure_listen;
 pub mod server;
 pub mod service;
+pub mod stat;
 pub mod store;
 pub mod transfer;
 pub mod verify;

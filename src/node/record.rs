@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use super::client::CHUNK_BYTES;
+use super::stat::CHUNK_BYTES;
 use super::store::{StoreResult, io_err};
 
 pub(crate) const SIDECAR_SUFFIX: &str = ".sha256";

@@ -15,10 +15,11 @@ use futures::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::address::validate_address;
-use super::client::{ClientError, FileStat, MAX_MESSAGE_BYTES, StorageClient};
+use super::client::{ClientError, MAX_MESSAGE_BYTES, StorageClient};
 use super::identity::StoreIdentity;
 use super::keys::split_key;
 use super::scrub::{PassProgress, Scrubber};
+use super::stat::FileStat;
 use super::store::{Store, StoreError, parse_expected_sha256};
 use super::transfer::{CopyClient, CopyFailure};
 use super::verify::SmallRead;

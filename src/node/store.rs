@@ -23,12 +23,12 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use super::client::{FileStat, NodeStats};
 use super::disk::{DiskSpace, disk_space, is_disk_full};
 use super::index::{PositionIndex, RangeDigest};
 use super::keys::split_key;
 use super::quarantine::{FoundBy, Quarantine, QuarantinedCopy};
 use super::record::sidecar_name;
+use super::stat::{FileStat, NodeStats};
 use super::verify::{FirstSight, OpenFile, SmallRead};
 pub use super::walk::ListedKey;
 use super::walk::{build_index, list_keys, scan, walk, walk_batches};

@@ -32,8 +32,8 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
-use super::client::FileStat;
 use super::copy_stream::CopyStream;
+use super::stat::FileStat;
 use super::store::{Store, StoreError};
 use super::write::Arrival;
 use crate::metrics::grpc::Outcome;

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::Stream;
 
-use super::client::{CHUNK_BYTES, FileStat};
 use super::quarantine::{FoundBy, QuarantinedCopy};
 use super::record::{
     FileDigest, FileHasher, Record, hash_file, keep_record, read_through, record_of,
 };
+use super::stat::{CHUNK_BYTES, FileStat};
 use super::store::{Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, open_regular};
 
 /// What to do with a file that has no record yet.

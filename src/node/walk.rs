@@ -7,9 +7,9 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use super::client::FileStat;
 use super::keys::{make_key, split_key};
 use super::record::{SIDECAR_SUFFIX, is_temp_name, sidecar_name};
+use super::stat::FileStat;
 use super::store::{
     Inner, KeyPaths, LIST_BATCH, StoreError, StoreResult, Totals, io_err, is_absent,
 };

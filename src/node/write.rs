@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::client::FileStat;
 use super::record::{FileDigest, FileHasher, Record, attach_record, temp_name, write_record_temp};
+use super::stat::FileStat;
 use super::store::{
     Inner, KeyPaths, StoreError, StoreResult, blocking, io_err, is_absent, open_dir,
 };

@@ -27,8 +27,8 @@ use super::routes::{SharedState, WebError};
 use crate::library::content::ContentError;
 use crate::library::videos::content_version;
 use crate::meta::{MetaStore, VideoStatus};
-use crate::node::client::FileStat;
 use crate::node::keys;
+use crate::node::stat::FileStat;
 use crate::web::metrics::CacheMetrics;
 
 /// Files up to this size are cached whole; larger ones are streamed straight through.

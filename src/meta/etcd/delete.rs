@@ -4,7 +4,8 @@ use chrono::DateTime;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 
 use super::{
-    EtcdStore, Record, fence_key, first_kvs, legacy_key, record_key, time_key, to_json, two_gets,
+    EtcdStore, Record, Swap, fence_key, first_kvs, legacy_key, record_key, time_key, to_json,
+    two_gets,
 };
 use crate::meta::{Claim, MetaError, MetaResult, VideoStatus};
 
@@ -14,18 +15,12 @@ impl EtcdStore {
         let what = format!("removing video {id:?}");
         // The record names the time key to remove with it; a record changed meanwhile
         // (removed and claimed again) is read again.
-        for _ in 0..5 {
-            let resp = self
-                .txn(
-                    &what,
-                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
-                )
-                .await?;
+        self.read_compare_swap(&what, &[rkey.as_str()], |resp| {
             let mut ops = vec![
                 TxnOp::delete(legacy_key(id), None),
                 TxnOp::delete(rkey.as_str(), None),
             ];
-            let guard = match first_kvs(&resp).first() {
+            let guard = match first_kvs(resp).first() {
                 Some(kv) => {
                     if let Ok(record) = serde_json::from_slice::<Record>(kv.value()) {
                         ops.push(TxnOp::delete(time_key(id, record.uploaded_at), None));
@@ -34,17 +29,12 @@ impl EtcdStore {
                 }
                 None => Compare::create_revision(rkey.as_str(), CompareOp::Equal, 0),
             };
-            if self
-                .txn(&what, Txn::new().when([guard]).and_then(ops))
-                .await?
-                .succeeded()
-            {
-                return Ok(());
-            }
-        }
-        Err(MetaError::Unavailable(format!(
-            "{what}: the record kept changing"
-        )))
+            Ok(Swap::Write {
+                txn: Txn::new().when([guard]).and_then(ops),
+                answer: (),
+            })
+        })
+        .await
     }
 
     pub async fn release_claim(&self, claim: &Claim, may_still_land: bool) -> MetaResult<()> {
@@ -55,20 +45,14 @@ impl EtcdStore {
             let fence = TxnOp::put(fence_key(&claim.token), claim.id.as_str(), None);
             self.txn(&what, Txn::new().and_then([fence])).await?;
         }
-        for _ in 0..5 {
-            let resp = self
-                .txn(
-                    &what,
-                    Txn::new().and_then([TxnOp::get(rkey.as_str(), None)]),
-                )
-                .await?;
-            let Some(kv) = first_kvs(&resp).into_iter().next() else {
-                return Ok(());
+        self.read_compare_swap(&what, &[rkey.as_str()], |resp| {
+            let Some(kv) = first_kvs(resp).into_iter().next() else {
+                return Ok(Swap::Done(()));
             };
             let record = match serde_json::from_slice::<Record>(kv.value()) {
                 Ok(record) if record.claim == claim.token => record,
                 // Another upload's (or unreadable): not this claim's to remove.
-                _ => return Ok(()),
+                _ => return Ok(Swap::Done(())),
             };
             let guard = Compare::mod_revision(rkey.as_str(), CompareOp::Equal, kv.mod_revision());
             let ops = [
@@ -76,34 +60,19 @@ impl EtcdStore {
                 TxnOp::delete(rkey.as_str(), None),
                 TxnOp::delete(time_key(&claim.id, record.uploaded_at), None),
             ];
-            if self
-                .txn(&what, Txn::new().when([guard]).and_then(ops))
-                .await?
-                .succeeded()
-            {
-                return Ok(());
-            }
-        }
-        Err(MetaError::Unavailable(format!(
-            "{what}: the record kept changing"
-        )))
+            Ok(Swap::Write {
+                txn: Txn::new().when([guard]).and_then(ops),
+                answer: (),
+            })
+        })
+        .await
     }
 
     pub async fn begin_delete(&self, id: &str) -> MetaResult<VideoStatus> {
         let (rkey, lkey) = (record_key(id), legacy_key(id));
         let what = format!("deleting video {id:?}");
-        // Read, then write if unchanged; a lost race re-reads.
-        for _ in 0..5 {
-            let resp = self
-                .txn(
-                    &what,
-                    Txn::new().and_then([
-                        TxnOp::get(lkey.as_str(), None),
-                        TxnOp::get(rkey.as_str(), None),
-                    ]),
-                )
-                .await?;
-            let (legacy, records) = two_gets(&resp);
+        self.read_compare_swap(&what, &[lkey.as_str(), rkey.as_str()], |resp| {
+            let (legacy, records) = two_gets(resp);
             let (record, guard) = match (records.first(), legacy.first()) {
                 (Some(kv), _) => {
                     let record: Record = serde_json::from_slice(kv.value())
@@ -129,7 +98,7 @@ impl EtcdStore {
             };
             let previous = record.status;
             if previous.in_upload() {
-                return Ok(previous);
+                return Ok(Swap::Done(previous));
             }
             let tombstone = Record {
                 status: VideoStatus::Deleting,
@@ -140,12 +109,11 @@ impl EtcdStore {
                 TxnOp::put(time_key(id, tombstone.uploaded_at), "", None),
                 TxnOp::delete(lkey.as_str(), None),
             ]);
-            if self.txn(&what, txn).await?.succeeded() {
-                return Ok(previous);
-            }
-        }
-        Err(MetaError::Unavailable(format!(
-            "{what}: the record kept changing"
-        )))
+            Ok(Swap::Write {
+                txn,
+                answer: previous,
+            })
+        })
+        .await
     }
 }
