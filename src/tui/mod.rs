@@ -119,6 +119,9 @@ pub async fn run_cli(args: TuiArgs) -> anyhow::Result<()> {
 
 type Term = Terminal<CrosstermBackend<Stdout>>;
 
+/// How long the console waits at exit for its sources to stop.
+const SOURCES_DRAIN: Duration = Duration::from_millis(500);
+
 /// Raw mode, alternate screen, hidden cursor; and a panic hook that undoes them first so
 /// a panic message lands on a usable terminal.
 fn enter_terminal() -> io::Result<Term> {
@@ -184,6 +187,11 @@ async fn run(
             }
         }
         if state.quit {
+            // Calls in flight (a delete, a ring change's own call) are dropped; the work
+            // they started runs on in the web node.
+            if !sources.shutdown(SOURCES_DRAIN).await {
+                tracing::debug!("console sources still running at exit");
+            }
             return Ok(());
         }
     }

@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Code, Status};
 
 use super::app::{
@@ -45,191 +46,175 @@ pub use crate::admin::{
     AdminClient, AdminClientError as SourceError, connect as admin_client, connect_tls,
 };
 
-/// The running sources; dropping this stops them.
+/// The running sources; dropping this stops them. Like the web node's workers, every
+/// task is tracked and stops on one cancellation token.
 pub struct Sources {
     admin: AdminClient,
     tx: mpsc::UnboundedSender<Action>,
     refresh: watch::Sender<u64>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl Sources {
     pub fn start(config: &Config, tx: mpsc::UnboundedSender<Action>) -> Result<Self, SourceError> {
         let admin = connect_tls(&config.admin, config.token.as_deref(), config.tls.as_ref())?;
         let (refresh, _) = watch::channel(0u64);
-        let mut tasks = vec![
-            tokio::spawn(poll_status(admin.clone(), tx.clone(), refresh.subscribe())),
-            tokio::spawn(poll_health(admin.clone(), tx.clone(), refresh.subscribe())),
-            tokio::spawn(poll_traffic(admin.clone(), tx.clone(), refresh.subscribe())),
-            tokio::spawn(follow_migration(
-                admin.clone(),
-                tx.clone(),
-                refresh.subscribe(),
-            )),
-        ];
+        let sources = Sources {
+            admin: admin.clone(),
+            tx: tx.clone(),
+            refresh,
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+        };
+        let refresh = || sources.refresh.subscribe();
+        sources.spawn(poll_status(admin.clone(), tx.clone(), refresh()));
+        sources.spawn(poll_health(admin.clone(), tx.clone(), refresh()));
+        sources.spawn(poll_traffic(admin.clone(), tx.clone(), refresh()));
+        sources.spawn(follow_migration(admin.clone(), tx.clone(), refresh()));
         for endpoint in &config.etcd {
-            tasks.push(tokio::spawn(probe_etcd(
+            sources.spawn(probe_etcd(
                 endpoint.clone(),
                 config.tls.clone(),
                 tx.clone(),
-                refresh.subscribe(),
-            )));
+                refresh(),
+            ));
         }
-        Ok(Sources {
-            admin,
-            tx,
-            refresh,
-            tasks,
-        })
+        Ok(sources)
     }
 
     /// Starts the work `update` asked for; its result comes back as an action.
     pub fn run(&mut self, command: Command) {
-        match command {
-            Command::Refresh => {
-                self.refresh.send_modify(|n| *n += 1);
-            }
-            Command::AddNode(node) => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    // No deadline: the call returns when the migration is done, however
-                    // long that takes; progress arrives through WatchMigration meanwhile.
-                    let result = admin
-                        .add_node(AddNodeRequest {
-                            node_address: node.clone(),
-                        })
-                        .await
-                        .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
-                        .map_err(|s| failure(&s));
-                    let _ = tx.send(Action::Changed {
-                        kind: ChangeKind::Add,
-                        node,
-                        result,
-                    });
-                });
-            }
-            Command::RemoveNode(node) => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin
-                        .remove_node(RemoveNodeRequest {
-                            node_address: node.clone(),
-                        })
-                        .await
-                        .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
-                        .map_err(|s| failure(&s));
-                    let _ = tx.send(Action::Changed {
-                        kind: ChangeKind::Remove,
-                        node,
-                        result,
-                    });
-                });
-            }
-            Command::PlanRepair => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let request = wire::StartRepairRequest {
-                        dry_run: true,
-                        verify: false,
-                    };
-                    let result =
-                        match tokio::time::timeout(PLAN_TIMEOUT, admin.start_repair(request)).await
-                        {
-                            Err(_) => Err(timed_out("the repair plan", PLAN_TIMEOUT)),
-                            Ok(Err(status)) => Err(failure(&status)),
-                            Ok(Ok(reply)) => Ok(health::plan_lines(
-                                &reply.into_inner().plan.unwrap_or_default(),
-                            )),
-                        };
-                    let _ = tx.send(Action::RepairPlanned(result));
-                });
-            }
-            Command::StartRepair => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let request = wire::StartRepairRequest {
-                        dry_run: false,
-                        verify: false,
-                    };
-                    let result = admin
-                        .start_repair(request)
-                        .await
-                        .map(|r| r.into_inner().worker_id)
-                        .map_err(|s| failure(&s));
-                    let _ = tx.send(Action::RepairStarted(result));
-                });
-            }
-            Command::CancelChange => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin
-                        .cancel_change(wire::CancelChangeRequest {})
-                        .await
-                        .map(|r| r.into_inner().description)
-                        .map_err(|s| failure(&s));
-                    let _ = tx.send(Action::ChangeCancelled(result));
-                });
-            }
-            Command::ListVideos => {
-                let (admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let _ = tx.send(Action::VideosListed(list_videos(admin).await));
-                });
-            }
-            Command::DeleteVideo(id) => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin
-                        .delete_video(wire::DeleteVideoRequest { id: id.clone() })
-                        .await
-                        .map(|r| r.into_inner().deleted_files)
-                        .map_err(|s| failure(&s));
-                    let _ = tx.send(Action::VideoDeleted { id, result });
-                });
-            }
-            Command::SetPace(mbps) => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin.set_pace(wire::SetPaceRequest { mbps }).await;
-                    let _ = tx.send(Action::PaceSet(pace_result(result)));
-                });
-            }
-            Command::PauseMoves => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin.pause_moves(wire::PauseMovesRequest {}).await;
-                    let _ = tx.send(Action::PaceSet(pace_result(result)));
-                });
-            }
-            Command::ResumeMoves => {
-                let (mut admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = admin.resume_moves(wire::ResumeMovesRequest {}).await;
-                    let _ = tx.send(Action::PaceSet(pace_result(result)));
-                });
-            }
-            Command::PlanRemove(node) => {
-                let (admin, tx) = (self.admin.clone(), self.tx.clone());
-                self.spawn(async move {
-                    let result = plan(admin, ChangeKind::Remove, &node).await;
-                    let _ = tx.send(Action::Planned { node, result });
-                });
-            }
+        if let Command::Refresh = command {
+            self.refresh.send_modify(|n| *n += 1);
+            return;
         }
+        let (admin, tx) = (self.admin.clone(), self.tx.clone());
+        self.spawn(async move {
+            if let Some(action) = execute(admin, command).await {
+                let _ = tx.send(action);
+            }
+        });
     }
 
-    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.retain(|t| !t.is_finished());
-        self.tasks.push(tokio::spawn(task));
+    /// Runs `task` until it ends or the console stops, whichever is first.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
+    /// Stops every source and waits up to `deadline` for them to end.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.stop.cancel();
+        self.tasks.close();
+        tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_ok()
     }
 }
 
 impl Drop for Sources {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop.cancel();
     }
+}
+
+/// One command's call to the admin service, and the action its answer becomes.
+async fn execute(mut admin: AdminClient, command: Command) -> Option<Action> {
+    Some(match command {
+        Command::Refresh => return None,
+        Command::AddNode(node) => {
+            // No deadline: the call returns when the migration is done, however long
+            // that takes; progress arrives through WatchMigration meanwhile.
+            let result = admin
+                .add_node(AddNodeRequest {
+                    node_address: node.clone(),
+                })
+                .await
+                .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
+                .map_err(|s| failure(&s));
+            Action::Changed {
+                kind: ChangeKind::Add,
+                node,
+                result,
+            }
+        }
+        Command::RemoveNode(node) => {
+            let result = admin
+                .remove_node(RemoveNodeRequest {
+                    node_address: node.clone(),
+                })
+                .await
+                .map(|r| r.into_inner().migrated_file_count.max(0) as u64)
+                .map_err(|s| failure(&s));
+            Action::Changed {
+                kind: ChangeKind::Remove,
+                node,
+                result,
+            }
+        }
+        Command::PlanRepair => {
+            let request = wire::StartRepairRequest {
+                dry_run: true,
+                verify: false,
+            };
+            let result = match tokio::time::timeout(PLAN_TIMEOUT, admin.start_repair(request)).await
+            {
+                Err(_) => Err(timed_out("the repair plan", PLAN_TIMEOUT)),
+                Ok(Err(status)) => Err(failure(&status)),
+                Ok(Ok(reply)) => Ok(health::plan_lines(
+                    &reply.into_inner().plan.unwrap_or_default(),
+                )),
+            };
+            Action::RepairPlanned(result)
+        }
+        Command::StartRepair => {
+            let request = wire::StartRepairRequest {
+                dry_run: false,
+                verify: false,
+            };
+            let result = admin
+                .start_repair(request)
+                .await
+                .map(|r| r.into_inner().worker_id)
+                .map_err(|s| failure(&s));
+            Action::RepairStarted(result)
+        }
+        Command::CancelChange => Action::ChangeCancelled(
+            admin
+                .cancel_change(wire::CancelChangeRequest {})
+                .await
+                .map(|r| r.into_inner().description)
+                .map_err(|s| failure(&s)),
+        ),
+        Command::ListVideos => Action::VideosListed(list_videos(admin).await),
+        Command::DeleteVideo(id) => {
+            let result = admin
+                .delete_video(wire::DeleteVideoRequest { id: id.clone() })
+                .await
+                .map(|r| r.into_inner().deleted_files)
+                .map_err(|s| failure(&s));
+            Action::VideoDeleted { id, result }
+        }
+        Command::SetPace(mbps) => Action::PaceSet(pace_result(
+            admin.set_pace(wire::SetPaceRequest { mbps }).await,
+        )),
+        Command::PauseMoves => Action::PaceSet(pace_result(
+            admin.pause_moves(wire::PauseMovesRequest {}).await,
+        )),
+        Command::ResumeMoves => Action::PaceSet(pace_result(
+            admin.resume_moves(wire::ResumeMovesRequest {}).await,
+        )),
+        Command::PlanRemove(node) => {
+            let result = plan(admin, ChangeKind::Remove, &node).await;
+            Action::Planned { node, result }
+        }
+    })
 }
 
 /// Sleeps for `period` or until a refresh is asked for. False when the console is gone.
