@@ -13,7 +13,7 @@ use support::web::{
     WebOptions, WebProcess, decoded_frames, free_port, holdings, http_client, make_video,
     ring_nodes, start_web_ring, upload_file,
 };
-use support::{StorageNode, ring_of, sha256_hex, start_storage_nodes};
+use support::{StorageNode, ring_of, sha256_hex, start_storage_node_with, start_storage_nodes};
 use tonic::Code;
 use tritontube::admin_cli::connect;
 use tritontube::proto::admin::{
@@ -583,138 +583,39 @@ async fn a_web_node_killed_mid_migration_finishes_it_after_restart() {
     assert!(ring_nodes(&web.admin).await.contains(&newcomer));
 }
 
-/// A storage node as the original system's: the same service without the RPCs added
-/// since (here: PullFile), so a ring change onto it must relay the bytes itself.
-mod original_node {
-    use std::pin::Pin;
-
-    use futures::Stream;
-    use tonic::{Request, Response, Status, Streaming};
-    use tritontube::node::service::StorageService;
-    use tritontube::proto::storage::storage_service_server::{
-        StorageService as Rpc, StorageServiceServer,
-    };
-    use tritontube::proto::storage::*;
-
-    pub struct WithoutPull(pub StorageService);
-
-    type Chunks<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-    #[tonic::async_trait]
-    impl Rpc for WithoutPull {
-        async fn upload_file(
-            &self,
-            r: Request<UploadRequest>,
-        ) -> Result<Response<UploadResponse>, Status> {
-            self.0.upload_file(r).await
-        }
-        async fn download_file(
-            &self,
-            r: Request<DownloadRequest>,
-        ) -> Result<Response<DownloadResponse>, Status> {
-            self.0.download_file(r).await
-        }
-        async fn delete_file(
-            &self,
-            r: Request<DeleteRequest>,
-        ) -> Result<Response<DeleteResponse>, Status> {
-            self.0.delete_file(r).await
-        }
-        async fn list_files(
-            &self,
-            r: Request<ListFilesRequest>,
-        ) -> Result<Response<ListFilesResponse>, Status> {
-            self.0.list_files(r).await
-        }
-        async fn put_file(
-            &self,
-            r: Request<Streaming<PutFileChunk>>,
-        ) -> Result<Response<PutFileResponse>, Status> {
-            self.0.put_file(r).await
-        }
-        type GetFileStream = Chunks<GetFileChunk>;
-        async fn get_file(
-            &self,
-            r: Request<GetFileRequest>,
-        ) -> Result<Response<Self::GetFileStream>, Status> {
-            self.0.get_file(r).await
-        }
-        async fn stat_file(
-            &self,
-            r: Request<StatFileRequest>,
-        ) -> Result<Response<StatFileResponse>, Status> {
-            self.0.stat_file(r).await
-        }
-        type StreamKeysStream = Chunks<KeyBatch>;
-        async fn stream_keys(
-            &self,
-            r: Request<StreamKeysRequest>,
-        ) -> Result<Response<Self::StreamKeysStream>, Status> {
-            self.0.stream_keys(r).await
-        }
-        async fn node_stats(
-            &self,
-            r: Request<NodeStatsRequest>,
-        ) -> Result<Response<NodeStatsResponse>, Status> {
-            self.0.node_stats(r).await
-        }
-        async fn pull_file(
-            &self,
-            _: Request<PullFileRequest>,
-        ) -> Result<Response<PutFileResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-        async fn delete_files(
-            &self,
-            _: Request<DeleteFilesRequest>,
-        ) -> Result<Response<DeleteFilesResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-        async fn scrub(&self, _: Request<ScrubRequest>) -> Result<Response<ScrubResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-        async fn list_quarantine(
-            &self,
-            _: Request<ListQuarantineRequest>,
-        ) -> Result<Response<ListQuarantineResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-        async fn range_digests(
-            &self,
-            _: Request<RangeDigestsRequest>,
-        ) -> Result<Response<RangeDigestsResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-        async fn held_videos(
-            &self,
-            _: Request<HeldVideosRequest>,
-        ) -> Result<Response<HeldVideosResponse>, Status> {
-            Err(Status::unimplemented("not in the original contract"))
-        }
-    }
-
-    pub fn server(service: StorageService) -> StorageServiceServer<WithoutPull> {
-        StorageServiceServer::new(WithoutPull(service))
-    }
-}
+/// The RPCs a node of the original system lacks (its contract ends before PullFile).
+const ADDED_SINCE_THE_ORIGINAL: [&str; 6] = [
+    "PullFile",
+    "DeleteFiles",
+    "Scrub",
+    "ListQuarantine",
+    "RangeDigests",
+    "HeldVideos",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_without_pull_gets_its_files_relayed() {
     let all = start_storage_nodes(2).await;
     let every: Vec<&StorageNode> = all.iter().collect();
+    // A real node that answers as one of the original system's: UNIMPLEMENTED for
+    // every RPC added since, so a ring change onto it must relay the bytes itself.
     let old_dir = tempfile::tempdir().unwrap();
-    let store = tritontube::node::store::Store::open(old_dir.path())
+    let original = start_storage_node_with(
+        old_dir.path(),
+        "127.0.0.1:0",
+        tritontube::node::server::NodeOptions {
+            withheld_rpcs: ADDED_SINCE_THE_ORIGINAL.map(String::from).to_vec(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let newcomer = original.address();
+    let refused = original
+        .client()
+        .pull("v/f", &all[0].address(), &"0".repeat(64))
         .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let newcomer = listener.local_addr().unwrap().to_string();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(original_node::server(
-                tritontube::node::service::StorageService::new(store),
-            ))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+        .unwrap_err();
+    assert!(refused.is_unimplemented(), "{refused}");
     let two: Vec<String> = all.iter().map(|n| n.address()).collect();
     let hashes = seed_files(&every, &ring_of(&two, 1), 200, 4096).await;
     let web = start_web_ring(&every, WebOptions::default()).await;

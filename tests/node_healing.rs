@@ -89,6 +89,7 @@ fn options() -> NodeOptions {
         },
         scrub: ScrubConfig::default(),
         zone: None,
+        withheld_rpcs: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`client`]: the client the web node, migration, repair and console use;
 //!   [`call_metrics`]: the calls it makes, by node, RPC and outcome.
 //! - [`metrics`]: the storage node's registry and its `--metrics-port` listener.
+//! - [`older_version`]: RPCs withheld on request, to answer as an older node would.
 
 pub mod address;
 pub mod call_metrics;
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod index;
 pub mod keys;
 pub mod metrics;
+pub mod older_version;
 pub mod quarantine;
 pub mod record;
 pub mod scrub;

@@ -42,6 +42,8 @@ pub struct NodeOptions {
     pub scrub: ScrubConfig,
     /// The failure domain the node reports (`--zone`).
     pub zone: Option<String>,
+    /// RPCs answered UNIMPLEMENTED, as by an older node (compatibility tests).
+    pub withheld_rpcs: Vec<String>,
 }
 
 /// Serves the store in `dir` on `listener` with the default options until `shutdown`
@@ -154,6 +156,9 @@ pub async fn run_secure(
         let router = builder
             .layer(metrics.layer())
             .layer(members_only)
+            .layer(super::older_version::WithholdLayer::new(
+                options.withheld_rpcs.clone(),
+            ))
             // Wider windows than the 64 KiB default so one stream can fill a fast link.
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
@@ -228,6 +233,10 @@ pub struct StorageArgs {
     /// place the copies of a file in distinct zones where they can.
     #[arg(long, env = "TRITONTUBE_ZONE", value_parser = parse_zone)]
     pub zone: Option<String>,
+    /// Answer these RPCs (comma-separated proto names, e.g. PullFile,RangeDigests) with
+    /// UNIMPLEMENTED, as a node of an older version would: to test that callers fall back.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub answer_as_older_without: Vec<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -248,6 +257,7 @@ impl StorageArgs {
                 interval: self.scrub_interval,
             },
             zone: self.zone.clone(),
+            withheld_rpcs: self.answer_as_older_without.clone(),
         }
     }
 }
