@@ -13,6 +13,7 @@
 //! - [`transfer`]: direct node-to-node copies on the node's port, over a
 //!   [`copy_stream`] (plain TCP or TLS); [`secure_listen`]: the port with certificates.
 //! - [`client`]: the client the web node, migration, repair and console use.
+//! - [`layout`]: filling a store folder from outside before its node starts (benchmarks).
 
 pub mod address;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod copy_stream;
 pub mod disk;
 pub mod identity;
 pub mod keys;
+pub mod layout;
 pub mod quarantine;
 pub mod record;
 pub mod scrub;
