@@ -81,6 +81,11 @@ impl StorageProcess {
         }
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
     /// Resident memory now, KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id()))

@@ -19,6 +19,7 @@
 //!   [`call_metrics`]: the calls it makes, by node, RPC and outcome.
 //! - [`metrics`]: the storage node's registry and its `--metrics-port` listener.
 //! - [`older_version`]: RPCs withheld on request, to answer as an older node would.
+//! - [`layout`]: filling a store folder from outside before its node starts (benchmarks).
 
 pub mod address;
 pub mod call_metrics;
@@ -28,6 +29,7 @@ pub mod disk;
 pub mod identity;
 pub mod index;
 pub mod keys;
+pub mod layout;
 pub mod metrics;
 pub mod older_version;
 pub mod quarantine;
