@@ -225,7 +225,7 @@ fn raw_client(certs: &Certs, cert_dir: &Path, name: &str) -> TlsConnector {
     roots.add(ca).unwrap();
     let chain = vec![CertificateDer::from_pem_file(cert_dir.join(format!("{name}.crt"))).unwrap()];
     let key = PrivateKeyDer::from_pem_file(cert_dir.join(format!("{name}.key"))).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

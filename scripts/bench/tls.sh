@@ -17,6 +17,8 @@ bench_init tls 900
 load_before="$(uptime | sed 's/.*load average: //')"
 log "tls: building and running benches/tls.rs"
 cargo bench --quiet --bench tls -- --bench >"$WORK/table.md"
+log "tls: where the CPU goes (benches/tls_records.rs)"
+cargo bench --quiet --bench tls_records -- --bench >"$WORK/records.md"
 load_after="$(uptime | sed 's/.*load average: //')"
 
 out="$WORK/section.md"
@@ -36,6 +38,10 @@ out="$WORK/section.md"
   echo "  \`admin remove\` so the next round starts alike. Rounds alternate which cluster goes first."
   echo
   cat "$WORK/table.md"
+  echo
+  echo "Where the CPU goes, outside the cluster (\`cargo bench --bench tls_records -- --bench\`, CPU time):"
+  echo
+  cat "$WORK/records.md"
 } >"$out"
 cat "$out"
 update_section tls "$out"

@@ -15,6 +15,11 @@ use tokio_rustls::rustls::{ClientConfig, ClientConnection, ServerConnection, Str
 /// How much of a file the TLS path reads before handing it to rustls to encrypt.
 const TLS_READ_BYTES: usize = 256 * 1024;
 
+/// How many encrypted bytes rustls may hold before the socket takes them: one whole read
+/// of [`TLS_READ_BYTES`] (and its records' overhead), so a chunk is encrypted in one pass
+/// and written out in few calls instead of stopping at rustls's 64 KiB default.
+const TLS_BUFFER_LIMIT: usize = 2 * TLS_READ_BYTES;
+
 pub enum CopyStream {
     Plain(TcpStream),
     /// The source's side: the handshake was completed by the node's listener.
@@ -24,6 +29,12 @@ pub enum CopyStream {
 }
 
 impl CopyStream {
+    /// The source's side of a connection whose handshake the listener completed.
+    pub fn tls_server(mut connection: ServerConnection, tcp: TcpStream) -> CopyStream {
+        connection.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        CopyStream::TlsServer(Box::new(StreamOwned::new(connection, tcp)))
+    }
+
     /// The puller's TLS connection to `source` (`host:port`) over `tcp`, showing this
     /// node's certificate; the handshake runs with the first write.
     pub fn tls_client(
@@ -35,7 +46,8 @@ impl CopyStream {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{source}: {e}")))?;
-        let connection = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut connection = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        connection.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(CopyStream::TlsClient(Box::new(StreamOwned::new(
             connection, tcp,
         ))))

@@ -200,9 +200,7 @@ async fn serve_copy(
     let (tcp, connection) = tls.into_inner();
     let tcp = tcp.into_std()?;
     tcp.set_nonblocking(false)?;
-    let stream = CopyStream::TlsServer(Box::new(tokio_rustls::rustls::StreamOwned::new(
-        connection, tcp,
-    )));
+    let stream = CopyStream::tls_server(connection, tcp);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         super::transfer::serve(copy.store, stream, true, copy.stop, copy.metrics);

@@ -292,20 +292,29 @@ impl CopyClient {
             if remaining == 0 {
                 return Ok(0);
             }
+            // The buffer is filled before it is written: under TLS a read gives at most
+            // one record (16 KiB), and each write to the store costs a call of its own.
             let want = buf.len().min(remaining as usize);
-            match reader.read(&mut buf[..want]) {
-                Ok(0) => Err(Status::unavailable(format!(
-                    "{source} closed the connection after {} of {size} bytes of {key}",
-                    size - remaining
-                ))),
-                Ok(n) => {
-                    remaining -= n as u64;
-                    Ok(n)
+            let mut filled = 0;
+            while filled < want {
+                match reader.read(&mut buf[filled..want]) {
+                    Ok(0) => {
+                        return Err(Status::unavailable(format!(
+                            "{source} closed the connection after {} of {size} bytes of {key}",
+                            size - remaining + filled as u64
+                        )));
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Status::unavailable(format!(
+                            "reading {key} from {source}: {e}"
+                        )));
+                    }
                 }
-                Err(e) => Err(Status::unavailable(format!(
-                    "reading {key} from {source}: {e}"
-                ))),
             }
+            remaining -= filled as u64;
+            Ok(filled)
         });
         self.give_back(buf);
         // Only a connection whose answer was read to its end can carry the next one.
