@@ -94,13 +94,31 @@ pub async fn start_zoned_storage_node(zone: &str) -> StorageNode {
     node
 }
 
+/// Binds `address`. A node restarted on its old port may find it taken for a moment by a
+/// connection that was given it as its local port; that is waited out (up to 10 s).
+async fn bind_again(address: &str) -> TcpListener {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("bind {address}: {e}"),
+        }
+    }
+}
+
 /// A storage node serving `dir` on `address` with `options`.
 pub async fn start_storage_node_with(
     dir: &Path,
     address: &str,
     options: tritontube::node::server::NodeOptions,
 ) -> StorageNode {
-    let listener = TcpListener::bind(address).await.expect("bind");
+    let listener = bind_again(address).await;
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let served = dir.to_path_buf();
