@@ -557,9 +557,14 @@ impl Store {
                 }
             }
             for folder in &to_sync {
-                // A folder a later key's delete removed is synced with the root.
-                if folder.is_dir() {
-                    open_dir(folder)?.sync()?;
+                match File::open(folder) {
+                    Ok(handle) => handle
+                        .sync_all()
+                        .map_err(io_err("syncing folder", folder))?,
+                    // Removed since, by a later key's delete here or by a concurrent
+                    // delete, whichever removed it syncs the root for it.
+                    Err(e) if is_absent(&e) => {}
+                    Err(e) => return Err(io_err("syncing folder", folder)(e)),
                 }
             }
             Ok(deleted)
