@@ -706,6 +706,25 @@ async fn a_surplus_copy_that_cannot_be_deleted_keeps_the_change_journaled_until_
         "{}",
         failed.message()
     );
+    // A watcher that comes after the failure gets this node's final report of it, not a
+    // report of a change "running elsewhere" that never ends.
+    let mut watch = admin
+        .watch_migration(WatchMigrationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let last = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut last = None;
+        while let Some(progress) = watch.message().await.unwrap() {
+            last = Some(progress);
+        }
+        last
+    })
+    .await
+    .expect("the watch of a failed change ends")
+    .expect("a report of the change");
+    assert!(last.finished && last.errors > 0, "{last:?}");
+    assert!(last.last_error.contains("run it again"), "{last:?}");
     // Every file has its new copy; nothing was lost; the ring has not switched.
     let held = holdings(&every).await;
     assert_eq!(held.len(), hashes.len());

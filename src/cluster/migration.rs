@@ -156,6 +156,11 @@ impl Migrator {
         let local = self.progress.borrow().clone();
         match (&local, &self.cluster.snapshot().migration) {
             (Some(p), _) if !p.finished => local,
+            // This node ran the journaled change and it ended short (it stays journaled,
+            // to be run again): its own final report, not "running elsewhere".
+            (Some(p), Some(journal)) if p.id == journal.id && journal.runner == self.instance => {
+                local
+            }
             (_, Some(journal)) if !self.runs(journal) => Some(remote_progress(journal)),
             _ => local,
         }
