@@ -56,6 +56,9 @@ pub(super) struct Scope {
     pub tombstones: Vec<String>,
     /// What the digests found, for the operator.
     pub summary: String,
+    /// Nodes that did not answer when the survey began: not listed (each listing would
+    /// wait out the answer deadline again), and counted unreachable, so their work waits.
+    pub silent: BTreeSet<String>,
 }
 
 /// Decides where to list. With `verify` every copy is to be read anyway, so every arc is
@@ -65,10 +68,28 @@ pub(super) async fn scope(cluster: &Cluster, verify: bool) -> Result<Scope, Clus
     let ring = state.ring.clone();
     let nodes = state.data_nodes();
     let range_keys = cluster.range_keys.get();
-    let compared = match verify {
-        true => None,
-        false => digests::compare(cluster, &ring, &nodes, range_keys).await,
+    // Digests and file counts are asked for at once: a node that does not answer then
+    // costs one answer deadline, not one per question.
+    let counting = futures::future::join_all(nodes.iter().map(|node| async move {
+        let count = match cluster.client(node) {
+            Ok(client) => client.stats().await.ok().map(|(s, _)| s.file_count),
+            Err(_) => None,
+        };
+        (node.clone(), count)
+    }));
+    let (compared, counts) = match verify {
+        true => (None, counting.await),
+        false => tokio::join!(
+            digests::compare(cluster, &ring, &nodes, range_keys),
+            counting
+        ),
     };
+    let silent: BTreeSet<String> = counts
+        .iter()
+        .filter(|(_, count)| count.is_none())
+        .map(|(node, _)| node.clone())
+        .collect();
+    let copies: u64 = counts.iter().filter_map(|(_, count)| *count).sum();
     // Read after the nodes said what they hold: see the module comment.
     let records = cluster.meta().list_videos().await?;
     let deleting: Vec<String> = records
@@ -103,6 +124,7 @@ pub(super) async fn scope(cluster: &Cluster, verify: bool) -> Result<Scope, Clus
                 arcs: compared.arcs,
                 tombstones,
                 summary,
+                silent,
             });
         }
         tracing::info!(
@@ -110,15 +132,6 @@ pub(super) async fn scope(cluster: &Cluster, verify: bool) -> Result<Scope, Clus
             "repair: nodes hold files of videos without a record; listing every arc"
         );
     }
-    let copies: u64 = futures::future::join_all(nodes.iter().map(|node| async move {
-        match cluster.client(node) {
-            Ok(client) => client.stats().await.map_or(0, |(s, _)| s.file_count),
-            Err(_) => 0,
-        }
-    }))
-    .await
-    .into_iter()
-    .sum();
     let arcs = work_arcs(copies, range_keys);
     Ok(Scope {
         summary: format!("listing all {} arcs", arcs.len()),
@@ -126,6 +139,7 @@ pub(super) async fn scope(cluster: &Cluster, verify: bool) -> Result<Scope, Clus
         nodes,
         arcs,
         tombstones,
+        silent,
     })
 }
 
@@ -147,7 +161,12 @@ pub(super) async fn survey_arc(
 ) -> Result<ArcSurvey, ClusterError> {
     let ring = &scope.ring;
     // Listings first, records after: see the module comment on the race with uploads.
-    let (mut inventory, missed) = inventory::take_reachable_in(cluster, &scope.nodes, arc).await;
+    let answering: BTreeSet<String> = scope.nodes.difference(&scope.silent).cloned().collect();
+    let (mut inventory, mut missed) = inventory::take_reachable_in(cluster, &answering, arc).await;
+    missed.extend(scope.silent.iter().map(|node| inventory::Unreachable {
+        node: node.clone(),
+        why: "did not answer when the repair began".to_string(),
+    }));
     if verify {
         drop_corrupt_copies(cluster, &mut inventory).await;
     }
