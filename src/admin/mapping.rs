@@ -77,6 +77,7 @@ pub fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
         started_at_ms: status.started_at.timestamp_millis(),
         finished_at_ms: status.finished_at.map_or(0, |t| t.timestamp_millis()),
         outcome: status.outcome.clone(),
+        current_item: status.current_item.clone(),
     }
 }
 

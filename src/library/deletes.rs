@@ -15,19 +15,23 @@ use crate::meta::MetaStore;
 /// Time between two looks for tombstones.
 pub const RETRY_EVERY: Duration = Duration::from_secs(60);
 
-/// Starts the worker on `runner`; it runs until the runner shuts down.
-pub fn start(runner: &Runner, meta: MetaStore, content: Content) -> WorkerHandle {
+/// Finishes the deletes a previous run left (before the web node serves, as it did
+/// before there was a worker), then starts the worker on `runner` for the rest; it runs
+/// until the runner shuts down.
+pub async fn start(runner: &Runner, meta: MetaStore, content: Content) -> WorkerHandle {
+    let mut deletes = Deletes {
+        meta,
+        content,
+        seen: None,
+        left: 0,
+        finished: 0,
+        failed: 0,
+    };
+    let Ok(_) = deletes.work().await;
     runner.start(
         WorkerKind::VideoDeletes,
         "finishes the video deletes left unfinished (tombstones)",
-        |_| Deletes {
-            meta,
-            content,
-            seen: None,
-            left: 0,
-            finished: 0,
-            failed: 0,
-        },
+        |_| deletes,
     )
 }
 
@@ -35,7 +39,7 @@ struct Deletes {
     meta: MetaStore,
     content: Content,
     /// The tombstones of the last round; None before the first, which takes them all
-    /// (at start no request of this node is under way).
+    /// (it runs before the web node serves, so no request of this node is under way).
     seen: Option<BTreeSet<String>>,
     left: u64,
     finished: u64,

@@ -417,7 +417,7 @@ pub async fn run(
         }
     };
     abandon_stale_uploads(&meta, &content).await;
-    crate::library::deletes::start(&runner, meta.clone(), content.clone());
+    crate::library::deletes::start(&runner, meta.clone(), content.clone()).await;
     let cache = serve::new_cache(config.cache_bytes, &metrics.cache);
     metrics.watch_cache({
         let cache = cache.clone();
