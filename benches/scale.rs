@@ -31,8 +31,7 @@ use common::{
     Stopped, StorageProcess, free_port, pseudo_random_bytes, visible_files, wait_for_port,
 };
 use futures::StreamExt;
-use tritontube::cluster::migration::RING_CHANGE;
-use tritontube::cluster::repair::REPAIR;
+use tritontube::background::WorkerKind;
 use tritontube::meta::{MetaStore, VideoDetails};
 use tritontube::node::disk::disk_space;
 use tritontube::node::layout::lay_out_file;
@@ -205,7 +204,9 @@ async fn wait_quiet(admin: &str) {
             || workers
                 .workers
                 .iter()
-                .filter(|w| w.kind == RING_CHANGE || w.kind == REPAIR)
+                .filter(|w| {
+                    w.kind == WorkerKind::RingChange.name() || w.kind == WorkerKind::Repair.name()
+                })
                 .any(|w| !matches!(w.state.as_str(), "done" | "failed" | "interrupted"));
         match (busy, quiet_since) {
             (true, _) => quiet_since = None,

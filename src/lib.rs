@@ -5,6 +5,7 @@
 //! - [`ring`]: consistent-hash placement of keys on storage nodes (pure code).
 //! - [`node`]: the storage node (on-disk store, gRPC service) and its client.
 //! - [`meta`]: the metadata store (SQLite or etcd): videos, ring and migration journal.
+//! - [`background`]: the one shape of background work: the `Worker` trait and its runner.
 //! - [`cluster`]: the control plane: cluster state, workers, ring changes, repairs.
 //! - [`library`]: the video library both façades call: content, listing, delete.
 //! - [`admin`]: the admin façade: the operators' gRPC service, its client, the mapping.
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod admin_cli;
+pub mod background;
 pub mod cli;
 pub mod cluster;
 pub mod library;

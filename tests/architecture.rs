@@ -27,7 +27,15 @@ const LAYERS: &[&[&str]] = &[
     // The storage node and its client.
     &["node"],
     // What every layer shares.
-    &["ring", "trust", "proto", "metrics", "signals", "telemetry"],
+    &[
+        "ring",
+        "trust",
+        "proto",
+        "metrics",
+        "signals",
+        "telemetry",
+        "background",
+    ],
 ];
 
 fn layer_of(module: &str) -> usize {

@@ -16,9 +16,10 @@ use support::{
     start_storage_nodes,
 };
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
+
 use tonic::Code;
 use tritontube::admin_cli::connect;
+use tritontube::background::{DRAIN_DEADLINE, Runner};
 use tritontube::cluster::{ControlPlane, Seed};
 use tritontube::meta::MetaStore;
 use tritontube::proto::admin::{
@@ -247,7 +248,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
     let meta = MetaStore::sqlite(&work.path().join("meta.db"))
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
+    let runner = Arc::new(Runner::default());
     let plane = ControlPlane::start(
         meta.clone(),
         Seed {
@@ -262,7 +263,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
             tls: None,
             range_keys: tritontube::cluster::arcs::DEFAULT_RANGE_KEYS,
         },
-        shutdown.clone(),
+        runner.clone(),
     )
     .await
     .unwrap();
@@ -352,8 +353,7 @@ async fn reads_never_wait_for_an_upload_or_a_ring_change() {
         .unwrap();
     assert!(moved > 0);
     assert_placed(&holdings(&every).await, &ring_of(&three, 1), &keys);
-    shutdown.cancel();
-    plane.shutdown().await;
+    assert!(runner.shutdown(DRAIN_DEADLINE).await);
 }
 
 /// The ring change journaled in the metadata store, if any (the journal as JSON).

@@ -6,6 +6,7 @@ use tonic::Status;
 
 use std::collections::BTreeMap;
 
+use crate::background::WorkerStatus;
 use crate::cluster::ClusterError;
 use crate::cluster::health::HealthMonitor;
 use crate::cluster::membership::Cluster;
@@ -14,7 +15,6 @@ use crate::cluster::pace::PaceSettings;
 use crate::cluster::repair::{RepairError, RepairPlan, Repairer, Tally};
 use crate::cluster::resync::Resyncer;
 use crate::cluster::state::ChangeKind;
-use crate::cluster::worker::WorkerStatus;
 use crate::meta::{Hint, MetaError};
 use crate::metrics::traffic::TrafficReading;
 use crate::node::address::validate_address;
@@ -62,7 +62,7 @@ pub fn plan_proto(plan: &RepairPlan) -> admin::RepairPlan {
 pub fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
     admin::WorkerInfo {
         id: status.id,
-        kind: status.kind.clone(),
+        kind: status.kind.name().to_string(),
         description: status.description.clone(),
         state: status.state.name().to_string(),
         files_done: status.files_done,
@@ -77,6 +77,7 @@ pub fn worker_info(status: &WorkerStatus) -> admin::WorkerInfo {
         started_at_ms: status.started_at.timestamp_millis(),
         finished_at_ms: status.finished_at.map_or(0, |t| t.timestamp_millis()),
         outcome: status.outcome.clone(),
+        current_item: status.current_item.clone(),
     }
 }
 

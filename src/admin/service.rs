@@ -367,7 +367,7 @@ impl VideoContentAdminService for AdminService {
         let repair = self
             .migrator
             .runner()
-            .latest(crate::cluster::repair::REPAIR)
+            .latest(crate::background::WorkerKind::Repair)
             .map(|h| worker_info(&h.status()));
         let mut reply = admin::ClusterHealthResponse {
             quarantined: nodes.iter().filter(|n| n.up).map(|n| n.quarantined).sum(),

@@ -204,6 +204,9 @@ pub fn status_report(reply: &ListWorkersResponse) -> String {
         if !w.throttle.is_empty() {
             let _ = write!(out, ", {}", w.throttle);
         }
+        if !w.current_item.is_empty() && w.finished_at_ms == 0 {
+            let _ = write!(out, "; now: {}", w.current_item);
+        }
         out.push('\n');
         if !w.outcome.is_empty() {
             let _ = writeln!(out, "     {}", w.outcome);

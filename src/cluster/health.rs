@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 
 use super::membership::Cluster;
 use super::repair::{RepairError, Repairer};
+use crate::background::{Runner, Step, Worker, WorkerHandle, WorkerKind, WorkerStatus};
 use crate::node::client::NodeHealth;
 
 /// How often every node is probed; a node back from the dead is repaired within this.
@@ -60,21 +60,21 @@ impl HealthMonitor {
         })
     }
 
-    /// Probes every [`PROBE_EVERY`] until `shutdown`.
-    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
-        let monitor = self.clone();
-        tokio::spawn(async move {
-            *monitor.last_repair_at.lock().expect("monitor lock") =
-                Some(tokio::time::Instant::now());
-            let mut tick = tokio::time::interval(PROBE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => monitor.round().await,
-                }
-            }
-        });
+    /// Starts probing every [`PROBE_EVERY`], as a worker of `runner`.
+    pub fn start(self: &Arc<Self>, runner: &Runner) -> WorkerHandle {
+        *self.last_repair_at.lock().expect("monitor lock") = Some(tokio::time::Instant::now());
+        // The first round runs at once; the next ones every PROBE_EVERY.
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + PROBE_EVERY, PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        runner.start(
+            WorkerKind::HealthMonitor,
+            "probes the storage nodes; starts repairs when one comes back or is wiped",
+            |_| Probing {
+                monitor: self.clone(),
+                tick,
+            },
+        )
     }
 
     /// What the monitor last saw of each node.
@@ -253,5 +253,41 @@ fn repair_reason(
         // empty while other nodes hold files lost what it held.
         None => (now.store_recreated && now.stats.file_count == 0 && others_hold_files)
             .then(|| format!("{node} came up with an empty, new store")),
+    }
+}
+
+/// The monitor as a background worker: one round of probes per step.
+struct Probing {
+    monitor: Arc<HealthMonitor>,
+    tick: tokio::time::Interval,
+}
+
+impl Worker for Probing {
+    type Error = std::convert::Infallible;
+
+    async fn work(&mut self) -> Result<Step, Self::Error> {
+        self.monitor.round().await;
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        self.tick.tick().await;
+    }
+
+    fn status(&self, status: &mut WorkerStatus) {
+        let seen = self.monitor.seen.lock().expect("monitor lock");
+        let down: Vec<&str> = seen
+            .iter()
+            .filter(|(_, s)| !s.up)
+            .map(|(node, _)| node.as_str())
+            .collect();
+        status.files_total = seen.len() as u64;
+        status.files_done = (seen.len() - down.len()) as u64;
+        status.current_item = if down.is_empty() {
+            format!("{} nodes up", seen.len())
+        } else {
+            format!("down: {}", down.join(", "))
+        };
+        status.queue = u64::from(self.monitor.pending_reason().is_some());
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
 use super::pace::{PaceSettings, Pacer};
@@ -14,6 +15,7 @@ use super::pool::NodePool;
 use super::resync::Suspects;
 use super::state::{ClusterState, to_json};
 use super::write_gate::{WriteGate, WriteTicket};
+use crate::background::{Runner, Step, Worker, WorkerHandle, WorkerKind, WorkerStatus};
 use crate::meta::{MetaError, MetaStore};
 use crate::node::client::{ClientError, StorageClient};
 use crate::ring::Ring;
@@ -339,28 +341,60 @@ impl Cluster {
         newer
     }
 
-    /// Follows, until `shutdown`, the changes other web nodes save to the shared store.
+    /// Follows the changes other web nodes save to the shared store, as a worker of
+    /// `runner`. The watch is set up before this returns, so no later change is missed.
     pub async fn follow_changes(
         self: &Arc<Self>,
-        shutdown: CancellationToken,
-    ) -> Result<(), ClusterError> {
-        let mut changes = self.meta.watch_cluster_state().await?;
-        let cluster = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    change = changes.next() => match change {
-                        Some(json) => {
-                            if let Err(e) = cluster.adopt_saved_state(&json) {
-                                tracing::warn!(error = %e, "ignoring an unreadable cluster state");
-                            }
-                        }
-                        None => break,
-                    },
+        runner: &Runner,
+    ) -> Result<WorkerHandle, ClusterError> {
+        let changes = self.meta.watch_cluster_state().await?;
+        Ok(runner.start(
+            WorkerKind::MembershipWatch,
+            "follows the cluster state other web nodes save",
+            |_| Following {
+                cluster: self.clone(),
+                changes,
+                received: None,
+                adopted: 0,
+            },
+        ))
+    }
+}
+
+/// The watch on the saved cluster state as a background worker.
+struct Following {
+    cluster: Arc<Cluster>,
+    changes: BoxStream<'static, String>,
+    /// What the last wait received: a state, or None when the watch ended.
+    received: Option<Option<String>>,
+    adopted: u64,
+}
+
+impl Worker for Following {
+    type Error = ClusterError;
+
+    async fn work(&mut self) -> Result<Step, ClusterError> {
+        match self.received.take() {
+            None => Ok(Step::Idle),
+            Some(Some(json)) => {
+                match self.cluster.adopt_saved_state(&json) {
+                    Ok(()) => self.adopted += 1,
+                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable cluster state"),
                 }
+                Ok(Step::Idle)
             }
-        });
-        Ok(())
+            Some(None) => Err(ClusterError::Meta(MetaError::Unavailable(
+                "the metadata store's watch on the cluster state ended".into(),
+            ))),
+        }
+    }
+
+    async fn wait_for_work(&mut self) {
+        self.received = Some(self.changes.next().await);
+    }
+
+    fn status(&self, status: &mut WorkerStatus) {
+        status.files_done = self.adopted;
+        status.current_item = format!("state version {}", self.cluster.snapshot().version);
     }
 }

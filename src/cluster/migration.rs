@@ -15,18 +15,19 @@ mod run;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
 
 use super::inventory::{KeyWork, Unreachable};
+use super::journaled::{self, NotTaken};
 use super::membership::{Cluster, ClusterError};
 use super::state::{ChangeKind, ClusterState, Journal, RepairJournal};
-use super::worker::{Runner, WorkerContext, WorkerHandle, WorkerState, WorkerStatus};
+use crate::background::{Runner, WorkerHandle, WorkerKind, WorkerState, WorkerStatus};
 use crate::ring::{Ring, check_zone_name};
 pub use progress::{ArcProgress, ChangeProgress};
-use run::{ArcTally, Run};
+use run::{ArcTally, ChangeWorker};
 
 /// Files copied at once. Each copy waits on its fsync, so more of them in flight keep
 /// the disk and the CPUs busy: 32 moved 10–15 % more files per second than 16.
@@ -37,8 +38,6 @@ const SHOW_PACE_EVERY: Duration = Duration::from_millis(500);
 const DELETE_BATCH: usize = 64;
 /// Delete calls under way at once; copies wait while this many are.
 const DELETES_IN_FLIGHT: usize = 4;
-/// The kind of worker that runs ring changes.
-pub const RING_CHANGE: &str = "ring change";
 /// How long a node may take to answer before it counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a running change saves its progress for the other web nodes to show.
@@ -239,27 +238,24 @@ impl Migrator {
         };
         // Journal first, and only if nobody journaled a change meanwhile (another web node
         // on the same store): from here on new files go to the target ring.
-        self.cluster
-            .update(|current: &ClusterState| {
-                if let Some(other) = &current.migration {
-                    return Err(busy(other));
-                }
-                if let Some(repair) = &current.repair {
-                    return Err(repair_busy(repair));
-                }
-                if kind == ChangeKind::Add && current.ring.contains(node) {
-                    return Err(MigrationError::Duplicate(node.to_string()));
-                }
-                if current.ring != state.ring {
-                    return Err(MigrationError::Busy(
-                        "the ring changed while this change was checked; ask again".into(),
-                    ));
-                }
-                let mut next = current.clone();
-                next.migration = Some(journal.clone());
-                Ok(Some(next))
-            })
-            .await?;
+        journaled::record(&self.cluster, &journal, |current: &ClusterState| {
+            if let Some(other) = &current.migration {
+                return Err(busy(other));
+            }
+            if let Some(repair) = &current.repair {
+                return Err(repair_busy(repair));
+            }
+            if kind == ChangeKind::Add && current.ring.contains(node) {
+                return Err(MigrationError::Duplicate(node.to_string()));
+            }
+            if current.ring != state.ring {
+                return Err(MigrationError::Busy(
+                    "the ring changed while this change was checked; ask again".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await?;
         Ok(self.spawn(journal))
     }
 
@@ -366,43 +362,26 @@ impl Migrator {
     /// Marks `journal` as run by this web node (so exactly one of several web nodes
     /// resuming it at once does), then runs it.
     async fn take_over(self: &Arc<Self>, journal: Journal) -> Result<WorkerHandle, MigrationError> {
-        let mut mine = journal.clone();
-        mine.runner = self.instance.clone();
-        self.cluster
-            .update(|current: &ClusterState| match &current.migration {
-                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
-                    if j.runner == journal.runner {
-                        let mut next = current.clone();
-                        next.migration = Some(Journal {
-                            progress: j.progress.clone(),
-                            arcs: j.arcs,
-                            ..mine.clone()
-                        });
-                        Ok(Some(next))
-                    } else {
-                        Err(MigrationError::Busy(format!(
-                            "{} was taken over by {}",
-                            j.describe(),
-                            j.runner
-                        )))
-                    }
-                }
-                Some(other) => Err(busy(other)),
-                None => Err(MigrationError::Refused(
-                    "the change finished meanwhile".into(),
-                )),
-            })
-            .await?;
-        Ok(self.spawn(mine))
+        match journaled::take_over(&self.cluster, &journal, &self.instance).await? {
+            Ok(mine) => Ok(self.spawn(mine)),
+            Err(NotTaken::TakenBy(runner)) => Err(MigrationError::Busy(format!(
+                "{} was taken over by {runner}",
+                journal.describe()
+            ))),
+            Err(NotTaken::Replaced(other)) => Err(MigrationError::Busy(format!(
+                "{other} is journaled; finish it (ask for it again) or cancel it first"
+            ))),
+            Err(NotTaken::Gone) => Err(MigrationError::Refused(
+                "the change finished meanwhile".into(),
+            )),
+        }
     }
 
     fn spawn(self: &Arc<Self>, journal: Journal) -> WorkerHandle {
-        let migrator = self.clone();
-        let job = journal.clone();
         let handle = self
             .runner
-            .spawn(RING_CHANGE, &journal.describe(), move |ctx| async move {
-                migrator.execute(job, ctx).await
+            .start(WorkerKind::RingChange, &journal.describe(), |context| {
+                ChangeWorker::new(self.clone(), journal.clone(), context)
             });
         *self.current.lock().expect("current change lock") = Some((handle.clone(), journal));
         handle
@@ -464,47 +443,6 @@ impl Migrator {
             Ok(Ok(health)) => Ok(Some(health.zone).filter(|z| !z.is_empty())),
             Ok(Err(e)) => Err(unreachable(e.to_string()).into()),
             Err(_) => Err(unreachable("no answer within 3 s".to_string()).into()),
-        }
-    }
-
-    /// The worker's body: runs a journaled change to the end, publishing progress.
-    async fn execute(&self, journal: Journal, ctx: WorkerContext) -> Result<String, String> {
-        let started = Instant::now();
-        let mut run = Run {
-            migrator: self,
-            journal: &journal,
-            ctx: &ctx,
-            started,
-            last_shared: Instant::now(),
-            arcs: ArcTally::default(),
-        };
-        ctx.report(|s| {
-            s.throttle = format!("{} copies at once", self.parallelism);
-        });
-        let outcome = run.go().await;
-        let finished = match &outcome {
-            Ok(moved) => format!(
-                "{moved} files moved in {:.1} s",
-                started.elapsed().as_secs_f64()
-            ),
-            Err(e) => e.to_string(),
-        };
-        // The runner records the final state from the result; watchers of the original
-        // shape get the finished report here.
-        let mut last = ctx.status.borrow().clone();
-        if outcome.is_err() {
-            last.errors = last.errors.max(1);
-            last.last_error = finished.clone();
-        }
-        last.event(format!(
-            "{}: {finished}",
-            if outcome.is_ok() { "done" } else { "stopped" }
-        ));
-        self.progress
-            .send_replace(Some(to_progress(&journal, &last, &run.arcs, true)));
-        match outcome {
-            Ok(_) => Ok(finished),
-            Err(_) => Err(finished),
         }
     }
 }

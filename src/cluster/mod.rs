@@ -8,7 +8,8 @@
 //! - [`write_gate`]: writes counted per state version, so a change waits for them.
 //! - [`files`]: files on the ring: write to every holder, read with fallback, delete.
 //! - [`pool`]: one client per storage node.
-//! - [`worker`]: the runner that owns long work, and the status each worker reports.
+//! - [`journaled`]: the one path of journaled work (ring changes, repairs): record,
+//!   take over, save, finish.
 //! - [`inventory`]: what the nodes hold, and the copy → verify → delete of one file.
 //! - [`migration`]: ring changes as workers: start, resume, cancel, plan.
 //! - [`pace`]: pace and pause for what ring changes and repairs move.
@@ -23,6 +24,7 @@ pub mod digests;
 pub mod files;
 pub mod health;
 pub mod inventory;
+pub mod journaled;
 pub mod membership;
 pub mod migration;
 pub mod pace;
@@ -32,24 +34,18 @@ pub mod resync;
 pub mod risk;
 pub mod state;
 mod survey;
-pub mod worker;
 pub mod write_gate;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
+use crate::background::Runner;
 use crate::meta::MetaStore;
 use health::HealthMonitor;
 pub use membership::{Cluster, ClusterError};
 use migration::Migrator;
 use repair::Repairer;
 use resync::Resyncer;
-use worker::Runner;
-
-/// How long workers get on shutdown to finish what they have in flight.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Default time between scheduled repairs.
 pub const DEFAULT_REPAIR_EVERY: Duration = Duration::from_secs(6 * 3600);
@@ -84,12 +80,13 @@ pub struct Seed<'a> {
 }
 
 impl ControlPlane {
-    /// Loads (or seeds) the cluster state, follows other web nodes' changes until
-    /// `shutdown`, and resumes in the background a change left unfinished.
+    /// Loads (or seeds) the cluster state and starts, as workers of `runner`, what
+    /// follows other web nodes' changes, watches the nodes and heals; resumes in the
+    /// background a change or a repair left unfinished.
     pub async fn start(
         meta: MetaStore,
         seed: Seed<'_>,
-        shutdown: CancellationToken,
+        runner: Arc<Runner>,
     ) -> Result<Self, ClusterError> {
         let cluster = Cluster::load(
             meta,
@@ -104,8 +101,7 @@ impl ControlPlane {
         if let Some(mbps) = seed.move_mbps {
             cluster.set_pace(|pace| pace.mbps = mbps).await?;
         }
-        cluster.follow_changes(shutdown.clone()).await?;
-        let runner = Arc::new(Runner::default());
+        cluster.follow_changes(&runner).await?;
         // Names this web node in the journals it runs.
         let instance = format!(
             "web-{}-{}",
@@ -120,28 +116,23 @@ impl ControlPlane {
         );
         let repairer = Repairer::new(cluster.clone(), runner.clone(), instance);
         let health = HealthMonitor::new(cluster.clone(), repairer.clone(), seed.repair_every);
-        let (resuming, resuming_repair) = (migrator.clone(), repairer.clone());
-        tokio::spawn(async move {
-            match resuming.resume_pending().await {
-                Ok(Some(worker)) => {
-                    tracing::info!(worker = worker.id, "resumed an interrupted ring change")
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "could not resume the interrupted ring change")
-                }
+        // A change or a repair left journaled by a web node that stopped: taken over
+        // here (its worker then runs in the background).
+        match migrator.resume_pending().await {
+            Ok(Some(worker)) => {
+                tracing::info!(worker = worker.id, "resumed an interrupted ring change")
             }
-            match resuming_repair.resume_pending().await {
-                Ok(Some(worker)) => {
-                    tracing::info!(worker = worker.id, "resumed an interrupted repair")
-                }
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "could not resume the interrupted repair"),
-            }
-        });
-        health.spawn(shutdown);
-        let resyncer = Resyncer::new(cluster.clone(), runner.clone(), seed.resync_poll);
-        resyncer.start();
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not resume the interrupted ring change"),
+        }
+        match repairer.resume_pending().await {
+            Ok(Some(worker)) => tracing::info!(worker = worker.id, "resumed an interrupted repair"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not resume the interrupted repair"),
+        }
+        health.start(&runner);
+        let resyncer = Resyncer::new(cluster.clone(), seed.resync_poll);
+        resyncer.start(&runner);
         Ok(ControlPlane {
             cluster,
             runner,
@@ -150,15 +141,5 @@ impl ControlPlane {
             health,
             resyncer,
         })
-    }
-
-    /// Stops every worker, waiting up to [`DRAIN_DEADLINE`] for what is in flight; their
-    /// journals let the next start resume.
-    pub async fn shutdown(&self) {
-        if !self.runner.shutdown(DRAIN_DEADLINE).await {
-            tracing::warn!(
-                "workers still busy at the drain deadline; their journals resume them on start"
-            );
-        }
     }
 }

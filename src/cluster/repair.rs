@@ -23,14 +23,12 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::inventory;
+use super::journaled::{self, NotTaken};
 use super::membership::{Cluster, ClusterError};
 use super::state::{ClusterState, RepairJournal};
 use super::survey::{self, PARALLELISM, Scope, Task};
-use super::worker::{Runner, WorkerContext, WorkerHandle};
+use crate::background::{Runner, Step, Worker, WorkerContext, WorkerHandle, WorkerKind};
 use crate::meta::{MetaError, VideoStatus};
-
-/// The kind of worker that runs repairs.
-pub const REPAIR: &str = "repair";
 
 /// Files and bytes of one kind of finding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +184,7 @@ impl Repairer {
     }
 
     pub fn running(&self) -> Option<WorkerHandle> {
-        self.runner.running(REPAIR)
+        self.runner.running(WorkerKind::Repair)
     }
 
     /// Journals a repair and starts its worker; returns at once. Refused while a ring
@@ -207,22 +205,19 @@ impl Repairer {
             reason: why.to_string(),
             verify,
         };
-        self.cluster
-            .update(|current: &ClusterState| {
-                if let Some(change) = &current.migration {
-                    return Err(RepairError::Busy(change.describe()));
-                }
-                if let Some(other) = &current.repair {
-                    return Err(RepairError::Busy(format!(
-                        "a repair (started {} by {})",
-                        other.started_at, other.runner
-                    )));
-                }
-                let mut next = current.clone();
-                next.repair = Some(journal.clone());
-                Ok(Some(next))
-            })
-            .await?;
+        journaled::record(&self.cluster, &journal, |current: &ClusterState| {
+            if let Some(change) = &current.migration {
+                return Err(RepairError::Busy(change.describe()));
+            }
+            if let Some(other) = &current.repair {
+                return Err(RepairError::Busy(format!(
+                    "a repair (started {} by {})",
+                    other.started_at, other.runner
+                )));
+            }
+            Ok(())
+        })
+        .await?;
         Ok(self.spawn(journal))
     }
 
@@ -235,85 +230,43 @@ impl Repairer {
         if self.running().is_some() {
             return Ok(None);
         }
-        let mine = RepairJournal {
-            runner: self.instance.clone(),
-            ..journal.clone()
-        };
-        self.cluster
-            .update(|current: &ClusterState| match &current.repair {
-                Some(j) if j.id == journal.id && j.runner == journal.runner => {
-                    let mut next = current.clone();
-                    next.repair = Some(mine.clone());
-                    Ok(Some(next))
-                }
-                _ => Err(RepairError::Busy(
-                    "the repair was taken over or finished".into(),
-                )),
-            })
-            .await?;
-        tracing::info!(id = %journal.id, "resuming an unfinished repair");
-        Ok(Some(self.spawn(mine)))
+        match journaled::take_over(&self.cluster, &journal, &self.instance).await? {
+            Ok(mine) => {
+                tracing::info!(id = %journal.id, "resuming an unfinished repair");
+                Ok(Some(self.spawn(mine)))
+            }
+            Err(NotTaken::TakenBy(_) | NotTaken::Replaced(_) | NotTaken::Gone) => Err(
+                RepairError::Busy("the repair was taken over or finished".into()),
+            ),
+        }
     }
 
     fn spawn(self: &Arc<Self>, journal: RepairJournal) -> WorkerHandle {
-        let repairer = self.clone();
         let description = format!("repair ({})", journal.reason);
         self.runner
-            .spawn(REPAIR, &description, move |ctx| async move {
-                let outcome = repairer.execute(&journal, &ctx).await;
-                // The journal goes whatever the outcome, unless the web node is stopping:
-                // then the next start runs the repair again.
-                if !(ctx.stop.is_cancelled() && outcome.is_err()) {
-                    let cleared = repairer
-                        .cluster
-                        .update(|current: &ClusterState| match &current.repair {
-                            Some(j) if j.id == journal.id => {
-                                let mut next = current.clone();
-                                next.repair = None;
-                                Ok::<_, ClusterError>(Some(next))
-                            }
-                            _ => Ok(None),
-                        })
-                        .await;
-                    if let Err(e) = cleared {
-                        tracing::warn!(error = %e, "could not clear the repair journal");
-                    }
-                }
-                outcome.map_err(|e| e.to_string())
+            .start(WorkerKind::Repair, &description, |ctx| RepairWorker {
+                repairer: self.clone(),
+                journal,
+                ctx,
+                started: Instant::now(),
+                scope: None,
+                next: 0,
+                plan: RepairPlan::default(),
+                fixed: 0,
+                failed: 0,
             })
     }
 
-    async fn execute(
+    /// What is left once every arc is repaired: the quarantines, the hints, the
+    /// tombstones, and the report.
+    async fn conclude(
         &self,
-        journal: &RepairJournal,
+        scope: &Scope,
+        mut plan: RepairPlan,
+        (fixed, failed): (u64, u64),
         ctx: &WorkerContext,
+        started: Instant,
     ) -> Result<String, RepairError> {
-        let started = Instant::now();
-        ctx.report(|s| {
-            s.throttle = format!("{PARALLELISM} files at once; {}", self.cluster.throttle());
-            s.event(format!("repair ({}): comparing the nodes", journal.reason));
-        });
-        let scope = survey::scope(&self.cluster, journal.verify).await?;
-        ctx.report(|s| s.event(scope.summary.clone()));
-        let mut plan = RepairPlan::default();
-        let (mut fixed, mut failed) = (0u64, 0u64);
-        for arc in &scope.arcs {
-            if ctx.stop.is_cancelled() {
-                break;
-            }
-            let found = survey::survey_arc(&self.cluster, &scope, *arc, journal.verify).await?;
-            let count = found.tasks.len() as u64;
-            let bytes = found.plan.missing.bytes + found.plan.misplaced.bytes;
-            plan.absorb(found.plan);
-            ctx.report(|s| {
-                s.files_total += count;
-                s.bytes_total += bytes;
-                s.queue += count;
-            });
-            let (arc_fixed, arc_failed) = self.run_tasks(found.tasks, ctx, started).await;
-            fixed += arc_fixed;
-            failed += arc_failed;
-        }
         plan.quarantined =
             survey::quarantined(&self.cluster, &scope.nodes, &plan.unreachable).await;
         self.remember_survey(&plan);
@@ -355,7 +308,7 @@ impl Repairer {
                 ),
             })
         } else {
-            self.finish_tombstones(&scope).await;
+            self.finish_tombstones(scope).await;
             Ok(format!(
                 "{fixed} files repaired in {:.1} s ({} restored, {} moved, {} orphans removed; {})",
                 started.elapsed().as_secs_f64(),
@@ -495,4 +448,99 @@ async fn delete_everywhere(
         cluster.client(node)?.delete(key).await?;
     }
     Ok(0)
+}
+
+/// One repair as a background worker: the survey's scope, then one arc per step, then
+/// what is left (quarantines, hints, tombstones) and the report.
+struct RepairWorker {
+    repairer: Arc<Repairer>,
+    journal: RepairJournal,
+    ctx: WorkerContext,
+    started: Instant,
+    /// What the repair covers, once compared.
+    scope: Option<Scope>,
+    /// The arc to survey and repair next.
+    next: usize,
+    plan: RepairPlan,
+    fixed: u64,
+    failed: u64,
+}
+
+impl Worker for RepairWorker {
+    type Error = RepairError;
+
+    async fn work(&mut self) -> Result<Step, RepairError> {
+        let step = self.step().await;
+        // The journal goes whatever the outcome, unless the web node is stopping: then
+        // the next start runs the repair again.
+        let over = match &step {
+            Ok(Step::Finished(_)) => true,
+            Ok(_) => false,
+            Err(_) => !self.ctx.stop.is_cancelled(),
+        };
+        if over {
+            let repairer = &self.repairer;
+            if let Err(e) = journaled::finish(&repairer.cluster, &self.journal, |_| {}).await {
+                tracing::warn!(error = %e, "could not clear the repair journal");
+            }
+        }
+        step
+    }
+
+    async fn wait_for_work(&mut self) {}
+
+    async fn stop(&mut self) -> Result<String, RepairError> {
+        Err(RepairError::Interrupted(
+            self.ctx.status.borrow().stop_reason.clone(),
+        ))
+    }
+}
+
+impl RepairWorker {
+    async fn step(&mut self) -> Result<Step, RepairError> {
+        let repairer = self.repairer.clone();
+        let Some(scope) = &self.scope else {
+            let reason = &self.journal.reason;
+            self.ctx.report(|s| {
+                s.throttle = format!(
+                    "{PARALLELISM} files at once; {}",
+                    repairer.cluster.throttle()
+                );
+                s.event(format!("repair ({reason}): comparing the nodes"));
+            });
+            let scope = survey::scope(&repairer.cluster, self.journal.verify).await?;
+            self.ctx.event(scope.summary.clone());
+            self.scope = Some(scope);
+            return Ok(Step::Busy);
+        };
+        if let Some(arc) = scope.arcs.get(self.next) {
+            let found =
+                survey::survey_arc(&repairer.cluster, scope, *arc, self.journal.verify).await?;
+            let count = found.tasks.len() as u64;
+            let bytes = found.plan.missing.bytes + found.plan.misplaced.bytes;
+            self.plan.absorb(found.plan);
+            self.ctx.report(|s| {
+                s.files_total += count;
+                s.bytes_total += bytes;
+                s.queue += count;
+            });
+            let (fixed, failed) = repairer
+                .run_tasks(found.tasks, &self.ctx, self.started)
+                .await;
+            self.fixed += fixed;
+            self.failed += failed;
+            self.next += 1;
+            return Ok(Step::Busy);
+        }
+        repairer
+            .conclude(
+                scope,
+                std::mem::take(&mut self.plan),
+                (self.fixed, self.failed),
+                &self.ctx,
+                self.started,
+            )
+            .await
+            .map(Step::Finished)
+    }
 }

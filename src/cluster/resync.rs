@@ -19,10 +19,9 @@ use tokio::sync::Notify;
 
 use super::inventory::{self, KeyWork};
 use super::membership::Cluster;
-use super::worker::{Runner, WorkerContext, WorkerHandle};
+use crate::background::{Runner, Step, Worker, WorkerContext, WorkerHandle, WorkerKind};
 use crate::meta::{ResyncEntry, VideoStatus};
 
-pub const RESYNC: &str = "resync";
 /// Default time between two looks at the nodes' quarantine lists.
 pub const DEFAULT_POLL_EVERY: Duration = Duration::from_secs(10);
 /// Wait before the first retry of a key that failed; doubled at each failure.
@@ -80,16 +79,14 @@ pub struct QueueView {
 
 pub struct Resyncer {
     cluster: Arc<Cluster>,
-    runner: Arc<Runner>,
     poll_every: Duration,
     view: Mutex<QueueView>,
 }
 
 impl Resyncer {
-    pub fn new(cluster: Arc<Cluster>, runner: Arc<Runner>, poll_every: Duration) -> Arc<Self> {
+    pub fn new(cluster: Arc<Cluster>, poll_every: Duration) -> Arc<Self> {
         Arc::new(Resyncer {
             cluster,
-            runner,
             poll_every,
             view: Mutex::new(QueueView::default()),
         })
@@ -101,48 +98,18 @@ impl Resyncer {
     }
 
     /// Starts the worker; it runs until the runner shuts down.
-    pub fn start(self: &Arc<Self>) -> WorkerHandle {
-        let resyncer = self.clone();
-        self.runner.spawn(
-            RESYNC,
+    pub fn start(self: &Arc<Self>, runner: &Runner) -> WorkerHandle {
+        runner.start(
+            WorkerKind::Resync,
             "copies again the keys whose copies were found bad",
-            move |context| async move { resyncer.run(context).await },
+            |context| ResyncWorker {
+                resyncer: self.clone(),
+                context,
+                seen: HashMap::new(),
+                next_poll: tokio::time::Instant::now(),
+                wait: Duration::ZERO,
+            },
         )
-    }
-
-    async fn run(&self, context: WorkerContext) -> Result<String, String> {
-        // Newest quarantine time seen per node: each finding is queued once per start.
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        let mut next_poll = tokio::time::Instant::now();
-        let suspects = self.cluster.suspects();
-        loop {
-            if context.stop.is_cancelled() {
-                return Ok(format!("{} keys healed", self.view().healed));
-            }
-            for (key, why) in suspects.take() {
-                self.queue(&key, why).await;
-            }
-            if tokio::time::Instant::now() >= next_poll {
-                self.poll_quarantines(&mut seen).await;
-                next_poll = tokio::time::Instant::now() + self.poll_every;
-            }
-            let wait = match self.round(&context).await {
-                Ok(next_due) => next_due.min(IDLE_ROUND),
-                Err(e) => {
-                    context.report(|s| {
-                        s.errors += 1;
-                        s.last_error = e.clone();
-                    });
-                    IDLE_ROUND
-                }
-            };
-            let wait = wait.min(next_poll.saturating_duration_since(tokio::time::Instant::now()));
-            tokio::select! {
-                _ = context.stop.cancelled() => {}
-                _ = suspects.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
     }
 
     async fn queue(&self, key: &str, reason: String) {
@@ -349,6 +316,56 @@ pub async fn heal(cluster: &Cluster, key: &str) -> Result<Healed, String> {
 /// reads "1/0 files" (done above total).
 fn progress_total(healed: u64, queued: usize) -> u64 {
     healed + queued as u64
+}
+
+/// The resync queue as a background worker: one round per step.
+struct ResyncWorker {
+    resyncer: Arc<Resyncer>,
+    context: WorkerContext,
+    /// Newest quarantine time seen per node: each finding is queued once per start.
+    seen: HashMap<String, u64>,
+    next_poll: tokio::time::Instant,
+    /// How long to sleep after this round when nothing wakes the worker.
+    wait: Duration,
+}
+
+impl Worker for ResyncWorker {
+    type Error = std::convert::Infallible;
+
+    async fn work(&mut self) -> Result<Step, Self::Error> {
+        let resyncer = &self.resyncer;
+        for (key, why) in resyncer.cluster.suspects().take() {
+            resyncer.queue(&key, why).await;
+        }
+        if tokio::time::Instant::now() >= self.next_poll {
+            resyncer.poll_quarantines(&mut self.seen).await;
+            self.next_poll = tokio::time::Instant::now() + resyncer.poll_every;
+        }
+        let wait = match resyncer.round(&self.context).await {
+            Ok(next_due) => next_due.min(IDLE_ROUND),
+            Err(e) => {
+                self.context.report(|s| s.error(e));
+                IDLE_ROUND
+            }
+        };
+        self.wait = wait.min(
+            self.next_poll
+                .saturating_duration_since(tokio::time::Instant::now()),
+        );
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        let suspects = self.resyncer.cluster.suspects();
+        tokio::select! {
+            _ = suspects.wake.notified() => {}
+            _ = tokio::time::sleep(self.wait) => {}
+        }
+    }
+
+    async fn stop(&mut self) -> Result<String, Self::Error> {
+        Ok(format!("{} keys healed", self.resyncer.view().healed))
+    }
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub struct JournalProgress {
 }
 
 impl JournalProgress {
-    pub fn of(status: &super::worker::WorkerStatus) -> Self {
+    pub fn of(status: &crate::background::WorkerStatus) -> Self {
         JournalProgress {
             files_done: status.files_done,
             files_total: status.files_total,

@@ -5,6 +5,8 @@
 //! - [`content`]: a local folder or the ring of storage nodes, behind one interface.
 //! - [`videos`]: the version in a video's URLs, the listing by pages, and the crash-safe
 //!   delete (tombstone first, record last).
+//! - [`deletes`]: the worker that finishes deletes left unfinished.
 
 pub mod content;
+pub mod deletes;
 pub mod videos;

@@ -103,7 +103,7 @@ pub async fn delete_video(
 }
 
 /// The part of a delete after the tombstone: idempotent, so it can be run again.
-async fn finish_delete(
+pub async fn finish_delete(
     meta: &MetaStore,
     content: &Content,
     id: &str,
@@ -119,30 +119,16 @@ async fn finish_delete(
     Ok(files)
 }
 
-/// Finishes the deletes a previous run of a web node left as tombstones. Errors are
-/// logged: the tombstones stay and the next start (or a delete request) tries again.
-pub async fn finish_tombstones(meta: &MetaStore, content: &Content) -> usize {
-    let videos = match meta.list_videos().await {
-        Ok(listing) => listing.value,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot look for unfinished deletes");
-            return 0;
-        }
-    };
-    let mut finished = 0;
-    for video in videos
+/// The ids whose delete is under way or was left unfinished (their tombstones).
+pub async fn tombstones(meta: &MetaStore) -> Result<Vec<String>, MetaError> {
+    Ok(meta
+        .list_videos()
+        .await?
+        .value
         .into_iter()
         .filter(|v| v.status == VideoStatus::Deleting)
-    {
-        match finish_delete(meta, content, &video.id).await {
-            Ok(files) => {
-                finished += 1;
-                tracing::info!(id = %video.id, files, "finished a delete left by an earlier run");
-            }
-            Err(e) => tracing::warn!(id = %video.id, error = %e, "cannot finish a delete"),
-        }
-    }
-    finished
+        .map(|v| v.id)
+        .collect())
 }
 
 #[cfg(test)]

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::record::temp_name;
 use super::store::{Store, StoreError};
+use crate::background::{Runner, Step, Worker, WorkerKind, WorkerStatus};
 
 const STATE_FILE: &str = ".tritontube-scrub";
 /// How often the position reached is saved during a pass.
@@ -153,12 +153,9 @@ pub struct Scrubber {
 
 impl Scrubber {
     /// Starts the scrub of `store` (unless the rate is 0) from the schedule and progress
-    /// saved in its folder; it stops when `shutdown` is cancelled, saving where it got to.
-    pub async fn start(
-        store: Store,
-        config: ScrubConfig,
-        shutdown: CancellationToken,
-    ) -> (Scrubber, Option<JoinHandle<()>>) {
+    /// saved in its folder, as a worker of `runner`; the runner's shutdown stops it,
+    /// saving where it got to.
+    pub async fn start(store: Store, config: ScrubConfig, runner: &Runner) -> Scrubber {
         let state_path = store.root().join(STATE_FILE);
         let saved = tokio::fs::read_to_string(&state_path)
             .await
@@ -167,10 +164,20 @@ impl Scrubber {
             .unwrap_or_default();
         let scrubber = Self::with_state(store, config, state_path, saved);
         if config.rate_bytes_per_sec == 0 {
-            return (scrubber, None);
+            return scrubber;
         }
-        let task = tokio::spawn(run(Arc::clone(&scrubber.shared), shutdown));
-        (scrubber, Some(task))
+        let shared = Arc::clone(&scrubber.shared);
+        schedule_first_pass(&shared).await;
+        runner.start(
+            WorkerKind::Scrub,
+            "re-reads every file and quarantines what no longer matches its record",
+            |context| Scrubbing {
+                shared,
+                stop: context.stop,
+                due_in: Duration::ZERO,
+            },
+        );
+        scrubber
     }
 
     /// A scrub that never runs and reports nothing (for a service without one).
@@ -245,22 +252,34 @@ pub fn first_pass_delay(interval: Duration, fraction: f64) -> Duration {
     interval.mul_f64(fraction.clamp(0.0, 1.0))
 }
 
-async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let now = crate::node::now_unix_ms();
+/// On the first start on a folder, the first pass comes at a random point of the first
+/// interval (as Garage does), so nodes started together do not all scrub at once and rot
+/// is not left unread for a whole interval.
+async fn schedule_first_pass(shared: &Shared) {
     {
         let mut state = shared.lock();
         if state.saved.next_pass_unix_ms == 0 {
-            // First start on this folder: the first pass comes at a random point of the
-            // first interval (as Garage does), so nodes started together do not all
-            // scrub at once and rot is not left unread for a whole interval.
-            state.saved.next_pass_unix_ms =
-                now + first_pass_delay(shared.config.interval, fastrand::f64()).as_millis() as u64;
+            state.saved.next_pass_unix_ms = crate::node::now_unix_ms()
+                + first_pass_delay(shared.config.interval, fastrand::f64()).as_millis() as u64;
         }
     }
     shared.save().await;
-    loop {
+}
+
+/// The scrub as a background worker: one pass per step, when one is due.
+struct Scrubbing {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    /// Time until the next pass is due, as the last step saw it.
+    due_in: Duration,
+}
+
+impl Worker for Scrubbing {
+    type Error = std::convert::Infallible;
+
+    async fn work(&mut self) -> Result<Step, Self::Error> {
         let (due_in, resume) = {
-            let state = shared.lock();
+            let state = self.shared.lock();
             let due = state.saved.next_pass_unix_ms;
             let wait = Duration::from_millis(due.saturating_sub(crate::node::now_unix_ms()));
             let go = state.start_requested || state.saved.current.is_some();
@@ -269,24 +288,45 @@ async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 state.saved.current.is_some(),
             )
         };
+        self.due_in = due_in;
         if !due_in.is_zero() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = shared.wake.notified() => continue,
-                _ = tokio::time::sleep(due_in) => {}
-            }
+            return Ok(Step::Idle);
         }
         if resume {
             tracing::info!("resuming an interrupted scrub pass");
         }
-        if !run_pass(&shared, &shutdown).await {
-            return;
+        // A stopped pass saved where it got to; the runner sees the stop next.
+        run_pass(&self.shared, &self.stop).await;
+        Ok(Step::Busy)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            _ = self.shared.wake.notified() => {}
+            _ = tokio::time::sleep(self.due_in) => {}
         }
+    }
+
+    async fn stop(&mut self) -> Result<String, Self::Error> {
+        Ok("stopped; an unfinished pass resumes where it got to".into())
+    }
+
+    fn status(&self, status: &mut WorkerStatus) {
+        let state = self.shared.lock();
+        if let Some(pass) = state.saved.current.as_ref().or(state.saved.last.as_ref()) {
+            status.files_done = pass.files_checked;
+            status.files_total = pass.files_total;
+            status.bytes_done = pass.bytes_checked;
+            status.bytes_total = pass.bytes_total;
+            status.errors = pass.errors + pass.corrupt_found;
+            status.current_item = pass.cursor.clone();
+        }
+        status.throttle = format!("{} MB/s", self.shared.config.rate_bytes_per_sec / 1_000_000);
     }
 }
 
-/// Runs (or resumes) one pass. Returns false when stopped by the shutdown.
-async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
+/// Runs (or resumes) one pass; a stop saves where it got to.
+async fn run_pass(shared: &Shared, shutdown: &CancellationToken) {
     let mut progress = {
         let mut state = shared.lock();
         state.running = true;
@@ -327,7 +367,7 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
             Outcome::Stopped => {
                 shared.lock().running = false;
                 shared.save().await;
-                return false;
+                return;
             }
             Outcome::Gone => {}
             Outcome::Good(bytes) => {
@@ -377,7 +417,6 @@ async fn run_pass(shared: &Shared, shutdown: &CancellationToken) -> bool {
         state.passes_completed += 1;
     }
     shared.save().await;
-    true
 }
 
 async fn sorted_keys(store: &Store) -> Result<Vec<String>, StoreError> {

@@ -19,6 +19,7 @@ use super::identity::StoreIdentity;
 use super::scrub::{DEFAULT_SCRUB_MBPS, ScrubConfig, Scrubber};
 use super::service::StorageService;
 use super::store::{DEFAULT_MIN_FREE_BYTES, Store, StoreError, StoreOptions};
+use crate::background::{DRAIN_DEADLINE, Runner};
 use crate::node::metrics::NodeMetrics;
 use crate::proto::storage::storage_service_server::StorageServiceServer;
 use crate::trust::Role;
@@ -116,9 +117,9 @@ pub async fn run_secure(
             }
         }
     });
-    let stop_scrub = CancellationToken::new();
-    let (scrubber, scrub_task) =
-        Scrubber::start(store.clone(), options.scrub, stop_scrub.clone()).await;
+    // The node's background work (its scrub) runs on a runner of its own.
+    let runner = Runner::default();
+    let scrubber = Scrubber::start(store.clone(), options.scrub, &runner).await;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<StorageServiceServer<StorageService>>()
@@ -191,9 +192,8 @@ pub async fn run_secure(
         served
     };
     let (served, metrics_served) = tokio::join!(grpc_server, metrics_server);
-    stop_scrub.cancel();
-    if let Some(task) = scrub_task {
-        let _ = task.await;
+    if !runner.shutdown(DRAIN_DEADLINE).await {
+        tracing::warn!("the scrub did not stop within the drain deadline");
     }
     served?;
     metrics_served

@@ -22,6 +22,7 @@ pub mod hardening;
 pub mod https;
 pub mod metrics;
 pub mod pages;
+pub mod processing;
 pub mod progress;
 pub mod publish;
 mod rollback;
@@ -40,9 +41,9 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::background::{DRAIN_DEADLINE, Runner, WorkerKind};
 use crate::cluster::{Cluster, ControlPlane, Seed};
 use crate::library::content::Content;
-use crate::library::videos;
 use crate::meta::MetaStore;
 use crate::node::store::Store;
 use crate::ring::{DEFAULT_REPLICAS, DEFAULT_VIRTUAL_NODES};
@@ -341,7 +342,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating {}", config.work_dir.display()))?;
-    let mut control_plane = None;
+    // Owns every background worker of this web node (DESIGN §9: one shape for all).
+    let runner = Arc::new(Runner::default());
     let metrics = WebMetrics::new(meta.kind(), config.cache_bytes);
     let admin_token = match &content {
         ContentSpec::Ring { admin_token, .. } => admin_token.clone(),
@@ -382,7 +384,7 @@ pub async fn run(
                 tls: config.cluster_tls.clone(),
                 range_keys: config.range_keys,
             };
-            let plane = ControlPlane::start(meta.clone(), seed, shutdown.clone()).await?;
+            let plane = ControlPlane::start(meta.clone(), seed, runner.clone()).await?;
             let listener = admin.context("the ring needs an admin address")?;
             tracing::info!(address = %listener.local_addr()?, "admin service listening");
             metrics.watch_ring(ring_facts(plane.cluster.clone()));
@@ -390,7 +392,7 @@ pub async fn run(
             metrics.watch_repair({
                 let runner = plane.migrator.runner().clone();
                 Box::new(move || {
-                    let status = runner.latest(crate::cluster::repair::REPAIR)?.status();
+                    let status = runner.latest(WorkerKind::Repair)?.status();
                     Some(crate::web::metrics::WorkerProgress {
                         running: !status.state.is_finished(),
                         files_done: status.files_done,
@@ -411,12 +413,11 @@ pub async fn run(
                 credential.clone(),
             );
             let content = Content::Ring(plane.cluster.clone());
-            control_plane = Some(plane);
             (content, Some((listener, server)))
         }
     };
     abandon_stale_uploads(&meta, &content).await;
-    videos::finish_tombstones(&meta, &content).await;
+    crate::library::deletes::start(&runner, meta.clone(), content.clone()).await;
     let cache = serve::new_cache(config.cache_bytes, &metrics.cache);
     metrics.watch_cache({
         let cache = cache.clone();
@@ -442,6 +443,7 @@ pub async fn run(
         upload_slots: hardening::UploadSlots::new(config.uploads_per_client),
         config,
         metrics,
+        runner: runner.clone(),
     });
     tracing::info!(address = %http.local_addr()?, "web node listening");
     let viewer_tls = state.config.viewer_tls.clone();
@@ -480,8 +482,8 @@ pub async fn run(
             admin_result?;
         }
     }
-    if let Some(plane) = control_plane {
-        plane.shutdown().await;
+    if !runner.shutdown(DRAIN_DEADLINE).await {
+        tracing::warn!("workers still busy at the drain deadline; journaled work resumes on start");
     }
     Ok(())
 }

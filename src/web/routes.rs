@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<WebMetrics>,
     /// Uploads in progress per client address.
     pub upload_slots: hardening::UploadSlots,
+    /// The web node's background workers (upload processing among them).
+    pub runner: Arc<crate::background::Runner>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -89,7 +91,7 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// Everything a handler can fail with; the response never shows internals.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WebError {
     #[error("{0}")]
     BadRequest(String),

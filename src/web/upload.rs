@@ -1,9 +1,10 @@
 //! `POST /upload`: stream the MP4 to a temp file, check it is a video, transcode it to
 //! a DASH ladder and a poster, store every file on its holders, then record the video.
 //! The id is claimed first, so a taken id is refused without storing the body and two
-//! uploads of one id cannot both proceed; any failure (or a plain-form client that goes
-//! away) removes the claim and every file already stored. Each phase is reported to
-//! [`super::progress`] for the page.
+//! uploads of one id cannot both proceed; any failure removes the claim and every file
+//! already stored. Once the body is in, the processing is a worker of the web node
+//! ([`super::processing`]): the client going away does not stop it. Each phase is
+//! reported to [`super::progress`] for the page.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,7 +23,7 @@ use super::progress::Phase;
 use super::rollback::{self, Rollback};
 use super::routes::{SharedState, WebError};
 use super::transcode::{self, TranscodeError};
-use super::{api, publish};
+use super::{api, processing, publish};
 use crate::library::content::Content;
 use crate::meta::{Claim, MetaError, VideoDetails};
 use crate::node::keys;
@@ -64,13 +65,13 @@ pub fn video_id_for(file_name: &str) -> Result<String, WebError> {
 }
 
 /// An upload whose body is in: what is left is to probe, transcode, store and record.
-struct Received {
-    id: String,
+pub(super) struct Received {
+    pub(super) id: String,
     rollback: Rollback,
     /// Holds the source and ffmpeg's output; removed when dropped.
     work: tempfile::TempDir,
     source: PathBuf,
-    source_bytes: u64,
+    pub(super) source_bytes: u64,
 }
 
 /// `POST /upload`. A plain form gets the original's answers: 303 to `/` once the video is
@@ -104,20 +105,19 @@ pub async fn upload(
             return refuse(e);
         }
     };
+    let id = received.id.clone();
+    // Still counted against its client while it is processed.
+    let ended = processing::start(state, received, outcome, slot);
     if json {
-        let id = received.id.clone();
-        tokio::spawn(async move {
-            // Still counted against its client while it is processed.
-            let _slot = slot;
-            let result = process(state, received).await;
-            outcome.finish(super::routes::upload_outcome(&result));
-        });
         let status_url = format!("/api/uploads/{}", encode_segment(&id));
         let body = serde_json::json!({ "id": id, "status_url": status_url });
         return (StatusCode::ACCEPTED, Json(body)).into_response();
     }
-    let result = process(state, received).await;
-    outcome.finish(super::routes::upload_outcome(&result));
+    let result = ended.await.unwrap_or_else(|_| {
+        Err(WebError::Unavailable(
+            "the web node stopped while processing the upload".into(),
+        ))
+    });
     match result {
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => refuse(e),
@@ -252,10 +252,7 @@ pub(super) async fn process_file(
         source,
         source_bytes,
     };
-    tokio::spawn(async move {
-        let result = process(state, received).await;
-        outcome.finish(super::routes::upload_outcome(&result));
-    });
+    processing::start(state, received, outcome, ());
     Ok(())
 }
 
@@ -287,7 +284,7 @@ async fn drain(field: &mut Field<'_>, idle_timeout: std::time::Duration) {
 
 /// Probes, transcodes, stores and records a received upload, reporting each phase; a
 /// failure is reported with its reason and rolled back.
-async fn process(state: SharedState, received: Received) -> Result<(), WebError> {
+pub(super) async fn process(state: SharedState, received: Received) -> Result<(), WebError> {
     let id = received.id.clone();
     let result = process_inner(&state, received).await;
     match &result {

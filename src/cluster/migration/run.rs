@@ -7,6 +7,8 @@
 //! and a change resumed after a crash starts at the first arc not done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -16,11 +18,13 @@ use super::{
     DELETE_BATCH, DELETES_IN_FLIGHT, MigrationError, Migrator, Plan, SHARE_PROGRESS_EVERY,
     SHOW_PACE_EVERY, to_progress,
 };
+use crate::background::{Step, Worker, WorkerContext};
 use crate::cluster::arcs::work_arcs;
+use crate::cluster::inventory::Inventory;
 use crate::cluster::inventory::{self, KeyWork, Unreachable};
-use crate::cluster::membership::{Cluster, ClusterError};
-use crate::cluster::state::{ArcsDone, ChangeKind, ClusterState, Journal, JournalProgress};
-use crate::cluster::worker::WorkerContext;
+use crate::cluster::journaled;
+use crate::cluster::membership::Cluster;
+use crate::cluster::state::{ArcsDone, ChangeKind, Journal, JournalProgress};
 use crate::node::client::ClientError;
 use crate::ring::{KeyRange, Ring};
 
@@ -100,35 +104,146 @@ pub(super) async fn plan(
     Ok(plan)
 }
 
-/// One execution of a journal.
-pub(super) struct Run<'a> {
-    pub migrator: &'a Migrator,
-    pub journal: &'a Journal,
-    pub ctx: &'a WorkerContext,
-    pub started: Instant,
-    pub last_shared: Instant,
-    pub arcs: ArcTally,
+/// Where a run stands.
+enum Phase {
+    /// Waiting for earlier writes, counting the arcs, listing the first.
+    Begin,
+    /// Moving the files of arc `next`, while listing the one after it.
+    Arcs,
+    /// Every arc done: switching the ring.
+    Switch,
 }
 
-impl Run<'_> {
+/// One execution of a journal, as a background worker: one arc per step.
+pub(super) struct ChangeWorker {
+    migrator: Arc<Migrator>,
+    journal: Journal,
+    ctx: WorkerContext,
+    started: Instant,
+    last_shared: Instant,
+    arcs: ArcTally,
+    phase: Phase,
+    /// Every node that may hold a key: the current ring's and the target's.
+    nodes: Arc<BTreeSet<String>>,
+    /// A node being removed that no longer answers: its copies elsewhere are used.
+    may_skip: Option<String>,
+    arc_list: Vec<KeyRange>,
+    /// The arc to move next.
+    next: usize,
+    /// The next arc's inventory, listed while the previous arc's files moved.
+    listed: Option<Result<Inventory, Unreachable>>,
+    /// Files that could not be moved, all arcs so far.
+    failed: u64,
+}
+
+impl Worker for ChangeWorker {
+    type Error = MigrationError;
+
+    async fn work(&mut self) -> Result<Step, MigrationError> {
+        let step = match self.phase {
+            Phase::Begin => self.begin().await.map(|()| Step::Busy),
+            Phase::Arcs => self.move_arc().await.map(|()| Step::Busy),
+            Phase::Switch => self.switch().await.map(Step::Finished),
+        };
+        match step {
+            Ok(Step::Finished(text)) => {
+                self.publish_end(Ok(&text));
+                Ok(Step::Finished(text))
+            }
+            Ok(step) => Ok(step),
+            Err(e) => {
+                self.publish_end(Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    async fn wait_for_work(&mut self) {}
+
+    async fn stop(&mut self) -> Result<String, MigrationError> {
+        let reason = self.ctx.status.borrow().stop_reason.clone();
+        let e = MigrationError::Interrupted(reason);
+        self.publish_end(Err(&e));
+        Err(e)
+    }
+}
+
+impl ChangeWorker {
+    pub fn new(migrator: Arc<Migrator>, journal: Journal, ctx: WorkerContext) -> Self {
+        ctx.report(|s| s.throttle = format!("{} copies at once", migrator.parallelism));
+        let mut nodes = migrator.cluster.snapshot().data_nodes();
+        nodes.extend(journal.target.nodes().map(String::from));
+        let may_skip = (journal.kind == ChangeKind::Remove && !journal.cancelled)
+            .then(|| journal.node.clone());
+        ChangeWorker {
+            migrator,
+            journal,
+            ctx,
+            started: Instant::now(),
+            last_shared: Instant::now(),
+            arcs: ArcTally::default(),
+            phase: Phase::Begin,
+            nodes: Arc::new(nodes),
+            may_skip,
+            arc_list: Vec::new(),
+            next: 0,
+            listed: None,
+            failed: 0,
+        }
+    }
+
     fn publish(&self) {
         let status = self.ctx.status.borrow().clone();
         self.migrator.progress.send_replace(Some(to_progress(
-            self.journal,
+            &self.journal,
             &status,
             &self.arcs,
             false,
         )));
     }
 
+    /// The finished report for watchers of the original shape (the runner records the
+    /// final state itself).
+    fn publish_end(&self, outcome: Result<&String, &MigrationError>) {
+        let mut last = self.ctx.status.borrow().clone();
+        let text = match outcome {
+            Ok(text) => text.clone(),
+            Err(e) => {
+                last.errors = last.errors.max(1);
+                last.last_error = e.to_string();
+                e.to_string()
+            }
+        };
+        last.event(format!(
+            "{}: {text}",
+            if outcome.is_ok() { "done" } else { "stopped" }
+        ));
+        self.migrator.progress.send_replace(Some(to_progress(
+            &self.journal,
+            &last,
+            &self.arcs,
+            true,
+        )));
+    }
+
     fn event(&self, text: String) {
-        self.ctx.report(|s| s.event(text));
+        self.ctx.event(text);
         self.publish();
     }
 
-    pub async fn go(&mut self) -> Result<u64, MigrationError> {
-        let cluster = &self.migrator.cluster;
-        let journal = self.journal;
+    /// Lists the inventory of `arc`, owning what it needs so it can run beside a step.
+    fn list(
+        &self,
+        arc: KeyRange,
+    ) -> impl Future<Output = Result<Inventory, Unreachable>> + Send + 'static {
+        let cluster = self.migrator.cluster.clone();
+        let nodes = self.nodes.clone();
+        let may_skip = self.may_skip.clone();
+        async move { inventory::take_in(&cluster, &nodes, may_skip.as_deref(), arc).await }
+    }
+
+    async fn begin(&mut self) -> Result<(), MigrationError> {
+        let cluster = self.migrator.cluster.clone();
         // Writes that placed files on the ring before this journal must land before the
         // inventory, or their files would be missed.
         let version = cluster.snapshot().version;
@@ -136,132 +251,123 @@ impl Run<'_> {
         if pending > 0 {
             self.event(format!(
                 "{}: waiting for {pending} writes on the previous ring",
-                journal.describe()
+                self.journal.describe()
             ));
             cluster.wait_for_writes_before(version).await;
         }
-
-        let mut nodes = cluster.snapshot().data_nodes();
-        nodes.extend(journal.target.nodes().map(String::from));
-        // A node being removed that no longer answers: its copies elsewhere are used.
-        let may_skip = (journal.kind == ChangeKind::Remove && !journal.cancelled)
-            .then_some(journal.node.as_str());
-        let arcs_done = match journal.arcs {
+        let arcs_done = match self.journal.arcs {
             Some(arcs) => arcs,
             None => {
-                let count = arc_count(cluster, &nodes, may_skip).await?;
+                let count = arc_count(&cluster, &self.nodes, self.may_skip.as_deref()).await?;
                 let arcs = ArcsDone { count, done: 0 };
                 self.save(arcs).await;
                 arcs
             }
         };
-        let arcs = KeyRange::split_whole(arcs_done.count);
-        let first = arcs_done.done.min(arcs.len() as u64);
+        self.arc_list = KeyRange::split_whole(arcs_done.count);
+        let total = self.arc_list.len() as u64;
+        let first = arcs_done.done.min(total);
         self.arcs = ArcTally {
-            total: arcs.len() as u64,
+            total,
             done: first,
             first,
             ..ArcTally::default()
         };
         self.event(if first > 0 {
             format!(
-                "{}: resuming at arc {}/{} ({first} done before)",
-                journal.describe(),
+                "{}: resuming at arc {}/{total} ({first} done before)",
+                self.journal.describe(),
                 first + 1,
-                arcs.len()
             )
         } else {
             format!(
-                "{}: {} arcs of about {} keys",
-                journal.describe(),
-                arcs.len(),
+                "{}: {total} arcs of about {} keys",
+                self.journal.describe(),
                 cluster.range_keys.get()
             )
         });
+        self.next = first as usize;
+        match self.arc_list.get(self.next) {
+            Some(arc) => {
+                self.listed = Some(self.list(*arc).await);
+                self.phase = Phase::Arcs;
+            }
+            None => self.phase = Phase::Switch,
+        }
+        Ok(())
+    }
 
-        // The next arc is listed while this one's files move, so the copies never wait
-        // for a listing: at most two arcs' keys are in memory, one listed, one moving.
-        let migrator = self.migrator;
-        let list = |arc: KeyRange| inventory::take_in(&migrator.cluster, &nodes, may_skip, arc);
-        let mut listed = match arcs.get(first as usize) {
-            Some(arc) => Some(list(*arc).await),
-            None => None,
-        };
-        let mut failed = 0u64;
-        for index in first as usize..arcs.len() {
-            if self.ctx.stop.is_cancelled() {
-                break;
+    /// Moves the files of the next arc while the one after it is listed, so the copies
+    /// never wait for a listing: at most two arcs' keys are in memory.
+    async fn move_arc(&mut self) -> Result<(), MigrationError> {
+        let index = self.next;
+        let total = self.arc_list.len();
+        self.arcs.now = index as u64 + 1;
+        let inventory = self
+            .listed
+            .take()
+            .expect("each arc is listed before its turn")?;
+        let keys = inventory.len() as u64;
+        self.arcs.keys_max = self.arcs.keys_max.max(keys);
+        self.arcs.keys_listed += keys;
+        let work = inventory::work_list(&inventory, &self.journal.target);
+        // Only the work list outlives the listing.
+        drop(inventory);
+        let files = work.len() as u64;
+        let bytes: u64 = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
+        self.ctx.report(|s| {
+            s.files_total += files;
+            s.bytes_total += bytes;
+            s.queue = files;
+        });
+        self.event(format!(
+            "arc {}/{total}: {keys} keys, {files} files to move ({bytes} bytes to copy)",
+            index + 1,
+        ));
+        let following = self.arc_list.get(index + 1).map(|arc| self.list(*arc));
+        let (arc_failed, next) = tokio::join!(self.move_files(work), async move {
+            match following {
+                Some(listing) => Some(listing.await),
+                None => None,
             }
-            self.arcs.now = index as u64 + 1;
-            let inventory = listed.take().expect("each arc is listed before its turn")?;
-            let keys = inventory.len() as u64;
-            self.arcs.keys_max = self.arcs.keys_max.max(keys);
-            self.arcs.keys_listed += keys;
-            let work = inventory::work_list(&inventory, &journal.target);
-            // Only the work list outlives the listing.
-            drop(inventory);
-            let files = work.len() as u64;
-            let bytes: u64 = work.iter().map(|w| w.size * w.missing.len() as u64).sum();
-            self.ctx.report(|s| {
-                s.files_total += files;
-                s.bytes_total += bytes;
-                s.queue = files;
-            });
-            self.event(format!(
-                "arc {}/{}: {keys} keys, {files} files to move ({bytes} bytes to copy)",
-                index + 1,
-                arcs.len()
-            ));
-            let following = arcs.get(index + 1).copied();
-            let (arc_failed, next) = tokio::join!(self.move_files(work), async move {
-                match following {
-                    Some(arc) => Some(list(arc).await),
-                    None => None,
-                }
-            });
-            listed = next;
-            failed += arc_failed;
-            if self.ctx.stop.is_cancelled() {
-                break;
-            }
-            // An arc counts as done only when it and every arc before it moved every file.
-            if failed == 0 {
-                self.arcs.done = index as u64 + 1;
-                self.save(ArcsDone {
-                    count: self.arcs.total,
-                    done: self.arcs.done,
-                })
-                .await;
-            }
-        }
-        let status = self.ctx.status.borrow().clone();
+        });
+        self.listed = next;
+        self.failed += arc_failed;
         if self.ctx.stop.is_cancelled() {
-            return Err(MigrationError::Interrupted(status.stop_reason));
+            // Not marked done: the runner sees the stop and the journal resumes here.
+            return Ok(());
         }
-        if failed > 0 {
-            return Err(MigrationError::Failed(format!(
-                "{failed} of {} files could not be moved (last error: {}); the change stays journaled: run it again to finish",
-                status.files_total, status.last_error
-            )));
+        // An arc counts as done only when it and every arc before it moved every file.
+        if self.failed == 0 {
+            self.arcs.done = index as u64 + 1;
+            self.save(ArcsDone {
+                count: self.arcs.total,
+                done: self.arcs.done,
+            })
+            .await;
         }
-        self.switch().await?;
-        Ok(status.files_done)
+        self.next = index + 1;
+        if self.next >= total {
+            self.phase = Phase::Switch;
+        }
+        Ok(())
     }
 
     /// Copies, checks and deletes the files of one arc; returns how many failed. Stops
     /// taking new files when asked to stop; those in flight finish.
     async fn move_files(&mut self, work: Vec<KeyWork>) -> u64 {
-        let cluster = &self.migrator.cluster;
+        let migrator = self.migrator.clone();
+        let cluster = &migrator.cluster;
         // A key's surplus copies are deleted once its new copies are durable and checked,
         // in batches per node (one call and one folder sync for many files).
-        let stop = self.ctx.stop.clone();
+        let stopping = self.ctx.stop.clone();
+        let stop = &stopping;
         let items = work.into_iter().take_while(move |_| !stop.is_cancelled());
-        let stop = &self.ctx.stop;
         let mut copies = futures::stream::iter(items.map(|item| async move {
             let outcome = inventory::copy_paced(cluster, &item, stop).await;
             (item, outcome)
         }))
-        .buffer_unordered(self.migrator.parallelism);
+        .buffer_unordered(migrator.parallelism);
         // The pace's state and the rate measured, shown even while nothing finishes.
         let mut show_pace = tokio::time::interval(SHOW_PACE_EVERY);
         let mut surplus: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -322,37 +428,43 @@ impl Run<'_> {
         failed
     }
 
-    /// Every file is where the target ring wants it: switches, if the journal is still
-    /// this one (a cancel replaces it).
-    async fn switch(&self) -> Result<(), MigrationError> {
-        let journal = self.journal;
-        self.migrator
-            .cluster
-            .update(|current: &ClusterState| match &current.migration {
-                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
-                    let mut next = current.clone();
-                    next.ring = journal.target.clone();
-                    next.migration = None;
-                    match (journal.kind, journal.cancelled) {
-                        (ChangeKind::Add, false) => {
-                            next.spares.remove(&journal.node);
-                        }
-                        (ChangeKind::Remove, false) => {
-                            next.spares.insert(journal.node.clone());
-                        }
-                        (ChangeKind::Zone, false) => {}
-                        // A cancelled change leaves the ring and spares as they were.
-                        (_, true) => {}
-                    }
-                    Ok(Some(next))
+    /// Every arc is done: switches the ring if every file moved and the journal is still
+    /// this one (a cancel replaces it). Returns what the change did.
+    async fn switch(&mut self) -> Result<String, MigrationError> {
+        let status = self.ctx.status.borrow().clone();
+        if self.failed > 0 {
+            return Err(MigrationError::Failed(format!(
+                "{} of {} files could not be moved (last error: {}); the change stays journaled: run it again to finish",
+                self.failed, status.files_total, status.last_error
+            )));
+        }
+        let journal = &self.journal;
+        let switched = journaled::finish(&self.migrator.cluster, journal, |next| {
+            next.ring = journal.target.clone();
+            match (journal.kind, journal.cancelled) {
+                (ChangeKind::Add, false) => {
+                    next.spares.remove(&journal.node);
                 }
-                _ => Err(MigrationError::Refused(format!(
-                    "{} was replaced in the journal before it could switch the ring",
-                    journal.describe()
-                ))),
-            })
-            .await?;
-        Ok(())
+                (ChangeKind::Remove, false) => {
+                    next.spares.insert(journal.node.clone());
+                }
+                (ChangeKind::Zone, false) => {}
+                // A cancelled change leaves the ring and spares as they were.
+                (_, true) => {}
+            }
+        })
+        .await?;
+        if !switched {
+            return Err(MigrationError::Refused(format!(
+                "{} was replaced in the journal before it could switch the ring",
+                journal.describe()
+            )));
+        }
+        Ok(format!(
+            "{} files moved in {:.1} s",
+            status.files_done,
+            self.started.elapsed().as_secs_f64()
+        ))
     }
 
     /// Counts one key's copies in the progress; false when they failed.
@@ -398,26 +510,14 @@ impl Run<'_> {
     /// effort: a failed save only means more work after a crash.
     async fn save_progress(&mut self, arcs: Option<ArcsDone>) {
         self.last_shared = Instant::now();
-        let status = self.ctx.status.borrow().clone();
-        let progress = JournalProgress::of(&status);
-        let journal = self.journal;
-        let saved = self
-            .migrator
-            .cluster
-            .update(|current: &ClusterState| match &current.migration {
-                Some(j) if j.id == journal.id && j.cancelled == journal.cancelled => {
-                    let mut next = current.clone();
-                    if let Some(j) = next.migration.as_mut() {
-                        j.progress = Some(progress.clone());
-                        if arcs.is_some() {
-                            j.arcs = arcs;
-                        }
-                    }
-                    Ok::<_, ClusterError>(Some(next))
-                }
-                _ => Ok(None),
-            })
-            .await;
+        let progress = JournalProgress::of(&self.ctx.status.borrow());
+        let saved = journaled::save(&self.migrator.cluster, &self.journal, |stored| {
+            stored.progress = Some(progress.clone());
+            if arcs.is_some() {
+                stored.arcs = arcs;
+            }
+        })
+        .await;
         if let Err(e) = saved {
             tracing::warn!(error = %e, "could not save the change's progress in its journal");
         }
