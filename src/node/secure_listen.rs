@@ -29,6 +29,8 @@ use crate::trust::{Role, role_of};
 
 /// From accepting a connection to its first decrypted byte (the handshake included).
 const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// Encrypted bytes rustls may hold on a gRPC connection before the socket takes them.
+const GRPC_TLS_BUFFER_LIMIT: usize = 512 * 1024;
 /// The answer to a copy request from a certificate that is not a node's, before closing.
 pub const NOT_A_NODE: &[u8] = b"ERR 7 direct copies are for nodes of the cluster only\n";
 
@@ -154,10 +156,14 @@ async fn route(
     })
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake or request in time"))?;
-    let (tls, first) = sniffed?;
+    let (mut tls, first) = sniffed?;
     if first == FIRST_BYTE {
         serve_copy(tls, copy_slots, copy).await
     } else {
+        // A file read answers in chunks of up to 256 KiB: let rustls take one whole
+        // chunk (and its records' overhead) per write instead of stopping at its 64 KiB
+        // default, so it is encrypted in one pass and leaves in few writes.
+        tls.get_mut().1.set_buffer_limit(Some(GRPC_TLS_BUFFER_LIMIT));
         let _ = grpc
             .send(Ok(Sniffed {
                 first: Some(first),
