@@ -1,13 +1,14 @@
 //! Refusals as an operator meets them, with the binary as users run it: certificates of
-//! another cluster's CA refused as such (not as tampering), and the refused handshakes
-//! logged by the storage nodes.
+//! another cluster's CA refused as such (not as tampering), the admin CLI saying which
+//! certificate was refused and what to do, and the refused handshakes logged by the
+//! storage nodes and the admin service.
 
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -262,6 +263,115 @@ async fn another_clusters_certificates_are_refused_as_of_an_unknown_ca_and_logge
             "storage node refused a TLS handshake",
             "127.0.0.4:",
             "no certificate",
+        ])
+        .await;
+}
+
+fn admin(certs_dir: &Path, args: &[&str]) -> Output {
+    tritontube()
+        .arg("admin")
+        .arg("--certs-dir")
+        .arg(certs_dir)
+        .args(args)
+        .env_remove("TRITONTUBE_ADMIN_TOKEN")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// A storage node and a web node of the cluster, as processes; the web node's admin
+/// service answers the operator.
+struct Cluster {
+    _storage: Logged,
+    web: Logged,
+    admin: String,
+    _work: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(certs: &CertDirs) -> Cluster {
+        let work = tempfile::tempdir().unwrap();
+        let (storage, storage_address) = storage_process(certs, &work.path().join("store")).await;
+        let admin_address = format!("127.0.0.1:{}", support::web::free_port());
+        let mut web = Logged::spawn(
+            tritontube()
+                .args(["web", "--host", "127.0.0.1", "--port", "0"])
+                .arg("--certs-dir")
+                .arg(&certs.cluster)
+                .arg("--work-dir")
+                .arg(work.path().join("uploads"))
+                .arg("sqlite")
+                .arg(work.path().join("m.db"))
+                .arg("nw")
+                .arg(format!("{admin_address},{storage_address}")),
+        );
+        web.wait_listening(&admin_address).await;
+        // The admin service answers once the web node's control plane is up.
+        let start = Instant::now();
+        while !admin(&certs.cluster, &["list", &admin_address])
+            .status
+            .success()
+        {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the admin service never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Cluster {
+            _storage: storage,
+            web,
+            admin: admin_address,
+            _work: work,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_says_which_certificate_was_refused_and_the_service_logs_it() {
+    let certs = cert_dirs();
+    let cluster = Cluster::start(&certs).await;
+    let admin_address = cluster.admin.clone();
+
+    // The service refuses the other cluster's operator certificate: every command says
+    // so, and what to do, instead of "operation was canceled" or "transport error".
+    for args in [
+        &["list", &admin_address][..],
+        &["status", &admin_address][..],
+        &["delete", &admin_address, "kept"][..],
+        &["pause", &admin_address][..],
+    ] {
+        let refused = admin(&certs.mixed, args);
+        assert!(!refused.status.success(), "{args:?}: {refused:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "the admin service at {admin_address} refused this client's certificate"
+            )) && stderr.contains("UnknownCA")
+                && stderr.contains("tritontube cert create-client root"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The CLI with the other cluster's CA does not trust the service.
+    let untrusted = admin(&certs.foreign, &["list", &admin_address]);
+    assert!(!untrusted.status.success());
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the admin service at {admin_address} showed a certificate that is not signed by \
+             the CA in {}/ca.crt (UnknownIssuer)",
+            certs.foreign.display()
+        )),
+        "{stderr}"
+    );
+
+    // The admin service logged the refusal, naming the peer.
+    cluster
+        .web
+        .line_with(&[
+            "admin service refused a TLS handshake",
+            "127.0.0.1:",
+            "UnknownIssuer",
         ])
         .await;
 }

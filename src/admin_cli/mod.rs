@@ -129,13 +129,27 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
     let caller = Caller::from_args(&args)?;
     let address = args.command.admin().to_string();
     let result = run_command(args.command, &caller).await;
-    match result {
+    match (result, &caller.tls) {
         // Without certificates, a TLS admin service refuses the connection with a raw
         // HTTP/2 error: say what it wants instead.
-        Err(_) if caller.tls.is_none() && crate::trust::probe::speaks_tls(&address).await => Err(
+        (Err(_), None) if crate::trust::probe::speaks_tls(&address).await => Err(
             crate::trust::probe::wants_tls_error("admin service", &address),
         ),
-        result => result,
+        // A certificate refused at the handshake shows as "transport error" or "operation
+        // was canceled": say which side refused which certificate.
+        (Err(error), Some(tls)) => {
+            match crate::trust::handshake::check(&address, &tls.rustls_client()).await {
+                Some(refusal) => Err(anyhow::anyhow!(refusal.explain(
+                    "admin service",
+                    &address,
+                    tls.dir(),
+                    tls.cert_path(),
+                    &format!("tritontube cert create-client {}", args.user),
+                ))),
+                None => Err(error),
+            }
+        }
+        (result, _) => result,
     }
 }
 
