@@ -1,7 +1,7 @@
 //! Refusals as an operator meets them, with the binary as users run it: certificates of
 //! another cluster's CA refused as such (not as tampering), the admin CLI saying which
-//! certificate was refused and what to do, and the refused handshakes logged by the
-//! storage nodes and the admin service.
+//! certificate was refused and what to do, the refused handshakes logged by the storage
+//! nodes and the admin service, and the CLI ending quietly when its reader goes away.
 
 mod support;
 
@@ -374,4 +374,36 @@ async fn the_admin_cli_says_which_certificate_was_refused_and_the_service_logs_i
             "UnknownIssuer",
         ])
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_ends_quietly_when_its_reader_has_gone() {
+    let certs = cert_dirs();
+    let cluster = Cluster::start(&certs).await;
+    let admin_address = cluster.admin.clone();
+
+    for args in [
+        &["status", &admin_address][..],
+        &["list", &admin_address][..],
+    ] {
+        // stdout is a pipe whose reader is gone before anything is written, as for
+        // `tritontube admin status ADDR | head -0`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let cut = tritontube()
+            .arg("admin")
+            .arg("--certs-dir")
+            .arg(&certs.cluster)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&cut.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.trim().is_empty(), "{args:?}: {stderr}");
+        // As `cat` or `seq` end in such a pipeline: killed by SIGPIPE, 128 + 13.
+        assert_eq!(cut.status.code(), Some(141), "{args:?}: {cut:?}");
+    }
 }
