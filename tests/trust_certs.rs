@@ -121,6 +121,53 @@ fn cert_commands_refuse_without_a_ca_and_never_overwrite() {
     assert!(String::from_utf8_lossy(&no_dir.stderr).contains("--certs-dir"));
 }
 
+/// The subject of the certificate at `path`, as text.
+fn subject(path: &Path) -> String {
+    let der = der(path);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.subject().to_string()
+}
+
+#[test]
+fn every_ca_gets_a_subject_of_its_own_and_keeps_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second, named) = (
+        dir.path().join("first"),
+        dir.path().join("second"),
+        dir.path().join("named"),
+    );
+    assert!(cert(&first, &["create-ca"]).status.success());
+    assert!(cert(&second, &["create-ca"]).status.success());
+    let named_ca = cert(&named, &["create-ca", "--name", "prod-eu"]);
+    assert!(named_ca.status.success(), "{named_ca:?}");
+    let subjects: Vec<String> = [&first, &second, &named]
+        .iter()
+        .map(|certs| subject(&certs.join("ca.crt")))
+        .collect();
+    // Two clusters' CAs can be told apart by name, so TLS refuses a stranger's
+    // certificate as signed by an unknown CA, not as a bad signature.
+    assert_ne!(subjects[0], subjects[1]);
+    assert!(subjects[2].contains("prod-eu"), "{}", subjects[2]);
+    for (certs, subject) in [&first, &second, &named].into_iter().zip(&subjects) {
+        assert!(subject.contains("OU=tritontube-ca"), "{subject}");
+        assert_eq!(role_of(&der(&certs.join("ca.crt"))), Some(Role::Ca));
+        // A leaf names its CA's subject as its issuer and still carries its role.
+        assert!(cert(certs, &["create-client", "root"]).status.success());
+        let leaf_der = der(&certs.join("client.root.crt"));
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+        assert_eq!(&leaf.issuer().to_string(), subject);
+        assert_eq!(role_of(&leaf_der), Some(Role::Client));
+    }
+
+    let bad = cert(&dir.path().join("bad"), &["create-ca", "--name", "a/b"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("CA name"),
+        "{bad:?}"
+    );
+    assert!(!dir.path().join("bad").join("ca.crt").exists());
+}
+
 /// Waits for `address` to accept connections, or fails naming `what`.
 async fn wait_listening(address: &str, child: &mut std::process::Child, what: &str) {
     let start = std::time::Instant::now();

@@ -264,3 +264,88 @@ async fn an_upload_token_when_set_is_required_and_refusals_store_nothing() {
     stop.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// A DELETE without credentials: its status, `WWW-Authenticate` header and JSON error.
+async fn unauthenticated_delete(url: &str) -> (reqwest::StatusCode, Option<String>, String) {
+    let response = http_client()
+        .delete(format!("{url}/api/videos/kept"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    (
+        status,
+        challenge,
+        body["error"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delete_over_http_asks_for_the_token_and_never_for_a_certificate() {
+    // RFC 6750's challenge: a bearer token, the one credential an HTTP client can show.
+    const AUTH_CHALLENGE: &str = "Bearer realm=\"tritontube\"";
+    // A node with an admin token: the token is what an HTTP client can send.
+    let node = support::start_storage_node().await;
+    let web = support::web::start_web_ring(
+        &[&node],
+        WebOptions {
+            admin_token: Some("s3cret".into()),
+            ..WebOptions::default()
+        },
+    )
+    .await;
+    let (status, challenge, error) = unauthenticated_delete(&web.url).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some(AUTH_CHALLENGE));
+    assert!(error.contains("Authorization: Bearer"), "{error}");
+    assert!(!error.contains("certificate"), "{error}");
+
+    // A node with certificates and no token: nothing an HTTP client sends can work, and
+    // the answer says so instead of asking for a certificate the port cannot take.
+    let work = tempfile::tempdir().unwrap();
+    let certs_dir = work.path().join("certs");
+    tritontube::trust::certs::create_ca(&certs_dir).unwrap();
+    tritontube::trust::certs::create_node(&certs_dir, &["127.0.0.1".into()]).unwrap();
+    let meta = tritontube::meta::MetaStore::sqlite(&work.path().join("m.db"))
+        .await
+        .unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", http.local_addr().unwrap());
+    let config = tritontube::web::WebConfig {
+        work_dir: work.path().join("uploads"),
+        cluster_tls: Some(tritontube::trust::tls::ClusterTls::node(&certs_dir).unwrap()),
+        ..tritontube::web::WebConfig::default()
+    };
+    let content = tritontube::web::ContentSpec::Local(work.path().join("files"));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(async move {
+        tritontube::web::run(http, None, meta, content, config, stopped).await
+    });
+    let mut answered = false;
+    for _ in 0..100 {
+        if http_client()
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the web node never answered");
+    let (status, challenge, error) = unauthenticated_delete(&url).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge.as_deref(), Some(AUTH_CHALLENGE));
+    assert!(error.contains("no admin token"), "{error}");
+    assert!(!error.contains("certificate"), "{error}");
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -5,7 +5,10 @@
 //! - [`progress`]: a change followed live: a bar on a terminal, plain lines otherwise.
 //! - [`pace`]: `admin pace`, `admin pause` and `admin resume`.
 //! - [`repair`]: `admin repair` and the storage health of `admin status`.
+//! - [`output`]: stdout, with a closed pipe ending the CLI quietly.
 
+#[macro_use]
+pub mod output;
 pub mod pace;
 pub mod progress;
 pub mod repair;
@@ -129,13 +132,32 @@ pub async fn run_cli(args: AdminArgs) -> anyhow::Result<()> {
     let caller = Caller::from_args(&args)?;
     let address = args.command.admin().to_string();
     let result = run_command(args.command, &caller).await;
-    match result {
+    if let Err(error) = &result
+        && error.is::<output::StdoutClosed>()
+    {
+        std::process::exit(output::BROKEN_PIPE_STATUS);
+    }
+    match (result, &caller.tls) {
         // Without certificates, a TLS admin service refuses the connection with a raw
         // HTTP/2 error: say what it wants instead.
-        Err(_) if caller.tls.is_none() && crate::trust::probe::speaks_tls(&address).await => Err(
+        (Err(_), None) if crate::trust::probe::speaks_tls(&address).await => Err(
             crate::trust::probe::wants_tls_error("admin service", &address),
         ),
-        result => result,
+        // A certificate refused at the handshake shows as "transport error" or "operation
+        // was canceled": say which side refused which certificate.
+        (Err(error), Some(tls)) => {
+            match crate::trust::handshake::check(&address, &tls.rustls_client()).await {
+                Some(refusal) => Err(anyhow::anyhow!(refusal.explain(
+                    "admin service",
+                    &address,
+                    tls.dir(),
+                    tls.cert_path(),
+                    &format!("tritontube cert create-client {}", args.user),
+                ))),
+                None => Err(error),
+            }
+        }
+        (result, _) => result,
     }
 }
 
@@ -162,21 +184,21 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
     match command {
         AdminCommand::Add { admin, node, zone } => {
             let moved = change(&admin, caller, ChangeKind::Add, &node, zone.as_deref()).await?;
-            println!("Successfully added node: {node}");
-            println!("Number of files migrated: {moved}");
+            outln!("Successfully added node: {node}")?;
+            outln!("Number of files migrated: {moved}")?;
         }
         AdminCommand::Remove { admin, node } => {
             let moved = change(&admin, caller, ChangeKind::Remove, &node, None).await?;
-            println!("Successfully removed node: {node}");
-            println!("Number of files migrated: {moved}");
+            outln!("Successfully removed node: {node}")?;
+            outln!("Number of files migrated: {moved}")?;
         }
         AdminCommand::Zone { admin, node, zone } => {
             let moved = change(&admin, caller, ChangeKind::Zone, &node, zone.as_deref()).await?;
             match &zone {
-                Some(zone) => println!("Node {node} is now in zone {zone}"),
-                None => println!("Node {node} is now in no zone"),
+                Some(zone) => outln!("Node {node} is now in zone {zone}")?,
+                None => outln!("Node {node} is now in no zone")?,
             }
-            println!("Number of files migrated: {moved}");
+            outln!("Number of files migrated: {moved}")?;
         }
         AdminCommand::List { admin } => {
             let mut client = caller.connect(&admin)?;
@@ -187,9 +209,9 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!("Nodes in cluster:");
+            outln!("Nodes in cluster:")?;
             for node in reply.nodes {
-                println!("{node}");
+                outln!("{node}")?;
             }
         }
         AdminCommand::Status { admin } => {
@@ -199,20 +221,20 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            print!("{}", progress::status_report(&reply));
+            out!("{}", progress::status_report(&reply))?;
             let health = client
                 .cluster_health(ClusterHealthRequest {})
                 .await
                 .map_err(describe)?
                 .into_inner();
-            print!("{}", repair::health_report(&health));
+            out!("{}", repair::health_report(&health))?;
             let status = client
                 .cluster_status(crate::admin::wire::ClusterStatusRequest {})
                 .await
                 .map_err(describe)?
                 .into_inner();
             if let Some(pace) = &status.pace {
-                println!("{}", pace::describe_pace(pace));
+                outln!("{}", pace::describe_pace(pace))?;
             }
         }
         AdminCommand::Pace { admin, mbps } => {
@@ -231,8 +253,8 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!("Successfully deleted video: {id}");
-            println!("Number of files deleted: {}", reply.deleted_files);
+            outln!("Successfully deleted video: {id}")?;
+            outln!("Number of files deleted: {}", reply.deleted_files)?;
         }
         AdminCommand::Repair {
             admin,
@@ -249,10 +271,10 @@ async fn run_command(command: AdminCommand, caller: &Caller) -> anyhow::Result<(
                 .await
                 .map_err(describe)?
                 .into_inner();
-            println!(
+            outln!(
                 "{}: every file goes back where it was; follow it with `tritontube admin status {admin}`",
                 reply.description
-            );
+            )?;
         }
     }
     Ok(())

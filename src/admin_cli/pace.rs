@@ -20,7 +20,7 @@ pub async fn run(client: &mut AdminClient, change: PaceChange) -> anyhow::Result
     }
     .map_err(describe)?
     .into_inner();
-    println!("{}", describe_pace(&reply));
+    outln!("{}", describe_pace(&reply))?;
     Ok(())
 }
 

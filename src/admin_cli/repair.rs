@@ -33,9 +33,9 @@ pub async fn run(
         .into_inner()
         .plan
         .unwrap_or_default();
-    print!("{}", plan_report(&plan));
+    out!("{}", plan_report(&plan))?;
     if dry_run {
-        println!("Dry run: nothing was changed.");
+        outln!("Dry run: nothing was changed.")?;
         return Ok(());
     }
     let mut interrupted = super::interrupt_listener()?;
@@ -60,7 +60,7 @@ pub async fn run(
         }
     };
     if last.state == "done" {
-        println!("Repair finished: {}", last.outcome);
+        outln!("Repair finished: {}", last.outcome)?;
         Ok(())
     } else {
         Err(anyhow::anyhow!(

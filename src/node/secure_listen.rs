@@ -5,9 +5,10 @@
 //! serves only node certificates.
 //!
 //! Each handshake runs on its own task with a deadline, so a slow or silent client holds
-//! up no one else.
+//! up no one else. Refused handshakes are logged, rate-limited per peer.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,6 +26,7 @@ use tonic::transport::server::Connected;
 use super::copy_stream::CopyStream;
 use super::server::CopyServer;
 use super::transfer::{BUSY, FIRST_BYTE, HELLO, MAX_CONNECTIONS};
+use crate::trust::refusals::RefusalLog;
 use crate::trust::{Role, role_of};
 
 /// From accepting a connection to its first decrypted byte (the handshake included).
@@ -108,6 +110,7 @@ pub fn incoming(
     let (grpc, incoming) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let copy_slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(RefusalLog::new("storage node"));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -119,6 +122,8 @@ pub fn incoming(
                     let _ = stream.set_nodelay(true);
                     let route = route(
                         stream,
+                        peer,
+                        Arc::clone(&refusals),
                         acceptor.clone(),
                         grpc.clone(),
                         Arc::clone(&copy_slots),
@@ -144,13 +149,17 @@ pub fn incoming(
 /// Completes the handshake, reads the first decrypted byte and hands the connection on.
 async fn route(
     stream: TcpStream,
+    peer: SocketAddr,
+    refusals: Arc<RefusalLog>,
     acceptor: TlsAcceptor,
     grpc: mpsc::Sender<io::Result<Sniffed>>,
     copy_slots: Arc<Semaphore>,
     copy: CopyServer,
 ) -> io::Result<()> {
     let sniffed = tokio::time::timeout(SNIFF_TIMEOUT, async {
-        let mut tls = acceptor.accept(stream).await?;
+        let mut tls = acceptor.accept(stream).await.inspect_err(|e| {
+            refusals.handshake_failed(peer, e);
+        })?;
         let first = tls.read_u8().await?;
         io::Result::Ok((tls, first))
     })

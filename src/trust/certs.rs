@@ -11,6 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
+use sha2::{Digest, Sha256};
 
 use super::Role;
 
@@ -59,11 +60,37 @@ pub fn client_key_file(name: &str) -> String {
     format!("client.{name}.key")
 }
 
+/// Longest `--name` of a CA: the common name must stay within X.509's 64 characters.
+const MAX_CA_NAME: usize = 32;
+
 /// Makes the cluster CA: `ca.crt` and `ca.key` in `dir`.
 pub fn create_ca(dir: &Path) -> Result<Created, CertError> {
+    create_named_ca(dir, None)
+}
+
+/// As [`create_ca`], with `label` (the operator's name for the cluster) in the CA's
+/// common name. Every CA's common name also ends in an id of its own key, so that a
+/// certificate of another cluster's CA is refused as signed by an unknown CA (TLS
+/// matches an issuer by name first) rather than as a bad signature, which reads like
+/// tampering.
+pub fn create_named_ca(dir: &Path, label: Option<&str>) -> Result<Created, CertError> {
+    if let Some(label) = label {
+        let valid = !label.trim().is_empty()
+            && label.len() <= MAX_CA_NAME
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '));
+        if !valid {
+            return Err(CertError::BadName(format!(
+                "CA name {label:?}: use up to {MAX_CA_NAME} letters, digits, spaces, '-', '_' \
+                 or '.'"
+            )));
+        }
+    }
     let created = planned(dir, CA_CERT, CA_KEY)?;
+    let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name = name("Tritontube CA", Role::Ca);
+    params.distinguished_name = name(&ca_common_name(label, &key), Role::Ca);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -71,7 +98,6 @@ pub fn create_ca(dir: &Path) -> Result<Created, CertError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     set_validity(&mut params, CA_YEARS);
-    let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     write_pair(&created, &cert.pem(), &key.serialize_pem())?;
     Ok(created)
@@ -116,6 +142,16 @@ pub fn create_client(dir: &Path, user: &str) -> Result<Created, CertError> {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     sign_and_write(dir, params, &created)?;
     Ok(created)
+}
+
+/// `Tritontube CA [LABEL] ID`, ID the first 8 hex digits of the SHA-256 of the CA's public
+/// key: distinct for every CA, and the same however often the certificate is read.
+fn ca_common_name(label: Option<&str>, key: &KeyPair) -> String {
+    let id = hex::encode(&Sha256::digest(key.public_key_raw())[..4]);
+    match label {
+        Some(label) => format!("Tritontube CA {} {id}", label.trim()),
+        None => format!("Tritontube CA {id}"),
+    }
 }
 
 fn name(common_name: &str, role: Role) -> DistinguishedName {

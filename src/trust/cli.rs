@@ -16,7 +16,12 @@ pub struct CertArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum CertCommand {
     /// Make the cluster CA (ca.crt, ca.key). Keep ca.key off the servers once done.
-    CreateCa,
+    CreateCa {
+        /// A name for the cluster, shown in the CA's subject beside an id of its key
+        /// (every CA's subject differs even without it).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Make this host's certificate (node.crt, node.key) for every name and IP it is reached by.
     CreateNode {
         #[arg(required = true)]
@@ -31,7 +36,7 @@ pub async fn run_cli(args: CertArgs) -> anyhow::Result<()> {
         anyhow::bail!("pass --certs-dir DIR (or set TRITONTUBE_CERTS_DIR)");
     };
     let created: Created = match &args.command {
-        CertCommand::CreateCa => certs::create_ca(&dir)?,
+        CertCommand::CreateCa { name } => certs::create_named_ca(&dir, name.as_deref())?,
         CertCommand::CreateNode { hosts } => certs::create_node(&dir, hosts)?,
         CertCommand::CreateClient { name } => certs::create_client(&dir, name)?,
     };

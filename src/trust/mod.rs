@@ -6,12 +6,18 @@
 //! - [`tls`]: mutual TLS on the internal links and the role checks.
 //! - [`listen`]: secure by default off loopback.
 //! - [`probe`]: whether a service speaks TLS, for a clear error when a client lacks it.
+//! - [`handshake`]: why a TLS handshake with a service failed, for a clear error.
+//! - [`refusals`]: the rate-limited log of the handshakes a listener refused.
+//! - [`accept`]: a TLS listener for gRPC that logs the handshakes it refuses.
 
+pub mod accept;
 pub mod certs;
 pub mod cli;
 pub mod credential;
+pub mod handshake;
 pub mod listen;
 pub mod probe;
+pub mod refusals;
 pub mod tls;
 
 /// What a certificate's holder is to the cluster, written in its subject's OU.

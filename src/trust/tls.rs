@@ -23,6 +23,8 @@ pub struct ClusterTls {
     ca: Certificate,
     identity: Identity,
     dir: PathBuf,
+    /// The file of the certificate this host shows.
+    cert: PathBuf,
     /// The same identity and CA as rustls settings, for a listener that terminates TLS
     /// itself (a storage node's port, which also serves direct copies) and for the
     /// direct-copy puller.
@@ -70,6 +72,7 @@ impl ClusterTls {
             ca: Certificate::from_pem(ca_pem),
             identity: Identity::from_pem(cert_pem, key_pem),
             dir: dir.to_path_buf(),
+            cert: dir.join(cert),
             serving,
             calling,
         })
@@ -77,6 +80,11 @@ impl ClusterTls {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The certificate file this host shows (`node.crt` or `client.NAME.crt`).
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
     }
 
     /// Serving: this host's certificate; every client must show one from the cluster CA.

@@ -16,6 +16,7 @@ use super::serve::forget_video;
 use crate::library::videos::{self, DeleteError, content_version};
 use crate::meta::{Cursor, Rendition, Video, VideoStatus};
 use crate::node::keys;
+use crate::trust::credential::{Refusal, TOKEN_HEADER};
 
 /// Videos per page when the client names no limit, and the most it may ask for.
 pub const DEFAULT_LIMIT: usize = 24;
@@ -39,7 +40,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.0.logged_status();
         let error = self.0.to_string();
-        (status, Json(ErrorBody { error })).into_response()
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        super::routes::challenge_if_unauthorized(&mut response);
+        response
     }
 }
 
@@ -221,13 +224,31 @@ pub fn check_upload_token(state: &SharedState, headers: &HeaderMap) -> Result<()
     ))
 }
 
-/// Deleting needs the operator's credential; the viewers' listener is plain HTTP, so
-/// only the token can be shown on it.
+/// Deleting needs the operator's credential; the viewers' listener takes no client
+/// certificate (plain HTTP, or HTTPS for browsers), so only the token can be shown on it,
+/// and a refusal names only the token.
 pub(super) fn check_token(state: &SharedState, headers: &HeaderMap) -> Result<(), WebError> {
     state
         .credential
         .check(given_token(headers), None)
-        .map_err(|refusal| WebError::Unauthorized(refusal.to_string()))
+        .map_err(|refusal| {
+            WebError::Unauthorized(http_refusal(&refusal, state.credential.token_is_set()))
+        })
+}
+
+/// A refusal worded for an HTTP client: what to send, or that nothing can be sent.
+fn http_refusal(refusal: &Refusal, token_is_set: bool) -> String {
+    match refusal {
+        Refusal::WrongToken => refusal.to_string(),
+        Refusal::NoCredential if token_is_set => format!(
+            "this needs the admin token: send it as `Authorization: Bearer TOKEN` (or in an \
+             {TOKEN_HEADER} header)"
+        ),
+        Refusal::NoCredential => "this web node has no admin token (--admin-token), so it \
+             takes no changes over HTTP: start it with --admin-token and send that token as \
+             `Authorization: Bearer TOKEN`"
+            .to_string(),
+    }
 }
 
 #[derive(Serialize)]

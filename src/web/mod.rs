@@ -469,14 +469,26 @@ pub async fn run(
     match admin_server {
         None => http_server.await?,
         Some((listener, server)) => {
-            let mut builder = tonic::transport::Server::builder();
-            if let Some(tls) = &cluster_tls {
-                builder = builder.tls_config(tls.server_config())?;
-            }
-            let admin_future = builder.add_service(server).serve_with_incoming_shutdown(
-                crate::node::server::no_delay_incoming(listener),
-                shutdown.clone().cancelled_owned(),
-            );
+            let router = tonic::transport::Server::builder().add_service(server);
+            let stop = shutdown.clone().cancelled_owned();
+            let admin_future: std::pin::Pin<
+                Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+            > = match &cluster_tls {
+                // The handshake is done here rather than by tonic, so that the handshakes
+                // it refuses are logged.
+                Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                    crate::trust::accept::tls_incoming(
+                        listener,
+                        tls.rustls_server(),
+                        "admin service",
+                    ),
+                    stop,
+                )),
+                None => Box::pin(router.serve_with_incoming_shutdown(
+                    crate::node::server::no_delay_incoming(listener),
+                    stop,
+                )),
+            };
             let (http_result, admin_result) = tokio::join!(http_server, admin_future);
             http_result?;
             admin_result?;

@@ -196,7 +196,22 @@ impl IntoResponse for WebError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        challenge_if_unauthorized(&mut response);
         response
+    }
+}
+
+/// What a 401 asks for (RFC 9110 §11.6.1): the admin or upload token as a bearer token
+/// (RFC 6750), the one credential an HTTP client can show here.
+pub const AUTH_CHALLENGE: &str = "Bearer realm=\"tritontube\"";
+
+/// Adds the `WWW-Authenticate` challenge every 401 must carry.
+pub fn challenge_if_unauthorized(response: &mut Response) {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(AUTH_CHALLENGE),
+        );
     }
 }
 
