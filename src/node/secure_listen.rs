@@ -172,7 +172,9 @@ async fn route(
         // A file read answers in chunks of up to 256 KiB: let rustls take one whole
         // chunk (and its records' overhead) per write instead of stopping at its 64 KiB
         // default, so it is encrypted in one pass and leaves in few writes.
-        tls.get_mut().1.set_buffer_limit(Some(GRPC_TLS_BUFFER_LIMIT));
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(GRPC_TLS_BUFFER_LIMIT));
         let _ = grpc
             .send(Ok(Sniffed {
                 first: Some(first),
