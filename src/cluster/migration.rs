@@ -27,7 +27,7 @@ use super::state::{ChangeKind, ClusterState, Journal, RepairJournal};
 use crate::background::{Runner, WorkerHandle, WorkerKind, WorkerState, WorkerStatus};
 use crate::ring::{Ring, check_zone_name};
 pub use progress::{ArcProgress, ChangeProgress};
-use run::{ArcTally, ChangeWorker};
+use run::ChangeWorker;
 
 /// Files copied at once. Each copy waits on its fsync, so more of them in flight keep
 /// the disk and the CPUs busy: 32 moved 10–15 % more files per second than 16.
@@ -501,7 +501,7 @@ fn removal_target(ring: &Ring, node: &str) -> Result<Ring, MigrationError> {
 fn to_progress(
     journal: &Journal,
     status: &WorkerStatus,
-    arcs: &ArcTally,
+    arcs: &ArcProgress,
     finished: bool,
 ) -> ChangeProgress {
     ChangeProgress {
@@ -519,21 +519,14 @@ fn to_progress(
         finished,
         started_at: journal.started_at,
         events: status.events.iter().cloned().collect(),
-        arcs: ArcProgress {
-            total: arcs.total,
-            done: arcs.done,
-            now: arcs.now,
-            first: arcs.first,
-            keys_max: arcs.keys_max,
-            keys_listed: arcs.keys_listed,
-        },
+        arcs: *arcs,
     }
 }
 
 /// A change another web node runs, from the progress it saved in the journal.
 fn remote_progress(journal: &Journal) -> ChangeProgress {
     let p = journal.progress.clone().unwrap_or_default();
-    let arcs = ArcTally::of_journal(journal.arcs);
+    let arcs = ArcProgress::of_journal(journal.arcs);
     ChangeProgress {
         id: journal.id.clone(),
         kind: journal.kind,
@@ -553,13 +546,7 @@ fn remote_progress(journal: &Journal) -> ChangeProgress {
             journal.describe(),
             journal.runner
         )],
-        arcs: ArcProgress {
-            total: arcs.total,
-            done: arcs.done,
-            now: arcs.now,
-            first: arcs.first,
-            ..ArcProgress::default()
-        },
+        arcs,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::super::state::ChangeKind;
+use super::super::state::{ArcsDone, ChangeKind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChangeProgress {
@@ -30,13 +30,28 @@ pub struct ChangeProgress {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArcProgress {
     pub total: u64,
+    /// Arcs done, as the journal records them (a prefix in ring order).
     pub done: u64,
-    /// The arc being worked (0-based).
+    /// The arc being worked on, counted from 1 (0 before the first).
     pub now: u64,
-    /// The arc this run started at (a resumed change starts past 0).
+    /// The arc this run started at, counted from 0 (a resumed change starts past 0).
     pub first: u64,
     /// The most keys one arc's inventory held.
     pub keys_max: u64,
     /// Keys listed from the nodes so far.
     pub keys_listed: u64,
+}
+
+impl ArcProgress {
+    /// As another web node's journal records it.
+    pub fn of_journal(arcs: Option<ArcsDone>) -> Self {
+        let arcs = arcs.unwrap_or_default();
+        ArcProgress {
+            total: arcs.count,
+            done: arcs.done,
+            now: (arcs.done + 1).min(arcs.count),
+            first: arcs.done,
+            ..ArcProgress::default()
+        }
+    }
 }

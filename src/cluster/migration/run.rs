@@ -15,8 +15,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{
-    DELETE_BATCH, DELETES_IN_FLIGHT, MigrationError, Migrator, Plan, SHARE_PROGRESS_EVERY,
-    SHOW_PACE_EVERY, to_progress,
+    ArcProgress, DELETE_BATCH, DELETES_IN_FLIGHT, MigrationError, Migrator, Plan,
+    SHARE_PROGRESS_EVERY, SHOW_PACE_EVERY, to_progress,
 };
 use crate::background::{Step, Worker, WorkerContext};
 use crate::cluster::arcs::work_arcs;
@@ -27,36 +27,6 @@ use crate::cluster::membership::Cluster;
 use crate::cluster::state::{ArcsDone, ChangeKind, Journal, JournalProgress};
 use crate::node::client::ClientError;
 use crate::ring::{KeyRange, Ring};
-
-/// Where a run stands among the arcs, for the progress it publishes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct ArcTally {
-    pub total: u64,
-    /// Arcs done, as the journal records them (a prefix in ring order).
-    pub done: u64,
-    /// The arc being worked on, counted from 1 (0 before the first).
-    pub now: u64,
-    /// The arc this run started at, counted from 0.
-    pub first: u64,
-    /// The most keys one arc's inventory held.
-    pub keys_max: u64,
-    /// Keys listed, all arcs together.
-    pub keys_listed: u64,
-}
-
-impl ArcTally {
-    /// As another web node's journal records it.
-    pub fn of_journal(arcs: Option<ArcsDone>) -> Self {
-        let arcs = arcs.unwrap_or_default();
-        ArcTally {
-            total: arcs.count,
-            done: arcs.done,
-            now: (arcs.done + 1).min(arcs.count),
-            first: arcs.done,
-            ..ArcTally::default()
-        }
-    }
-}
 
 /// How many arcs work over the keys of `nodes` takes: their file counts summed (an upper
 /// bound on the keys) over the operator's bound per arc. A node in `may_skip` that does
@@ -121,7 +91,7 @@ pub(super) struct ChangeWorker {
     ctx: WorkerContext,
     started: Instant,
     last_shared: Instant,
-    arcs: ArcTally,
+    arcs: ArcProgress,
     phase: Phase,
     /// Every node that may hold a key: the current ring's and the target's.
     nodes: Arc<BTreeSet<String>>,
@@ -181,7 +151,7 @@ impl ChangeWorker {
             ctx,
             started: Instant::now(),
             last_shared: Instant::now(),
-            arcs: ArcTally::default(),
+            arcs: ArcProgress::default(),
             phase: Phase::Begin,
             nodes: Arc::new(nodes),
             may_skip,
@@ -267,11 +237,11 @@ impl ChangeWorker {
         self.arc_list = KeyRange::split_whole(arcs_done.count);
         let total = self.arc_list.len() as u64;
         let first = arcs_done.done.min(total);
-        self.arcs = ArcTally {
+        self.arcs = ArcProgress {
             total,
             done: first,
             first,
-            ..ArcTally::default()
+            ..ArcProgress::default()
         };
         self.event(if first > 0 {
             format!(
@@ -530,15 +500,15 @@ mod tests {
 
     #[test]
     fn another_web_nodes_change_shows_the_arc_after_those_done() {
-        let tally = ArcTally::of_journal(Some(ArcsDone { count: 20, done: 6 }));
+        let tally = ArcProgress::of_journal(Some(ArcsDone { count: 20, done: 6 }));
         assert_eq!((tally.total, tally.done, tally.now), (20, 6, 7));
-        let finished = ArcTally::of_journal(Some(ArcsDone {
+        let finished = ArcProgress::of_journal(Some(ArcsDone {
             count: 20,
             done: 20,
         }));
         assert_eq!(finished.now, 20);
         // A journal from before arcs: nothing to show.
-        assert_eq!(ArcTally::of_journal(None).total, 0);
+        assert_eq!(ArcProgress::of_journal(None).total, 0);
     }
 
     #[test]
